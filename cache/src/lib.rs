@@ -1,0 +1,16 @@
+//! Content-addressed cache: artifact trees stored by the blake3 digest of their contents, and an
+//! action cache mapping stage keys to output digests.
+//!
+//! Layout under the cache root:
+//! - `store/<digest>/`      committed artifact trees (files read-only)
+//! - `ac/<xx>/<key>.json`   action entries, written last by atomic rename
+//! - `records/<scope>/<name>.json` latest entry per named stage (used to explain reruns)
+//! - `locks/<key>.lock`     per-key kernel locks so concurrent processes compute a key once
+//! - `tmp/<id>/`            staging directories, each held by a kernel lock while in use
+//! - `LOCK`                 shared by runs, exclusive for garbage collection
+
+mod digest;
+mod store;
+
+pub use digest::{hash_file, hash_path, Digest, DigestParseError};
+pub use store::{canonical_json, key_of, ActionEntry, Cache, CacheError, GcReport, KeyLock, Problem, Staging, VerifyReport};
