@@ -1,0 +1,14 @@
+//! The secvec engine: manifests and overlays, the stage DAG, planning with content-addressed
+//! keys, and the executor that runs stale stages and commits their outputs to the cache.
+
+pub mod error;
+pub mod exec;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod schema;
+pub mod source;
+pub mod stage;
+
+pub use error::{Location, ManifestError};
+pub use stage::{InputArtifact, InputSlot, Registry, Resources, Stage, StageContext, FILES};

@@ -1,0 +1,304 @@
+//! The manifest a user writes: typed model, overlays and `--set` overrides.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use crate::error::{Location, ManifestError};
+use crate::source::{join, read_yaml, LineIndex};
+
+/// A secvec manifest: named stages forming a DAG through their inputs.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Names the run; outputs appear under `out/<name>/<stage>/`. Give ablation overlays their
+    /// own name so their outputs sit beside the base run's.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Values every stage whose params have a field of the same name takes unless it sets its own.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Stages by name. A name may hold letters, digits, `_` and `-`.
+    pub stages: IndexMap<String, StageSpec>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// `f32`, `bf16` or `f16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// The stage kind (`secvec kinds` lists them).
+    pub kind: String,
+    /// Parameters, typed per kind.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub params: Value,
+    /// Input slots of the kind, each bound to other stages (`stage`, or `stage[*]` to gather all
+    /// variants of a matrix stage) or to files on disk (`{path: ...}`).
+    #[serde(default)]
+    pub inputs: IndexMap<String, InputBinding>,
+    /// Runs the stage once per combination of these param values (keys are param paths).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Vec<serde_json::Value>>")]
+    pub matrix: IndexMap<String, Vec<Value>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InputBinding {
+    One(InputItem),
+    Many(Vec<InputItem>),
+}
+
+impl InputBinding {
+    pub fn items(&self) -> Vec<&InputItem> {
+        match self {
+            InputBinding::One(i) => vec![i],
+            InputBinding::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InputItem {
+    /// Another stage's output: `name`, or `name[*]` for every variant of a matrix stage.
+    Stage(String),
+    /// A file or directory, relative to the manifest; `${SECVEC_DATA}` expands to the shared
+    /// datasets (`$SECVEC_DATA`, else `../shared/data`).
+    Path { path: String },
+}
+
+/// A manifest with overlays and overrides applied, and where each of its values was written.
+#[derive(Debug)]
+pub struct LoadedManifest {
+    pub manifest: Manifest,
+    pub file: PathBuf,
+    pub lines: LineIndex,
+}
+
+impl LoadedManifest {
+    pub fn location(&self, path: &str) -> Option<Location> {
+        self.lines.find(path)
+    }
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Reads a manifest, deep-merges each overlay onto it in order, then applies `--set` overrides.
+pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<LoadedManifest, ManifestError> {
+    let doc = read_yaml(file)?;
+    let mut value = doc.value;
+    let mut lines = doc.lines;
+    for overlay in overlays {
+        if !overlay.is_file() {
+            return Err(ManifestError::new(
+                Some(Location::Arg(format!("-o {}", overlay.display()))),
+                "overlay file not found; give the path of a YAML overlay",
+            ));
+        }
+        let doc = read_yaml(overlay)?;
+        if !doc.value.is_mapping() {
+            return Err(ManifestError::new(
+                doc.lines.find(""),
+                format!("overlay {} must be a mapping of manifest keys", overlay.display()),
+            ));
+        }
+        merge_patch(&mut value, doc.value);
+        lines.overlay(doc.lines);
+    }
+    for set in sets {
+        apply_set(&mut value, set)?;
+        let (path, _) = set.split_once('=').expect("apply_set checked the form");
+        lines.insert(path.to_string(), Location::Arg(format!("--set {set}")));
+    }
+    let manifest: Manifest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ManifestError::new(lines.find(&path), field_message(&path, &e.into_inner().to_string()))
+    })?;
+    validate_names(&manifest, &lines)?;
+    Ok(LoadedManifest { manifest, file: file.to_path_buf(), lines })
+}
+
+pub(crate) fn field_message(path: &str, err: &str) -> String {
+    let err = err.split(" at line ").next().unwrap_or(err);
+    let err = if err.contains("did not match any variant of untagged enum InputBinding") {
+        "an input must be a stage name, `stage[*]`, `{path: ...}`, or a list of those".to_string()
+    } else {
+        err.to_string()
+    };
+    if path.is_empty() {
+        err
+    } else {
+        format!("`{path}`: {err}")
+    }
+}
+
+fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> {
+    let ok = |s: &str, extra: &[char]| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+    };
+    if !ok(&m.name, &['.']) {
+        return Err(ManifestError::new(
+            lines.find("name"),
+            format!("manifest name `{}` may hold only letters, digits, `.`, `_` and `-`", m.name),
+        ));
+    }
+    for name in m.stages.keys() {
+        if !ok(name, &[]) {
+            return Err(ManifestError::new(
+                lines.find(&join("stages", name)),
+                format!("stage name `{name}` may hold only letters, digits, `_` and `-`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// JSON-merge-patch semantics (RFC 7396) on YAML: mappings merge key by key, `null` deletes a
+/// key, anything else replaces.
+pub fn merge_patch(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Mapping(b), Value::Mapping(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    b.remove(&k);
+                } else if let Some(existing) = b.get_mut(&k) {
+                    merge_patch(existing, v);
+                } else {
+                    let mut fresh = Value::Mapping(Mapping::new());
+                    merge_patch(&mut fresh, v);
+                    b.insert(k, fresh);
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+/// Applies one `--set dotted.path=value` override; the value is read as YAML (`null` deletes).
+pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
+    let here = || Some(Location::Arg(format!("--set {set}")));
+    let (path, raw) = set
+        .split_once('=')
+        .ok_or_else(|| ManifestError::new(here(), "expected KEY=VALUE, e.g. stages.train.params.lr=0.0002"))?;
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ManifestError::new(here(), format!("`{path}` is not a dotted key path")));
+    }
+    if parts[0] == "stages" {
+        let known = root.get("stages").and_then(|s| s.as_mapping());
+        match parts.get(1) {
+            None => return Err(ManifestError::new(here(), "name a stage: stages.NAME.params.KEY=VALUE")),
+            Some(stage) if known.map(|m| !m.contains_key(*stage)).unwrap_or(true) => {
+                let names: Vec<&str> = known
+                    .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
+                    .unwrap_or_default();
+                return Err(ManifestError::new(
+                    here(),
+                    format!("no stage `{stage}` in the manifest{}", crate::error::did_you_mean(stage, names)),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let value: Value = serde_yaml::from_str(raw)
+        .map_err(|e| ManifestError::new(here(), format!("value `{raw}` is not valid YAML: {e}")))?;
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        node = match node {
+            Value::Mapping(map) => {
+                let key = Value::String(part.to_string());
+                if last {
+                    if value.is_null() {
+                        map.remove(&key);
+                    } else {
+                        map.insert(key, value);
+                    }
+                    return Ok(());
+                }
+                map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()))
+            }
+            Value::Sequence(seq) => {
+                let idx: usize = part.parse().ok().filter(|i| *i < seq.len()).ok_or_else(|| {
+                    ManifestError::new(here(), format!("`{part}` is not an index of the list at that point of `{path}`"))
+                })?;
+                if last {
+                    seq[idx] = value;
+                    return Ok(());
+                }
+                &mut seq[idx]
+            }
+            _ => {
+                return Err(ManifestError::new(
+                    here(),
+                    format!("`{}` is a scalar; cannot set a key inside it", parts[..i].join(".")),
+                ))
+            }
+        };
+    }
+    unreachable!("the loop returns at the last part")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn y(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn merge_patch_merges_replaces_and_deletes() {
+        let mut base = y("a: {b: 1, c: [1, 2], d: x}\ne: 3");
+        merge_patch(&mut base, y("a: {b: 2, c: [9], d: null}\nf: {g: 1}"));
+        assert_eq!(base, y("a: {b: 2, c: [9]}\ne: 3\nf: {g: 1}"));
+    }
+
+    #[test]
+    fn set_overrides_and_creates_nested_keys() {
+        let mut m = y("stages: {t: {kind: k, params: {lr: 1}}}");
+        apply_set(&mut m, "stages.t.params.lr=0.5").unwrap();
+        apply_set(&mut m, "stages.t.params.lora.r=8").unwrap();
+        apply_set(&mut m, "stages.t.params.tags=[a, b]").unwrap();
+        assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, lora: {r: 8}, tags: [a, b]}}}"));
+        apply_set(&mut m, "stages.t.params.lora=null").unwrap();
+        assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, tags: [a, b]}}}"));
+    }
+
+    #[test]
+    fn bad_sets_are_rejected_with_a_reason() {
+        let mut m = y("stages: {t: {kind: k, params: {lr: 1}}}");
+        for (set, want) in [
+            ("stages.t.params.lr", "KEY=VALUE"),
+            ("stages..x=1", "dotted"),
+            ("stages.u.params.x=1", "no stage `u`"),
+            ("stages.t.params.lr.x=1", "scalar"),
+        ] {
+            let err = apply_set(&mut m, set).unwrap_err().to_string();
+            assert!(err.contains(want), "{set}: {err}");
+        }
+    }
+}

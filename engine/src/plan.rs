@@ -1,0 +1,461 @@
+//! From a loaded manifest to concrete stages: kinds, inputs, matrix expansion, typed params, and
+//! the checks that make a manifest runnable (dangling inputs, cycles, type mismatches).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use petgraph::graph::DiGraph;
+use secvec_cache::{hash_path, Digest};
+use serde_json::{json, Value};
+
+use crate::error::{did_you_mean, Location, ManifestError};
+use crate::manifest::{field_message, InputItem, LoadedManifest, StageSpec};
+use crate::source::join;
+use crate::stage::{DynStage, InputSlot, Registry, Resources, FILES};
+
+/// Where one input artifact comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The output of another node (by index into [`Plan::nodes`]).
+    Node(usize),
+    /// A file or directory on disk, hashed when the plan was made.
+    Path { path: PathBuf, digest: Digest },
+}
+
+/// One concrete stage: a manifest stage, or one variant of a matrix stage.
+pub struct Node {
+    /// `stage`, or `stage@key=value,...` for a matrix variant.
+    pub name: String,
+    /// The manifest stage it came from.
+    pub base: String,
+    pub kind: Arc<dyn DynStage>,
+    pub params: Value,
+    pub labels: IndexMap<String, String>,
+    pub inputs: Vec<(String, Vec<Source>)>,
+    pub resources: Resources,
+    pub location: Option<Location>,
+}
+
+impl Node {
+    pub fn upstream(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inputs.iter().flat_map(|(_, s)| s).filter_map(|s| match s {
+            Source::Node(i) => Some(*i),
+            Source::Path { .. } => None,
+        })
+    }
+}
+
+/// Concrete stages in an order where every node comes after its inputs.
+pub struct Plan {
+    pub manifest_name: String,
+    pub nodes: Vec<Node>,
+}
+
+impl Plan {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Nodes matching a selector: an exact node name, or a manifest stage name (all its variants).
+    pub fn select(&self, selector: &str) -> Result<Vec<usize>, ManifestError> {
+        let hits: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].name == selector || self.nodes[i].base == selector)
+            .collect();
+        if hits.is_empty() {
+            let names = self.nodes.iter().map(|n| n.name.as_str());
+            return Err(ManifestError::new(
+                Some(Location::Arg(selector.to_string())),
+                format!("no stage `{selector}` in this manifest{}", did_you_mean(selector, names)),
+            ));
+        }
+        Ok(hits)
+    }
+
+    /// The cache-key pre-image of a node, given the content digests of its inputs.
+    pub fn preimage(&self, i: usize, output_of: &dyn Fn(usize) -> Digest) -> Value {
+        let node = &self.nodes[i];
+        let inputs: serde_json::Map<String, Value> = node
+            .inputs
+            .iter()
+            .map(|(slot, sources)| {
+                let items: Vec<Value> = sources
+                    .iter()
+                    .map(|s| match s {
+                        Source::Node(u) => json!({"digest": output_of(*u), "labels": self.nodes[*u].labels}),
+                        Source::Path { digest, .. } => json!({"digest": digest, "labels": {}}),
+                    })
+                    .collect();
+                (slot.clone(), Value::Array(items))
+            })
+            .collect();
+        json!({
+            "kind": node.kind.kind(),
+            "version": node.kind.version(),
+            "params": node.params,
+            "inputs": inputs,
+        })
+    }
+}
+
+/// Resolves `${SECVEC_DATA}` and makes a path relative to the manifest's directory.
+pub fn resolve_input_path(raw: &str, manifest_dir: &Path) -> PathBuf {
+    const DATA: &str = "${SECVEC_DATA}";
+    if let Some(rest) = raw.strip_prefix(DATA) {
+        let root = std::env::var_os("SECVEC_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("../shared/data"));
+        return root.join(rest.trim_start_matches('/'));
+    }
+    manifest_dir.join(raw)
+}
+
+struct Partial {
+    labels: IndexMap<String, String>,
+    assignments: Vec<(String, serde_yaml::Value)>,
+    chosen: HashMap<String, usize>,
+}
+
+fn compatible(a: &IndexMap<String, String>, b: &IndexMap<String, String>) -> bool {
+    a.iter().all(|(k, v)| b.get(k).map(|w| w == v).unwrap_or(true))
+}
+
+fn label_value(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Sequence(items) => items.iter().map(label_value).collect::<Vec<_>>().join("+"),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+/// Splits `name[*]` into the stage name and whether it gathers every variant.
+fn parse_ref(r: &str) -> (&str, bool) {
+    match r.strip_suffix("[*]") {
+        Some(name) => (name, true),
+        None => (r, false),
+    }
+}
+
+/// Builds the concrete plan. Nothing is read but the manifest and its `{path:}` inputs.
+pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, ManifestError> {
+    let m = &loaded.manifest;
+    let loc = |p: String| loaded.location(&p);
+    let stage_path = |name: &str| join("stages", name);
+
+    // Kinds and input slots, per manifest stage.
+    let mut kinds: IndexMap<&str, Arc<dyn DynStage>> = IndexMap::new();
+    for (name, spec) in &m.stages {
+        let kind = registry.get(&spec.kind).ok_or_else(|| {
+            let known: Vec<&str> = registry.kinds().map(|k| k.kind()).collect();
+            ManifestError::new(
+                loc(join(&stage_path(name), "kind")),
+                format!(
+                    "stage `{name}`: unknown kind `{}`{}; known kinds: {}",
+                    spec.kind,
+                    did_you_mean(&spec.kind, known.iter().copied()),
+                    known.join(", ")
+                ),
+            )
+        })?;
+        kinds.insert(name, kind);
+    }
+    for (name, spec) in &m.stages {
+        check_inputs(loaded, name, spec, &kinds)?;
+    }
+
+    // Dependency graph between manifest stages; reject cycles, naming every stage in one.
+    let mut graph = DiGraph::<&str, ()>::new();
+    let ids: IndexMap<&str, _> = m.stages.keys().map(|n| (n.as_str(), graph.add_node(n.as_str()))).collect();
+    for (name, spec) in &m.stages {
+        for item in spec.inputs.values().flat_map(|b| b.items()) {
+            if let InputItem::Stage(r) = item {
+                graph.add_edge(ids[parse_ref(r).0], ids[name.as_str()], ());
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
+        if scc.len() > 1 || self_loop {
+            let mut names: Vec<&str> = scc.iter().map(|i| graph[*i]).collect();
+            names.sort_by_key(|n| ids.get_index_of(n));
+            return Err(ManifestError::new(
+                loc(join(&stage_path(names[0]), "inputs")),
+                format!(
+                    "the inputs of stages {} form a cycle; a stage cannot depend on its own output",
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let order = petgraph::algo::toposort(&graph, None).expect("cycles were rejected above");
+
+    // Expand in dependency order so each stage sees its upstream variants.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut variants: HashMap<&str, Vec<usize>> = HashMap::new();
+    for id in order {
+        let name = graph[id];
+        let spec = &m.stages[name];
+        let kind = kinds[name].clone();
+        let mut partials = own_combinations(spec);
+        for item in spec.inputs.values().flat_map(|b| b.items()) {
+            let InputItem::Stage(r) = item else { continue };
+            let (up, gather) = parse_ref(r);
+            if gather {
+                continue;
+            }
+            if partials.iter().all(|p| p.chosen.contains_key(up)) {
+                continue;
+            }
+            let mut next = Vec::new();
+            for p in partials {
+                for &v in &variants[up] {
+                    if compatible(&p.labels, &nodes[v].labels) {
+                        let mut labels = p.labels.clone();
+                        for (k, val) in &nodes[v].labels {
+                            labels.entry(k.clone()).or_insert_with(|| val.clone());
+                        }
+                        let mut chosen = p.chosen.clone();
+                        chosen.insert(up.to_string(), v);
+                        next.push(Partial { labels, assignments: p.assignments.clone(), chosen });
+                    }
+                }
+            }
+            partials = next;
+        }
+        if partials.is_empty() {
+            return Err(ManifestError::new(
+                loc(join(&stage_path(name), "inputs")),
+                format!("stage `{name}`: no variant of its inputs agrees on their matrix values"),
+            ));
+        }
+        let mut mine = Vec::new();
+        for p in partials {
+            let mut inputs = Vec::new();
+            for (slot, binding) in &spec.inputs {
+                let mut sources = Vec::new();
+                for (j, item) in binding.items().into_iter().enumerate() {
+                    match item {
+                        InputItem::Path { path } => {
+                            let resolved = resolve_input_path(path, loaded.dir());
+                            let at = loc(format!("{}.inputs.{slot}", stage_path(name)));
+                            let at = loaded
+                                .location(&format!("{}.inputs.{slot}[{j}]", stage_path(name)))
+                                .or(at);
+                            let digest = hash_source(&resolved, path, at)?;
+                            sources.push(Source::Path { path: resolved, digest });
+                        }
+                        InputItem::Stage(r) => match parse_ref(r) {
+                            (up, false) => sources.push(Source::Node(p.chosen[up])),
+                            (up, true) => sources.extend(
+                                variants[up]
+                                    .iter()
+                                    .filter(|&&v| compatible(&p.labels, &nodes[v].labels))
+                                    .map(|&v| Source::Node(v)),
+                            ),
+                        },
+                    }
+                }
+                inputs.push((slot.clone(), sources));
+            }
+            let node_name = if p.labels.is_empty() {
+                name.to_string()
+            } else {
+                let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{name}@{}", labels.join(","))
+            };
+            let (params, resources) = resolve_params(loaded, name, spec, &kind, &p.assignments)?;
+            mine.push(nodes.len());
+            nodes.push(Node {
+                name: node_name,
+                base: name.to_string(),
+                kind: kind.clone(),
+                params,
+                labels: p.labels,
+                inputs,
+                resources,
+                location: loc(stage_path(name)),
+            });
+        }
+        variants.insert(name, mine);
+    }
+    Ok(Plan { manifest_name: m.name.clone(), nodes })
+}
+
+fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
+    let mut out = vec![Partial { labels: IndexMap::new(), assignments: Vec::new(), chosen: HashMap::new() }];
+    for (key, values) in &spec.matrix {
+        out = out
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut labels = p.labels.clone();
+                    labels.insert(key.clone(), label_value(v));
+                    let mut assignments = p.assignments.clone();
+                    assignments.push((key.clone(), v.clone()));
+                    Partial { labels, assignments, chosen: p.chosen.clone() }
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn hash_source(path: &Path, raw: &str, at: Option<Location>) -> Result<Digest, ManifestError> {
+    if !path.exists() {
+        let hint = if raw.starts_with("${SECVEC_DATA}") {
+            "; set $SECVEC_DATA to the datasets folder or put them at ../shared/data"
+        } else {
+            "; paths are relative to the manifest's folder"
+        };
+        return Err(ManifestError::new(at, format!("input path {} does not exist{hint}", path.display())));
+    }
+    hash_path(path).map_err(|e| ManifestError::new(at, format!("cannot read input {}: {e}", path.display())))
+}
+
+fn check_inputs(
+    loaded: &LoadedManifest,
+    name: &str,
+    spec: &StageSpec,
+    kinds: &IndexMap<&str, Arc<dyn DynStage>>,
+) -> Result<(), ManifestError> {
+    let kind = &kinds[name];
+    let slots = kind.inputs();
+    let base = join("stages", name);
+    let slot_list = || slots.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
+    for (slot_name, binding) in &spec.inputs {
+        let at = || loaded.location(&format!("{base}.inputs.{slot_name}"));
+        let slot: &InputSlot = slots.iter().find(|s| s.name == slot_name).ok_or_else(|| {
+            ManifestError::new(
+                at(),
+                format!(
+                    "stage `{name}`: kind `{}` has no input `{slot_name}`{}; its inputs are {}",
+                    kind.kind(),
+                    did_you_mean(slot_name, slots.iter().map(|s| s.name)),
+                    slot_list()
+                ),
+            )
+        })?;
+        let items = binding.items();
+        let gathers = items.iter().any(|i| matches!(i, InputItem::Stage(r) if parse_ref(r).1));
+        if !slot.many && (items.len() != 1 || gathers) {
+            return Err(ManifestError::new(at(), format!("stage `{name}`: input `{slot_name}` takes exactly one artifact")));
+        }
+        for item in items {
+            match item {
+                InputItem::Path { .. } if slot.accepts != FILES => {
+                    return Err(ManifestError::new(
+                        at(),
+                        format!("stage `{name}`: input `{slot_name}` takes the output of a stage producing `{}`, not a path", slot.accepts),
+                    ))
+                }
+                InputItem::Path { .. } => {}
+                InputItem::Stage(r) => {
+                    let (up, _) = parse_ref(r);
+                    let Some(up_kind) = kinds.get(up) else {
+                        return Err(ManifestError::new(
+                            at(),
+                            format!(
+                                "stage `{name}`: input `{slot_name}` refers to unknown stage `{up}`{}",
+                                did_you_mean(up, kinds.keys().copied())
+                            ),
+                        ));
+                    };
+                    if slot.accepts == FILES || !up_kind.output_tags().contains(&slot.accepts) {
+                        let wants = if slot.accepts == FILES { "a `{path: ...}`".to_string() } else { format!("`{}`", slot.accepts) };
+                        return Err(ManifestError::new(
+                            at(),
+                            format!(
+                                "stage `{name}`: input `{slot_name}` needs {wants}, but stage `{up}` (kind `{}`) produces {}",
+                                up_kind.kind(),
+                                up_kind.output_tags().iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(missing) = slots.iter().find(|s| !s.optional && !spec.inputs.contains_key(s.name)) {
+        return Err(ManifestError::new(
+            loaded.location(&base),
+            format!("stage `{name}`: input `{}` is required ({})", missing.name, missing.doc),
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_params(
+    loaded: &LoadedManifest,
+    name: &str,
+    spec: &StageSpec,
+    kind: &Arc<dyn DynStage>,
+    assignments: &[(String, serde_yaml::Value)],
+) -> Result<(Value, Resources), ManifestError> {
+    let params_path = format!("stages.{name}.params");
+    let mut params = match &spec.params {
+        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
+        serde_yaml::Value::Mapping(m) => serde_yaml::Value::Mapping(m.clone()),
+        _ => {
+            return Err(ManifestError::new(
+                loaded.location(&params_path),
+                format!("stage `{name}`: params must be a mapping"),
+            ))
+        }
+    };
+    for (key, value) in assignments {
+        crate::manifest::apply_set(&mut params, &format!("{key}={}", serde_yaml::to_string(value).unwrap_or_default().trim()))
+            .map_err(|e| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), e.message))?;
+    }
+    let defaults = serde_json::to_value(&loaded.manifest.defaults).expect("defaults serialise");
+    let accepted = kind.param_names();
+    if let (serde_yaml::Value::Mapping(map), Value::Object(defaults)) = (&mut params, defaults) {
+        for (k, v) in defaults {
+            let key = serde_yaml::Value::String(k.clone());
+            if accepted.contains(&k) && !map.contains_key(&key) {
+                map.insert(key, serde_yaml::to_value(v).expect("JSON converts to YAML"));
+            }
+        }
+    }
+    kind.check_params(params).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." { params_path.clone() } else { format!("{params_path}.{inner}") };
+        let mut msg = field_message(&path, &e.into_inner().to_string());
+        if !spec.matrix.is_empty() {
+            msg.push_str(" (with the stage's matrix values applied)");
+        }
+        ManifestError::new(loaded.location(&path), format!("stage `{name}` (kind `{}`): {msg}", kind.kind()))
+    })
+}
+
+/// The first field where two pre-images differ, as `(path, old, new)`, walking kind, version,
+/// params and inputs in that order so the answer names the cause a user changed.
+pub fn first_difference(old: &Value, new: &Value) -> Option<(String, String, String)> {
+    fn show(v: Option<&Value>) -> String {
+        match v {
+            None => "(absent)".to_string(),
+            Some(Value::String(s)) if s.len() == 64 => s[..12].to_string(),
+            Some(v) => v.to_string(),
+        }
+    }
+    fn walk(path: String, old: Option<&Value>, new: Option<&Value>) -> Option<(String, String, String)> {
+        match (old, new) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                keys.into_iter().find_map(|k| walk(join(&path, k), a.get(k), b.get(k)))
+            }
+            (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
+                (0..a.len()).find_map(|i| walk(format!("{path}[{i}]"), a.get(i), b.get(i)))
+            }
+            (a, b) if a == b => None,
+            (a, b) => Some((path, show(a), show(b))),
+        }
+    }
+    ["kind", "version", "params", "inputs"]
+        .into_iter()
+        .find_map(|k| walk(k.to_string(), old.get(k), new.get(k)))
+}
