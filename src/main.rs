@@ -1,1 +1,303 @@
-fn main(){}
+//! The `secvec` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use secvec_cache::{Cache, Digest};
+use secvec_engine::exec::{self, RunOptions};
+use secvec_engine::manifest::{self, LoadedManifest};
+use secvec_engine::plan::{self, Plan};
+use secvec_engine::progress::{Bars, JsonLines, Lines, Reporter, Status};
+use secvec_engine::{ManifestError, Registry};
+
+#[derive(Parser)]
+#[command(name = "secvec", version, about = "Reproduce and extend secure-code-generation papers from a YAML manifest")]
+struct Cli {
+    /// Cache directory.
+    #[arg(long, global = true, env = "SECVEC_CACHE", default_value = ".secvec")]
+    cache: PathBuf,
+    /// Where `<manifest>/<stage>` links to outputs are kept.
+    #[arg(long, global = true, env = "SECVEC_OUT", default_value = "out")]
+    out: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a manifest: stale stages execute, cached ones are reused.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Rerun these stages even when cached.
+        #[arg(long)]
+        force: Vec<String>,
+        /// One JSON event per finished stage on stdout.
+        #[arg(long)]
+        json: bool,
+        /// CPU slots (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<u32>,
+        /// GPU slots.
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+    },
+    /// Show what `run` would do and why each stage would run.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        force: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of manifests.
+    Schema,
+    /// List the stage kinds with their inputs.
+    Kinds,
+    /// Show a stage's outputs path and provenance.
+    Show {
+        stage: String,
+        /// The manifest name, when several ran a stage of this name.
+        #[arg(long)]
+        manifest: Option<String>,
+    },
+    /// Print the content digest of a file or directory, as the cache computes it.
+    Digest { path: PathBuf },
+    /// Cache maintenance.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Args)]
+struct Target {
+    manifest: PathBuf,
+    /// Overlay deep-merged onto the manifest (repeatable, applied in order; `null` deletes a key).
+    #[arg(short = 'o', long = "overlay")]
+    overlays: Vec<PathBuf>,
+    /// Override one value, e.g. `--set stages.train.params.lr=0.0002`.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// Only these stages and what they depend on.
+    #[arg(long)]
+    only: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Re-hash every artifact and check every entry.
+    Verify {
+        /// Remove broken entries and artifacts so the next run recomputes them.
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Remove what none of the given manifests references.
+    Gc {
+        manifests: Vec<PathBuf>,
+        #[arg(short = 'o', long = "overlay")]
+        overlays: Vec<PathBuf>,
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(m) = err.downcast_ref::<ManifestError>() {
+                eprintln!("error: {m}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_plan(registry: &Registry, t: &Target) -> Result<(LoadedManifest, Plan)> {
+    let loaded = manifest::load(&t.manifest, &t.overlays, &t.sets)?;
+    let plan = plan::build(&loaded, registry)?;
+    Ok((loaded, plan))
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let registry = secvec_stages::registry();
+    match cli.command {
+        Command::Run { target, force, json, jobs, gpus } => {
+            let (_, plan) = load_plan(&registry, &target)?;
+            // Selectors are checked before the cache is touched, like the manifest itself.
+            exec::selection(&plan, &target.only, &force)?;
+            let cache = Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
+            let reporter: Arc<dyn Reporter> = if json {
+                Arc::new(JsonLines)
+            } else if std::io::stderr().is_terminal() {
+                Arc::new(Bars::new())
+            } else {
+                Arc::new(Lines)
+            };
+            let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+            let opts = RunOptions { only: target.only, force, cpu_slots: jobs.unwrap_or(cpus), gpu_slots: gpus, out_dir: cli.out.clone() };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let outcomes = runtime.block_on(async {
+                let flag = cancel.clone();
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        flag.store(true, Ordering::Relaxed);
+                        eprintln!("interrupted: finishing running stages; committed outputs are kept");
+                    }
+                });
+                exec::run(Arc::new(plan), cache, opts, reporter, cancel.clone()).await
+            })?;
+            let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+            let failed: Vec<&str> = outcomes.iter().filter(|o| o.status == Status::Failed).map(|o| o.stage.as_str()).collect();
+            if !json {
+                eprintln!(
+                    "{} stages: {} ran, {} cached, {} failed, {} skipped",
+                    outcomes.len(),
+                    count(Status::Ran),
+                    count(Status::Cached),
+                    failed.len(),
+                    count(Status::Skipped)
+                );
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(ExitCode::from(130));
+            }
+            if !failed.is_empty() {
+                eprintln!("error: {} stage(s) failed: {}", failed.len(), failed.join(", "));
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { target, force, json } => {
+            let (_, plan) = load_plan(&registry, &target)?;
+            let cache = open_if_present(&cli.cache)?;
+            let rows = exec::explain(&plan, cache.as_ref(), &target.only, &force)?;
+            if json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                let w = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
+                let k = rows.iter().map(|r| r.kind.len()).max().unwrap_or(4).max(4);
+                println!("{:<w$}  {:<k$}  {:<6}  why", "stage", "kind", "action");
+                for r in &rows {
+                    let line = format!("{:<w$}  {:<k$}  {:<6}  {}", r.stage, r.kind, r.action, r.why);
+                    println!("{}", line.trim_end());
+                }
+                let stale = rows.iter().filter(|r| r.action == "run").count();
+                println!("{stale} of {} stages would run", rows.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&secvec_engine::schema::manifest_schema(&registry))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kinds => {
+            for k in registry.kinds() {
+                println!("{} (v{}): {}", k.kind(), k.version(), k.description());
+                for s in k.inputs() {
+                    let opt = if s.optional { ", optional" } else { "" };
+                    let many = if s.many { ", several" } else { "" };
+                    println!("    input {}: `{}`{many}{opt} — {}", s.name, s.accepts, s.doc);
+                }
+                println!("    output: {}", k.output_tags().join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { stage, manifest } => show(&cli.out, &stage, manifest.as_deref()),
+        Command::Digest { path } => {
+            let d: Digest = secvec_cache::hash_path(&path).with_context(|| format!("hashing {}", path.display()))?;
+            println!("{d}  {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache(CacheCommand::Verify { fix }) => {
+            let cache = open_if_present(&cli.cache)?.with_context(|| format!("no cache at {}", cli.cache.display()))?;
+            let report = cache.verify(fix)?;
+            for p in &report.problems {
+                println!("corrupt: {}: {}", p.path.display(), p.what);
+            }
+            println!(
+                "checked {} artifacts and {} entries: {} problem(s){}",
+                report.artifacts_checked,
+                report.entries_checked,
+                report.problems.len(),
+                if fix { format!(", {} removed", report.removed) } else { String::new() }
+            );
+            Ok(if report.problems.is_empty() || fix { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Cache(CacheCommand::Gc { manifests, overlays, sets, dry_run }) => {
+            if manifests.is_empty() {
+                bail!("name the manifests whose results to keep: secvec cache gc MANIFEST...");
+            }
+            let plans = manifests
+                .iter()
+                .map(|m| {
+                    let t = Target { manifest: m.clone(), overlays: overlays.clone(), sets: sets.clone(), only: vec![] };
+                    load_plan(&registry, &t).map(|(_, p)| p)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cache = Cache::open_exclusive(&cli.cache)?;
+            let mut keep = std::collections::HashSet::new();
+            for plan in &plans {
+                for row in exec::explain(plan, Some(&cache), &[], &[])? {
+                    if let (true, Some(k)) = (row.action == "cached", row.key) {
+                        keep.insert(k.parse::<Digest>()?);
+                    }
+                }
+            }
+            let r = cache.gc(&keep, dry_run)?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "{verb} {} entries and {} artifacts ({:.1} MB); kept {} entries",
+                r.entries_removed,
+                r.artifacts_removed,
+                r.bytes_freed as f64 / 1e6,
+                r.entries_kept
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_if_present(root: &Path) -> Result<Option<Cache>> {
+    if !root.join("LOCK").exists() {
+        return Ok(None);
+    }
+    Ok(Some(Cache::open(root).with_context(|| format!("opening cache {}", root.display()))?))
+}
+
+fn show(out: &Path, stage: &str, manifest: Option<&str>) -> Result<ExitCode> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(out).with_context(|| format!("no outputs yet under {}; run a manifest first", out.display()))? {
+        let dir = entry?.path();
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let record = dir.join(format!("{stage}.provenance.json"));
+        if record.is_file() && manifest.map(|m| m == name).unwrap_or(true) {
+            found.push((name, dir.join(stage), record));
+        }
+    }
+    match found.as_slice() {
+        [] => bail!("no stage `{stage}` has run with outputs under {}", out.display()),
+        [(_, link, record)] => {
+            println!("outputs: {}", link.display());
+            println!("{}", std::fs::read_to_string(record)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        many => bail!(
+            "stage `{stage}` ran in several manifests ({}); pick one with --manifest",
+            many.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}

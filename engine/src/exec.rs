@@ -290,7 +290,11 @@ pub struct PlanRow {
     pub kind: String,
     /// `cached` or `run`.
     pub action: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub why: String,
+    /// The cache key, when it can be known before running (every input is cached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Predicts a run without executing anything: which stages are cached, and why each other
@@ -311,11 +315,14 @@ pub fn explain(plan: &Plan, cache: Option<&Cache>, only: &[String], force: &[Str
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let mut key = None;
         let (action, why) = if let Some(first) = stale_up.iter().min() {
             ("run", format!("upstream `{first}` will run"))
         } else {
             let preimage = plan.preimage(i, &|u| known[u].expect("checked above"));
-            let key = key_of(&preimage);
+            let k = key_of(&preimage);
+            key = Some(k.hex());
+            let key = k;
             let hit = cache.and_then(|c| c.lookup(&key).ok().flatten());
             match (hit, forced[i]) {
                 (Some(_), true) => ("run", "forced".to_string()),
@@ -335,7 +342,7 @@ pub fn explain(plan: &Plan, cache: Option<&Cache>, only: &[String], force: &[Str
                 }
             }
         };
-        rows.push(PlanRow { stage: node.name.clone(), kind: node.kind.kind().to_string(), action: action.into(), why });
+        rows.push(PlanRow { stage: node.name.clone(), kind: node.kind.kind().to_string(), action: action.into(), why, key });
     }
     Ok(rows)
 }

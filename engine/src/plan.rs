@@ -162,17 +162,24 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
         })?;
         kinds.insert(name, kind);
     }
-    for (name, spec) in &m.stages {
-        check_inputs(loaded, name, spec, &kinds)?;
-    }
-
     // Dependency graph between manifest stages; reject cycles, naming every stage in one.
     let mut graph = DiGraph::<&str, ()>::new();
     let ids: IndexMap<&str, _> = m.stages.keys().map(|n| (n.as_str(), graph.add_node(n.as_str()))).collect();
     for (name, spec) in &m.stages {
-        for item in spec.inputs.values().flat_map(|b| b.items()) {
-            if let InputItem::Stage(r) = item {
-                graph.add_edge(ids[parse_ref(r).0], ids[name.as_str()], ());
+        for (slot, binding) in &spec.inputs {
+            for item in binding.items() {
+                let InputItem::Stage(r) = item else { continue };
+                let up = parse_ref(r).0;
+                let Some(&from) = ids.get(up) else {
+                    return Err(ManifestError::new(
+                        loc(format!("{}.inputs.{slot}", stage_path(name))),
+                        format!(
+                            "stage `{name}`: input `{slot}` refers to unknown stage `{up}`{}",
+                            did_you_mean(up, ids.keys().copied())
+                        ),
+                    ));
+                };
+                graph.add_edge(from, ids[name.as_str()], ());
             }
         }
     }
@@ -189,6 +196,9 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                 ),
             ));
         }
+    }
+    for (name, spec) in &m.stages {
+        check_inputs(loaded, name, spec, &kinds)?;
     }
     let order = petgraph::algo::toposort(&graph, None).expect("cycles were rejected above");
 
@@ -354,15 +364,7 @@ fn check_inputs(
                 InputItem::Path { .. } => {}
                 InputItem::Stage(r) => {
                     let (up, _) = parse_ref(r);
-                    let Some(up_kind) = kinds.get(up) else {
-                        return Err(ManifestError::new(
-                            at(),
-                            format!(
-                                "stage `{name}`: input `{slot_name}` refers to unknown stage `{up}`{}",
-                                did_you_mean(up, kinds.keys().copied())
-                            ),
-                        ));
-                    };
+                    let up_kind = &kinds[up];
                     if slot.accepts == FILES || !up_kind.output_tags().contains(&slot.accepts) {
                         let wants = if slot.accepts == FILES { "a `{path: ...}`".to_string() } else { format!("`{}`", slot.accepts) };
                         return Err(ManifestError::new(

@@ -64,8 +64,9 @@ fn text(v: Option<&Value>) -> String {
     }
 }
 
-fn fmt_num(x: f64, decimals: usize) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
+/// Sums of whole numbers print as integers (counts); everything else with fixed decimals.
+fn fmt_num(x: f64, decimals: usize, how: Aggregate) -> String {
+    if how == Aggregate::Sum && x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
         format!("{x:.decimals$}")
@@ -154,7 +155,7 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
         for (j, (h, _, _)) in value_headers.iter().enumerate() {
             let measured = groups
                 .get(key)
-                .and_then(|g| aggregate(&g[j], spec.aggregate).map(|x| fmt_num(x, spec.decimals)))
+                .and_then(|g| aggregate(&g[j], spec.aggregate).map(|x| fmt_num(x, spec.decimals, spec.aggregate)))
                 .or_else(|| labels.get(key).and_then(|t| t[j].clone()))
                 .unwrap_or_else(|| MISSING.to_string());
             row.push(measured);
@@ -173,7 +174,7 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
         };
         for (j, _) in value_headers.iter().enumerate() {
             let per_row: Vec<f64> = groups.values().filter_map(|g| aggregate(&g[j], spec.aggregate)).collect();
-            row.push(aggregate(&per_row, spec.aggregate).map(|x| fmt_num(x, spec.decimals)).unwrap_or_else(|| MISSING.into()));
+            row.push(aggregate(&per_row, spec.aggregate).map(|x| fmt_num(x, spec.decimals, spec.aggregate)).unwrap_or_else(|| MISSING.into()));
             if ref_cols[j] {
                 row.push(String::new());
             }
