@@ -185,27 +185,37 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
     Ok(Paired { splits, stats })
 }
 
-/// One row per split, language and CWE: how many pairs, and how much of each side the diff touches.
+/// One row per split, language and CWE: how many pairs, how many have identical sides (a
+/// dataset defect SVEN has four of; kept, with no spans), and how much of each side the diff touches.
 fn statistics(splits: &IndexMap<String, Vec<PairRecord>>) -> Vec<serde_json::Value> {
-    let mut groups: BTreeMap<(&str, &str, &str), (usize, usize, usize)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Group {
+        pairs: usize,
+        identical: usize,
+        secure: usize,
+        vulnerable: usize,
+    }
+    let mut groups: BTreeMap<(&str, &str, &str), Group> = BTreeMap::new();
     for (split, pairs) in splits {
         for p in pairs {
             let g = groups.entry((split.as_str(), p.language.name(), p.cwe.as_str())).or_default();
-            g.0 += 1;
-            g.1 += p.secure_spans.iter().map(|s| s[1] - s[0]).sum::<usize>();
-            g.2 += p.vulnerable_spans.iter().map(|s| s[1] - s[0]).sum::<usize>();
+            g.pairs += 1;
+            g.identical += usize::from(p.secure == p.vulnerable);
+            g.secure += p.secure_spans.iter().map(|s| s[1] - s[0]).sum::<usize>();
+            g.vulnerable += p.vulnerable_spans.iter().map(|s| s[1] - s[0]).sum::<usize>();
         }
     }
     groups
         .into_iter()
-        .map(|((split, language, cwe), (n, sec, vul))| {
+        .map(|((split, language, cwe), g)| {
             json!({
                 "split": split,
                 "language": language,
                 "cwe": cwe,
-                "pairs": n,
-                "secure_diff_bytes": sec as f64 / n as f64,
-                "vulnerable_diff_bytes": vul as f64 / n as f64,
+                "pairs": g.pairs,
+                "identical_pairs": g.identical,
+                "secure_diff_bytes": g.secure as f64 / g.pairs as f64,
+                "vulnerable_diff_bytes": g.vulnerable as f64 / g.pairs as f64,
             })
         })
         .collect()

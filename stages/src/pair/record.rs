@@ -54,8 +54,6 @@ pub enum RecordError {
     Json(#[from] serde_json::Error),
     #[error("cannot tell the language of file_name `{0}`")]
     Language(String),
-    #[error("secure and vulnerable code are identical")]
-    Identical,
     #[error("char_changes.{side}[{index}] spans characters {start}..{end}, outside the {len}-character function")]
     OutOfRange { side: &'static str, index: usize, start: usize, end: usize, len: usize },
     #[error("char_changes.{side}[{index}] says {want:?} but the function has {got:?} there")]
@@ -65,9 +63,6 @@ pub enum RecordError {
 pub fn parse_line(line: &str, id: &str, split: &str, params: &PairParams) -> Result<Pair, RecordError> {
     let raw: Raw = serde_json::from_str(line)?;
     let language = Language::from_file_name(&raw.file_name).ok_or_else(|| RecordError::Language(raw.file_name.clone()))?;
-    if raw.func_src_before == raw.func_src_after {
-        return Err(RecordError::Identical);
-    }
     let (secure_spans, vulnerable_spans) = match &raw.char_changes {
         Some(cc) => (
             byte_spans(&raw.func_src_after, &cc.added, "added")?,

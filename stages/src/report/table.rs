@@ -145,9 +145,21 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
             header.push(format!("{h} (ref)"));
         }
     }
+    let total_key: Option<Vec<String>> = (spec.total && !spec.rows.is_empty()).then(|| {
+        let mut k = vec![String::new(); spec.rows.len()];
+        k[0] = match spec.aggregate {
+            Aggregate::Sum => "total".into(),
+            Aggregate::Mean => "mean".into(),
+        };
+        k
+    });
+    let reference_cell = |key: &Vec<String>, h: &String| {
+        let r = reference.as_ref().and_then(|r| r.values.get(key)).and_then(|m| m.get(h)).cloned();
+        r.filter(|v| !v.is_empty()).unwrap_or_else(|| MISSING.to_string())
+    };
     let mut keys: Vec<Vec<String>> = groups.keys().cloned().collect();
     if let Some(r) = &reference {
-        keys.extend(r.values.keys().filter(|k| !groups.contains_key(*k)).cloned());
+        keys.extend(r.values.keys().filter(|k| !groups.contains_key(*k) && Some(*k) != total_key.as_ref()).cloned());
     }
     let mut cells = Vec::new();
     for key in &keys {
@@ -160,23 +172,22 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
                 .unwrap_or_else(|| MISSING.to_string());
             row.push(measured);
             if ref_cols[j] {
-                let r = reference.as_ref().and_then(|r| r.values.get(key)).and_then(|m| m.get(h)).cloned();
-                row.push(r.filter(|v| !v.is_empty()).unwrap_or_else(|| MISSING.to_string()));
+                row.push(reference_cell(key, h));
             }
         }
         cells.push(row);
     }
-    if spec.total && !spec.rows.is_empty() {
-        let mut row = vec![String::new(); spec.rows.len()];
-        row[0] = match spec.aggregate {
-            Aggregate::Sum => "total".into(),
-            Aggregate::Mean => "mean".into(),
-        };
-        for (j, _) in value_headers.iter().enumerate() {
+    if let Some(key) = total_key {
+        let mut row = key.clone();
+        for (j, (h, _, _)) in value_headers.iter().enumerate() {
             let per_row: Vec<f64> = groups.values().filter_map(|g| aggregate(&g[j], spec.aggregate)).collect();
-            row.push(aggregate(&per_row, spec.aggregate).map(|x| fmt_num(x, spec.decimals, spec.aggregate)).unwrap_or_else(|| MISSING.into()));
+            row.push(
+                aggregate(&per_row, spec.aggregate)
+                    .map(|x| fmt_num(x, spec.decimals, spec.aggregate))
+                    .unwrap_or_else(|| MISSING.into()),
+            );
             if ref_cols[j] {
-                row.push(String::new());
+                row.push(reference_cell(&key, h));
             }
         }
         cells.push(row);
