@@ -200,7 +200,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
     for (name, spec) in &m.stages {
         check_inputs(loaded, name, spec, &kinds)?;
     }
-    let order = petgraph::algo::toposort(&graph, None).expect("cycles were rejected above");
+    let order = manifest_order_toposort(&graph);
 
     // Expand in dependency order so each stage sees its upstream variants.
     let mut nodes: Vec<Node> = Vec::new();
@@ -292,6 +292,28 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
         variants.insert(name, mine);
     }
     Ok(Plan { manifest_name: m.name.clone(), nodes })
+}
+
+/// A topological order that otherwise keeps the manifest's order, so plans read top to bottom.
+fn manifest_order_toposort(graph: &DiGraph<&str, ()>) -> Vec<petgraph::graph::NodeIndex> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut indegree: Vec<usize> =
+        graph.node_indices().map(|n| graph.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        graph.node_indices().filter(|n| indegree[n.index()] == 0).map(|n| Reverse(n.index())).collect();
+    let mut order = Vec::with_capacity(indegree.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        let n = petgraph::graph::NodeIndex::new(i);
+        order.push(n);
+        for m in graph.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            indegree[m.index()] -= 1;
+            if indegree[m.index()] == 0 {
+                ready.push(Reverse(m.index()));
+            }
+        }
+    }
+    order
 }
 
 fn own_combinations(spec: &StageSpec) -> Vec<Partial> {

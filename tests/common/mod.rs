@@ -1,0 +1,121 @@
+//! Helpers for driving the `secvec` binary in a scratch workspace.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A scratch directory holding a copy of the repository's `manifests/`.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"), &dir.path().join("manifests"));
+        Workspace { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_secvec"));
+        c.current_dir(self.path()).args(args).env_remove("SECVEC_CACHE").env_remove("SECVEC_OUT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with `--json` and returns `stage -> event`, asserting success.
+    pub fn run_json(&self, args: &[&str]) -> std::collections::BTreeMap<String, Value> {
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
+        full.push("--json");
+        let out = self.run(&full);
+        assert!(out.status.success(), "secvec {full:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        events(&out.stdout)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+pub fn events(stdout: &[u8]) -> std::collections::BTreeMap<String, Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON event: {l}: {e}")))
+        .map(|v| (v["stage"].as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+pub fn statuses(events: &std::collections::BTreeMap<String, Value>) -> Vec<(String, String)> {
+    events.iter().map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string())).collect()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A synthetic pair dataset large enough that stages take a noticeable time.
+pub fn write_big_dataset(root: &Path, files: usize, pairs_per_file: usize) {
+    for split in ["train", "val"] {
+        let dir = root.join(split);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            let mut text = String::new();
+            for i in 0..pairs_per_file {
+                let body: String = (0..40).map(|k| format!("    x{k} = compute({i}, {k})\n")).collect();
+                let rec = serde_json::json!({
+                    "func_name": format!("f{f}_{i}"),
+                    "func_src_before": format!("def f{f}_{i}(q):\n{body}    db.execute('SELECT ' + q)\n"),
+                    "func_src_after": format!("def f{f}_{i}(q):\n{body}    db.execute('SELECT ?', (q,))\n"),
+                    "vul_type": format!("cwe-{:03}", 20 + f),
+                    "file_name": format!("m{f}.py"),
+                });
+                text.push_str(&rec.to_string());
+                text.push('\n');
+            }
+            std::fs::write(dir.join(format!("part-{f}.jsonl")), text).unwrap();
+        }
+    }
+}
+
+/// A manifest of several independent and dependent stages over the synthetic dataset.
+pub const BIG_MANIFEST: &str = r#"
+name: big
+stages:
+  all:
+    kind: pair
+    inputs: {data: {path: big-data}}
+  by-cwe:
+    kind: pair
+    matrix:
+      cwes: [[cwe-020], [cwe-021], [cwe-022], [cwe-023]]
+    inputs: {data: {path: big-data}}
+  summary:
+    kind: report
+    inputs: {results: ["by-cwe[*]", all]}
+    params:
+      title: big
+      tables:
+        - {title: pairs, rows: [cwe], columns: [pairs], aggregate: sum}
+"#;

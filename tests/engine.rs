@@ -1,0 +1,209 @@
+//! End-to-end behaviour of the engine through the `secvec` binary.
+
+mod common;
+
+use common::{statuses, Workspace};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn schema_file_is_current() {
+    let ws = Workspace::new();
+    let out = ws.run(&["schema"]);
+    assert!(out.status.success());
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/manifest.schema.json")).unwrap();
+    assert_eq!(
+        stdout(&out),
+        checked_in,
+        "schema/manifest.schema.json is stale: run `cargo run -- schema > schema/manifest.schema.json`"
+    );
+}
+
+#[test]
+fn quickstart_runs_then_is_entirely_cached() {
+    let ws = Workspace::new();
+    let first = ws.run_json(&["manifests/quickstart.yaml"]);
+    assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
+    assert_eq!(first.len(), 5);
+    let second = ws.run_json(&["manifests/quickstart.yaml"]);
+    assert!(statuses(&second).iter().all(|(_, s)| s == "cached"), "{second:?}");
+    for (stage, e) in &first {
+        assert_eq!(e["output"], second[stage]["output"], "{stage}");
+    }
+    let report = std::fs::read_to_string(ws.path().join("out/quickstart/report/report.md")).unwrap();
+    insta::assert_snapshot!("quickstart_report", report);
+    let sweep = std::fs::read_to_string(ws.path().join("out/quickstart/language-report/report.md")).unwrap();
+    insta::assert_snapshot!("quickstart_language_report", sweep);
+}
+
+#[test]
+fn plan_lists_matrix_variants_and_says_why() {
+    let ws = Workspace::new();
+    let fresh = ws.run(&["plan", "manifests/quickstart.yaml"]);
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(!ws.path().join(".secvec").exists(), "plan must not create a cache");
+    insta::assert_snapshot!("plan_fresh", stdout(&fresh));
+    ws.run_json(&["manifests/quickstart.yaml"]);
+    let changed = ws.run(&["plan", "manifests/quickstart.yaml", "--set", "stages.pairs.params.cwes=[cwe-089]"]);
+    insta::assert_snapshot!("plan_after_param_change", stdout(&changed));
+}
+
+#[test]
+fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
+    let ws = Workspace::new();
+    ws.run_json(&["manifests/quickstart.yaml"]);
+    let ev = ws.run_json(&["manifests/quickstart.yaml", "--set", "stages.pairs.params.cwes=[cwe-089]"]);
+    let want = [
+        ("language-report", "cached"),
+        ("pairs", "ran"),
+        ("pairs-by-language@languages=c", "cached"),
+        ("pairs-by-language@languages=python", "cached"),
+        ("report", "ran"),
+    ];
+    assert_eq!(statuses(&ev), want.map(|(a, b)| (a.to_string(), b.to_string())));
+}
+
+#[test]
+fn identical_upstream_output_does_not_rerun_dependents() {
+    let ws = Workspace::new();
+    let before = ws.run_json(&["manifests/quickstart.yaml"]);
+    // Every quickstart pair has a description, so the fallback instruction is never used:
+    // `pairs` reruns (its params changed) but writes the same bytes.
+    let ev = ws.run_json(&["manifests/quickstart.yaml", "--set", "stages.pairs.params.instruction=Write {func_name}."]);
+    assert_eq!(ev["pairs"]["status"], "ran");
+    assert_eq!(ev["pairs"]["output"], before["pairs"]["output"]);
+    assert_eq!(ev["report"]["status"], "cached");
+}
+
+#[test]
+fn overlays_merge_delete_and_rename_the_run() {
+    let ws = Workspace::new();
+    let ev = ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
+    assert_eq!(ev.keys().collect::<Vec<_>>(), ["pairs", "report"]);
+    let report = std::fs::read_to_string(ws.path().join("out/quickstart-python/report/report.md")).unwrap();
+    assert!(report.contains("| train | python   | 10    | 10          |"), "{report}");
+    assert!(report.contains("| train | c        | —     | 9           |"), "only the reference has C rows: {report}");
+}
+
+#[test]
+fn only_runs_the_named_stage_and_its_inputs() {
+    let ws = Workspace::new();
+    let ev = ws.run_json(&["manifests/quickstart.yaml", "--only", "report"]);
+    assert_eq!(ev.keys().collect::<Vec<_>>(), ["pairs", "report"]);
+    ws.run_json(&["manifests/quickstart.yaml", "--only", "pairs-by-language"]);
+    let forced = ws.run_json(&["manifests/quickstart.yaml", "--only", "pairs-by-language", "--force", "pairs-by-language@languages=c"]);
+    assert_eq!(
+        statuses(&forced),
+        [("pairs-by-language@languages=c".to_string(), "ran".to_string()), ("pairs-by-language@languages=python".into(), "cached".into())]
+    );
+}
+
+#[test]
+fn a_failing_stage_stops_only_its_descendants() {
+    let ws = Workspace::new();
+    ws.write("bad/train/x.jsonl", "{\"func_src_before\": \"a\"}\nnot json\n");
+    ws.write("bad/val/x.jsonl", "");
+    ws.write(
+        "m.yaml",
+        "name: fail\nstages:\n  good:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  bad:\n    kind: pair\n    inputs: {data: {path: bad}}\n  r:\n    kind: report\n    inputs: {results: bad}\n    params: {title: t, tables: []}\n",
+    );
+    let out = ws.run(&["run", "m.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = common::events(&out.stdout);
+    assert_eq!(statuses(&ev), [("bad".into(), "failed".into()), ("good".into(), "ran".into()), ("r".into(), "skipped".into())]);
+    let err = ev["bad"]["error"].as_str().unwrap();
+    assert!(err.contains("2 malformed line(s)") && err.contains("x.jsonl:1: not a pair record") && err.contains("x.jsonl:2:"), "{err}");
+    assert!(stderr(&out).contains("1 stage(s) failed: bad"));
+    let again = ws.run(&["run", "m.yaml", "--json"]);
+    assert_eq!(common::events(&again.stdout)["good"]["status"], "cached");
+}
+
+#[test]
+fn bad_manifests_fail_with_a_location_and_write_nothing() {
+    let ws = Workspace::new();
+    let base = "name: bad\nstages:\n  pairs:\n    kind: pair\n    inputs:\n      data: {path: manifests/data/quickstart-pairs}\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        ("yaml_syntax", "name: bad\nstages: [\n".into(), &[]),
+        ("unknown_kind", format!("{base}  r:\n    kind: reprot\n"), &[]),
+        ("unknown_field", format!("{base}    params:\n      languagez: [python]\n"), &[]),
+        ("wrong_type", format!("{base}    params:\n      cwes: 7\n"), &[]),
+        ("unknown_manifest_field", format!("{base}extra: 1\n"), &[]),
+        (
+            "cycle",
+            "name: bad\nstages:\n  a:\n    kind: report\n    inputs: {results: b}\n    params: {title: x, tables: []}\n  b:\n    kind: report\n    inputs: {results: a}\n    params: {title: x, tables: []}\n".into(),
+            &[],
+        ),
+        ("missing_input", format!("{base}  r:\n    kind: report\n    inputs: {{results: pair}}\n    params: {{title: x, tables: []}}\n"), &[]),
+        ("type_mismatch", format!("{base}  r:\n    kind: report\n    inputs: {{results: pairs}}\n    params: {{title: x, tables: []}}\n  p2:\n    kind: pair\n    inputs: {{data: r}}\n"), &[]),
+        ("missing_path", "name: bad\nstages:\n  pairs:\n    kind: pair\n    inputs:\n      data: {path: nowhere}\n".into(), &[]),
+        ("bad_overlay_path", base.into(), &["-o", "missing-overlay.yaml"]),
+        ("bad_set_syntax", base.into(), &["--set", "stages.pairs.params.cwes"]),
+        ("bad_set_stage", base.into(), &["--set", "stages.pair.params.cwes=[]"]),
+        ("bad_set_value_type", base.into(), &["--set", "stages.pairs.params.languages=[rust]"]),
+        ("duplicate_stage", format!("{base}  pairs:\n    kind: pair\n"), &[]),
+    ];
+    for (name, text, extra) in cases {
+        ws.write("bad.yaml", text);
+        let mut args = vec!["run", "bad.yaml"];
+        args.extend_from_slice(extra);
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(!ws.path().join(".secvec").exists(), "{name}: the cache was touched");
+        insta::assert_snapshot!(format!("bad_manifest_{name}"), stderr(&out));
+    }
+}
+
+#[test]
+fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
+    let ws = Workspace::new();
+    let ev = ws.run_json(&["manifests/quickstart.yaml"]);
+    ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
+    assert!(ws.run(&["cache", "verify"]).status.success());
+
+    let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
+    assert!(stdout(&dry).starts_with("would remove 1 entries and 1 artifacts"), "{}", stdout(&dry));
+    let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
+    assert!(stdout(&gc).starts_with("removed 1 entries and 1 artifacts"), "{}", stdout(&gc));
+    let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
+    assert!(stdout(&plan).contains("0 of 5 stages would run"), "{}", stdout(&plan));
+
+    let artifact = ws.path().join(".secvec/store").join(ev["pairs"]["output"].as_str().unwrap());
+    let file = artifact.join("train.jsonl");
+    let mut perm = std::fs::metadata(&file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
+    std::fs::set_permissions(&file, perm).unwrap();
+    std::fs::write(&file, "tampered\n").unwrap();
+    let verify = ws.run(&["cache", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stdout(&verify).contains("artifact content hashes to"), "{}", stdout(&verify));
+    assert!(ws.run(&["cache", "verify", "--fix"]).status.success());
+    let rerun = ws.run_json(&["manifests/quickstart.yaml"]);
+    assert_eq!(rerun["pairs"]["status"], "ran");
+    assert_eq!(rerun["pairs"]["output"], ev["pairs"]["output"]);
+    assert!(stdout(&ws.run(&["cache", "verify"])).contains(" 0 problem(s)"));
+}
+
+#[test]
+fn show_prints_the_outputs_path_and_provenance() {
+    let ws = Workspace::new();
+    ws.run_json(&["manifests/quickstart.yaml"]);
+    let out = ws.run(&["show", "pairs-by-language@languages=c"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("outputs: out/quickstart/pairs-by-language@languages=c\n"), "{text}");
+    let record: serde_json::Value = serde_json::from_str(text.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(record["provenance"]["kind"], "pair");
+    assert_eq!(record["provenance"]["params"]["languages"], serde_json::json!(["c"]));
+    assert_eq!(record["provenance"]["inputs"][0]["slot"], "data");
+    let listed: Vec<String> = std::fs::read_dir(ws.path().join("out/quickstart/pairs-by-language@languages=c"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(listed.contains(&"train.jsonl".to_string()), "{listed:?}");
+}
