@@ -83,7 +83,7 @@ pub fn write_big_dataset(root: &Path, files: usize, pairs_per_file: usize) {
         for f in 0..files {
             let mut text = String::new();
             for i in 0..pairs_per_file {
-                let body: String = (0..40).map(|k| format!("    x{k} = compute({i}, {k})\n")).collect();
+                let body: String = (0..12).map(|k| format!("    x{k} = compute({i}, {k})\n")).collect();
                 let rec = serde_json::json!({
                     "func_name": format!("f{f}_{i}"),
                     "func_src_before": format!("def f{f}_{i}(q):\n{body}    db.execute('SELECT ' + q)\n"),
