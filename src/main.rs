@@ -16,7 +16,11 @@ use secvec_engine::progress::{Bars, JsonLines, Lines, Reporter, Status};
 use secvec_engine::{ManifestError, Registry};
 
 #[derive(Parser)]
-#[command(name = "secvec", version, about = "Reproduce and extend secure-code-generation papers from a YAML manifest")]
+#[command(
+    name = "secvec",
+    version,
+    about = "Reproduce and extend secure-code-generation papers from a YAML manifest"
+)]
 struct Cli {
     /// Cache directory.
     #[arg(long, global = true, env = "SECVEC_CACHE", default_value = ".secvec")]
@@ -132,11 +136,18 @@ fn load_plan(registry: &Registry, t: &Target) -> Result<(LoadedManifest, Plan)> 
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let registry = secvec_stages::registry();
     match cli.command {
-        Command::Run { target, force, json, jobs, gpus } => {
+        Command::Run {
+            target,
+            force,
+            json,
+            jobs,
+            gpus,
+        } => {
             let (_, plan) = load_plan(&registry, &target)?;
             // Selectors are checked before the cache is touched, like the manifest itself.
             exec::selection(&plan, &target.only, &force)?;
-            let cache = Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
+            let cache =
+                Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
             let reporter: Arc<dyn Reporter> = if json {
                 Arc::new(JsonLines)
             } else if std::io::stderr().is_terminal() {
@@ -144,8 +155,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 Arc::new(Lines)
             };
-            let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-            let opts = RunOptions { only: target.only, force, cpu_slots: jobs.unwrap_or(cpus), gpu_slots: gpus, out_dir: cli.out.clone() };
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+            let opts = RunOptions {
+                only: target.only,
+                force,
+                cpu_slots: jobs.unwrap_or(cpus),
+                gpu_slots: gpus,
+                out_dir: cli.out.clone(),
+            };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let cancel = Arc::new(AtomicBool::new(false));
             let outcomes = runtime.block_on(async {
@@ -159,7 +178,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 exec::run(Arc::new(plan), cache, opts, reporter, cancel.clone()).await
             })?;
             let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
-            let failed: Vec<&str> = outcomes.iter().filter(|o| o.status == Status::Failed).map(|o| o.stage.as_str()).collect();
+            let failed: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| o.status == Status::Failed)
+                .map(|o| o.stage.as_str())
+                .collect();
             if !json {
                 eprintln!(
                     "{} stages: {} ran, {} cached, {} failed, {} skipped",
@@ -201,7 +224,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&secvec_engine::schema::manifest_schema(&registry))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&secvec_engine::schema::manifest_schema(&registry))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Kinds => {
@@ -233,18 +259,36 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 report.artifacts_checked,
                 report.entries_checked,
                 report.problems.len(),
-                if fix { format!(", {} removed", report.removed) } else { String::new() }
+                if fix {
+                    format!(", {} removed", report.removed)
+                } else {
+                    String::new()
+                }
             );
-            Ok(if report.problems.is_empty() || fix { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.problems.is_empty() || fix {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Cache(CacheCommand::Gc { manifests, overlays, sets, dry_run }) => {
+        Command::Cache(CacheCommand::Gc {
+            manifests,
+            overlays,
+            sets,
+            dry_run,
+        }) => {
             if manifests.is_empty() {
                 bail!("name the manifests whose results to keep: secvec cache gc MANIFEST...");
             }
             let plans = manifests
                 .iter()
                 .map(|m| {
-                    let t = Target { manifest: m.clone(), overlays: overlays.clone(), sets: sets.clone(), only: vec![] };
+                    let t = Target {
+                        manifest: m.clone(),
+                        overlays: overlays.clone(),
+                        sets: sets.clone(),
+                        only: vec![],
+                    };
                     load_plan(&registry, &t).map(|(_, p)| p)
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -275,14 +319,21 @@ fn open_if_present(root: &Path) -> Result<Option<Cache>> {
     if !root.join("LOCK").exists() {
         return Ok(None);
     }
-    Ok(Some(Cache::open(root).with_context(|| format!("opening cache {}", root.display()))?))
+    Ok(Some(
+        Cache::open(root).with_context(|| format!("opening cache {}", root.display()))?,
+    ))
 }
 
 fn show(out: &Path, stage: &str, manifest: Option<&str>) -> Result<ExitCode> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(out).with_context(|| format!("no outputs yet under {}; run a manifest first", out.display()))? {
+    for entry in std::fs::read_dir(out)
+        .with_context(|| format!("no outputs yet under {}; run a manifest first", out.display()))?
+    {
         let dir = entry?.path();
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let record = dir.join(format!("{stage}.provenance.json"));
         if record.is_file() && manifest.map(|m| m == name).unwrap_or(true) {
             found.push((name, dir.join(stage), record));

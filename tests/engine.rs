@@ -17,7 +17,8 @@ fn schema_file_is_current() {
     let ws = Workspace::new();
     let out = ws.run(&["schema"]);
     assert!(out.status.success());
-    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/manifest.schema.json")).unwrap();
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/manifest.schema.json")).unwrap();
     assert_eq!(
         stdout(&out),
         checked_in,
@@ -50,7 +51,12 @@ fn plan_lists_matrix_variants_and_says_why() {
     assert!(!ws.path().join(".secvec").exists(), "plan must not create a cache");
     insta::assert_snapshot!("plan_fresh", stdout(&fresh));
     ws.run_json(&["manifests/quickstart.yaml"]);
-    let changed = ws.run(&["plan", "manifests/quickstart.yaml", "--set", "stages.pairs.params.cwes=[cwe-089]"]);
+    let changed = ws.run(&[
+        "plan",
+        "manifests/quickstart.yaml",
+        "--set",
+        "stages.pairs.params.cwes=[cwe-089]",
+    ]);
     insta::assert_snapshot!("plan_after_param_change", stdout(&changed));
 }
 
@@ -58,7 +64,11 @@ fn plan_lists_matrix_variants_and_says_why() {
 fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
     let ws = Workspace::new();
     ws.run_json(&["manifests/quickstart.yaml"]);
-    let ev = ws.run_json(&["manifests/quickstart.yaml", "--set", "stages.pairs.params.cwes=[cwe-089]"]);
+    let ev = ws.run_json(&[
+        "manifests/quickstart.yaml",
+        "--set",
+        "stages.pairs.params.cwes=[cwe-089]",
+    ]);
     let want = [
         ("language-report", "cached"),
         ("pairs", "ran"),
@@ -75,7 +85,11 @@ fn identical_upstream_output_does_not_rerun_dependents() {
     let before = ws.run_json(&["manifests/quickstart.yaml"]);
     // Every quickstart pair has a description, so the fallback instruction is never used:
     // `pairs` reruns (its params changed) but writes the same bytes.
-    let ev = ws.run_json(&["manifests/quickstart.yaml", "--set", "stages.pairs.params.instruction=Write {func_name}."]);
+    let ev = ws.run_json(&[
+        "manifests/quickstart.yaml",
+        "--set",
+        "stages.pairs.params.instruction=Write {func_name}.",
+    ]);
     assert_eq!(ev["pairs"]["status"], "ran");
     assert_eq!(ev["pairs"]["output"], before["pairs"]["output"]);
     assert_eq!(ev["report"]["status"], "cached");
@@ -87,8 +101,14 @@ fn overlays_merge_delete_and_rename_the_run() {
     let ev = ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
     assert_eq!(ev.keys().collect::<Vec<_>>(), ["pairs", "report"]);
     let report = std::fs::read_to_string(ws.path().join("out/quickstart-python/report/report.md")).unwrap();
-    assert!(report.contains("| train | python   | 10    | 10          |"), "{report}");
-    assert!(report.contains("| train | c        | —     | 9           |"), "only the reference has C rows: {report}");
+    assert!(
+        report.contains("| train | python   | 10    | 10          |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| train | c        | —     | 9           |"),
+        "only the reference has C rows: {report}"
+    );
 }
 
 #[test]
@@ -97,10 +117,19 @@ fn only_runs_the_named_stage_and_its_inputs() {
     let ev = ws.run_json(&["manifests/quickstart.yaml", "--only", "report"]);
     assert_eq!(ev.keys().collect::<Vec<_>>(), ["pairs", "report"]);
     ws.run_json(&["manifests/quickstart.yaml", "--only", "pairs-by-language"]);
-    let forced = ws.run_json(&["manifests/quickstart.yaml", "--only", "pairs-by-language", "--force", "pairs-by-language@languages=c"]);
+    let forced = ws.run_json(&[
+        "manifests/quickstart.yaml",
+        "--only",
+        "pairs-by-language",
+        "--force",
+        "pairs-by-language@languages=c",
+    ]);
     assert_eq!(
         statuses(&forced),
-        [("pairs-by-language@languages=c".to_string(), "ran".to_string()), ("pairs-by-language@languages=python".into(), "cached".into())]
+        [
+            ("pairs-by-language@languages=c".to_string(), "ran".to_string()),
+            ("pairs-by-language@languages=python".into(), "cached".into())
+        ]
     );
 }
 
@@ -116,9 +145,21 @@ fn a_failing_stage_stops_only_its_descendants() {
     let out = ws.run(&["run", "m.yaml", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let ev = common::events(&out.stdout);
-    assert_eq!(statuses(&ev), [("bad".into(), "failed".into()), ("good".into(), "ran".into()), ("r".into(), "skipped".into())]);
+    assert_eq!(
+        statuses(&ev),
+        [
+            ("bad".into(), "failed".into()),
+            ("good".into(), "ran".into()),
+            ("r".into(), "skipped".into())
+        ]
+    );
     let err = ev["bad"]["error"].as_str().unwrap();
-    assert!(err.contains("2 malformed line(s)") && err.contains("x.jsonl:1: not a pair record") && err.contains("x.jsonl:2:"), "{err}");
+    assert!(
+        err.contains("2 malformed line(s)")
+            && err.contains("x.jsonl:1: not a pair record")
+            && err.contains("x.jsonl:2:"),
+        "{err}"
+    );
     assert!(stderr(&out).contains("1 stage(s) failed: bad"));
     let again = ws.run(&["run", "m.yaml", "--json"]);
     assert_eq!(common::events(&again.stdout)["good"]["status"], "cached");
@@ -167,13 +208,24 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
     assert!(ws.run(&["cache", "verify"]).status.success());
 
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
-    assert!(stdout(&dry).starts_with("would remove 1 entries and 1 artifacts"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).starts_with("would remove 1 entries and 1 artifacts"),
+        "{}",
+        stdout(&dry)
+    );
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
-    assert!(stdout(&gc).starts_with("removed 1 entries and 1 artifacts"), "{}", stdout(&gc));
+    assert!(
+        stdout(&gc).starts_with("removed 1 entries and 1 artifacts"),
+        "{}",
+        stdout(&gc)
+    );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
     assert!(stdout(&plan).contains("0 of 5 stages would run"), "{}", stdout(&plan));
 
-    let artifact = ws.path().join(".secvec/store").join(ev["pairs"]["output"].as_str().unwrap());
+    let artifact = ws
+        .path()
+        .join(".secvec/store")
+        .join(ev["pairs"]["output"].as_str().unwrap());
     let file = artifact.join("train.jsonl");
     let mut perm = std::fs::metadata(&file).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
@@ -181,7 +233,11 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
     std::fs::write(&file, "tampered\n").unwrap();
     let verify = ws.run(&["cache", "verify"]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(stdout(&verify).contains("artifact content hashes to"), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).contains("artifact content hashes to"),
+        "{}",
+        stdout(&verify)
+    );
     assert!(ws.run(&["cache", "verify", "--fix"]).status.success());
     let rerun = ws.run_json(&["manifests/quickstart.yaml"]);
     assert_eq!(rerun["pairs"]["status"], "ran");
@@ -196,7 +252,10 @@ fn show_prints_the_outputs_path_and_provenance() {
     let out = ws.run(&["show", "pairs-by-language@languages=c"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.starts_with("outputs: out/quickstart/pairs-by-language@languages=c\n"), "{text}");
+    assert!(
+        text.starts_with("outputs: out/quickstart/pairs-by-language@languages=c\n"),
+        "{text}"
+    );
     let record: serde_json::Value = serde_json::from_str(text.split_once('\n').unwrap().1).unwrap();
     assert_eq!(record["provenance"]["kind"], "pair");
     assert_eq!(record["provenance"]["params"]["languages"], serde_json::json!(["c"]));

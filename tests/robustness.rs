@@ -15,7 +15,9 @@ fn big_workspace() -> Workspace {
 }
 
 fn outputs(ev: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, String> {
-    ev.iter().map(|(k, v)| (k.clone(), v["output"].as_str().unwrap().to_string())).collect()
+    ev.iter()
+        .map(|(k, v)| (k.clone(), v["output"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 #[test]
@@ -34,7 +36,11 @@ fn kill_9_at_random_points_leaves_a_consistent_cache() {
         // Kill points fall in the first 60% of a cold run's time; later runs resume from what
         // was committed, so they are shorter.
         let frac = 0.6 * (seed >> 33) as f64 / (1u64 << 31) as f64;
-        let mut child = ws.cmd(&["run", "big.yaml", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = ws
+            .cmd(&["run", "big.yaml", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         std::thread::sleep(full.mul_f64(frac));
         child.kill().unwrap(); // SIGKILL
         let out = child.wait_with_output().unwrap();
@@ -50,9 +56,16 @@ fn kill_9_at_random_points_leaves_a_consistent_cache() {
         );
     }
     eprintln!("{partial_runs} of 8 runs were killed before finishing");
-    assert!(partial_runs > 0, "no run was interrupted; the workload is too small to test anything");
+    assert!(
+        partial_runs > 0,
+        "no run was interrupted; the workload is too small to test anything"
+    );
     let resumed = ws.run_json(&["big.yaml"]);
-    assert_eq!(outputs(&resumed), want, "resumed outputs differ from an uninterrupted run");
+    assert_eq!(
+        outputs(&resumed),
+        want,
+        "resumed outputs differ from an uninterrupted run"
+    );
     assert!(ws.run(&["cache", "verify"]).status.success());
     let leftovers = std::fs::read_dir(ws.path().join(".secvec/tmp")).unwrap().count();
     assert_eq!(leftovers, 0, "staging directories of killed runs were not cleaned");
@@ -61,10 +74,20 @@ fn kill_9_at_random_points_leaves_a_consistent_cache() {
 #[test]
 fn two_concurrent_runs_share_one_cache_and_compute_each_stage_once() {
     let ws = big_workspace();
-    let spawn = || ws.cmd(&["run", "big.yaml", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        ws.cmd(&["run", "big.yaml", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success(), "{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
     let (ea, eb) = (events(&a.stdout), events(&b.stdout));
     assert_eq!(outputs(&ea), outputs(&eb));
     for ((stage, sa), (_, sb)) in statuses(&ea).into_iter().zip(statuses(&eb)) {
@@ -79,6 +102,12 @@ fn walk_count(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .map(|e| if e.file_type().unwrap().is_dir() { walk_count(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                walk_count(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }

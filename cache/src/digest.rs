@@ -73,7 +73,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
         hasher.update_mmap_rayon(path)?;
     } else {
         let mut file = File::open(path)?;
-        let mut buf = vec![0u8; len.min(1 << 20).max(1) as usize];
+        let mut buf = vec![0u8; len.clamp(1, 1 << 20) as usize];
         loop {
             let n = file.read(&mut buf)?;
             if n == 0 {
@@ -104,9 +104,7 @@ pub fn hash_path(root: &Path) -> std::io::Result<Digest> {
             .strip_prefix(root)
             .expect("walkdir yields paths under its root")
             .to_str()
-            .ok_or_else(|| {
-                std::io::Error::other(format!("non-UTF-8 path {}", entry.path().display()))
-            })?
+            .ok_or_else(|| std::io::Error::other(format!("non-UTF-8 path {}", entry.path().display())))?
             .to_string();
         let ft = entry.file_type();
         if ft.is_symlink() {
@@ -175,7 +173,9 @@ mod tests {
     fn large_file_hash_matches_serial_blake3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
-        let data: Vec<u8> = (0..(PARALLEL_THRESHOLD as usize + 12345)).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..(PARALLEL_THRESHOLD as usize + 12345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         std::fs::write(&path, &data).unwrap();
         assert_eq!(hash_file(&path).unwrap(), Digest::of_bytes(&data));
     }

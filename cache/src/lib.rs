@@ -13,4 +13,6 @@ mod digest;
 mod store;
 
 pub use digest::{hash_file, hash_path, Digest, DigestParseError};
-pub use store::{canonical_json, key_of, ActionEntry, Cache, CacheError, GcReport, KeyLock, Problem, Staging, VerifyReport};
+pub use store::{
+    canonical_json, key_of, ActionEntry, Cache, CacheError, GcReport, KeyLock, Problem, Staging, VerifyReport,
+};

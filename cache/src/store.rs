@@ -29,7 +29,10 @@ pub enum CacheError {
 type Result<T> = std::result::Result<T, CacheError>;
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|source| CacheError::Io { path: path.to_path_buf(), source })
+    r.map_err(|source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What the action cache stores for one stage key: the output tree and everything that explains it.
@@ -118,6 +121,9 @@ pub struct GcReport {
     pub entries_kept: usize,
 }
 
+/// Readable entries with their paths, and the unreadable ones as problems.
+type ScannedEntries = (Vec<(PathBuf, ActionEntry)>, Vec<Problem>);
+
 static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Cache {
@@ -139,9 +145,19 @@ impl Cache {
             io(&p, fs::create_dir_all(&p))?;
         }
         let lock_path = root.join("LOCK");
-        let lock = io(&lock_path, OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path))?;
+        let lock = io(
+            &lock_path,
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path),
+        )?;
         io(&lock_path, if exclusive { lock.lock() } else { lock.lock_shared() })?;
-        Ok(Cache { root: root.to_path_buf(), _lock: lock })
+        Ok(Cache {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -164,7 +180,10 @@ impl Cache {
     /// Blocks until this process is the only one computing `key`.
     pub fn lock_key(&self, key: &Digest) -> Result<KeyLock> {
         let path = self.root.join("locks").join(format!("{}.lock", key.hex()));
-        let file = io(&path, OpenOptions::new().create(true).truncate(false).write(true).open(&path))?;
+        let file = io(
+            &path,
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path),
+        )?;
         io(&path, file.lock())?;
         Ok(KeyLock { _file: file })
     }
@@ -184,8 +203,14 @@ impl Cache {
 
     pub fn staging(&self) -> Result<Staging> {
         let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let dir = self.root.join("tmp").join(format!("{}-{nanos}-{n}", std::process::id()));
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{nanos}-{n}", std::process::id()));
         io(&dir, fs::create_dir(&dir))?;
         let lock_path = dir.join("lock");
         let lock = io(&lock_path, File::create(&lock_path))?;
@@ -204,7 +229,10 @@ impl Cache {
             io(staging.out(), make_read_only(staging.out()))?;
             if let Err(e) = fs::rename(staging.out(), &target) {
                 if !target.exists() {
-                    return Err(CacheError::Io { path: target, source: e });
+                    return Err(CacheError::Io {
+                        path: target,
+                        source: e,
+                    });
                 }
             }
         }
@@ -259,18 +287,25 @@ impl Cache {
     }
 
     /// All readable action entries, and the paths of the unreadable ones.
-    fn scan_entries(&self) -> Result<(Vec<(PathBuf, ActionEntry)>, Vec<Problem>)> {
+    fn scan_entries(&self) -> Result<ScannedEntries> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let ac = self.root.join("ac");
         for entry in walkdir::WalkDir::new(&ac).min_depth(2).max_depth(2) {
-            let entry = entry.map_err(|e| CacheError::Io { path: ac.clone(), source: e.into() })?;
+            let entry = entry.map_err(|e| CacheError::Io {
+                path: ac.clone(),
+                source: e.into(),
+            })?;
             let path = entry.into_path();
-            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<ActionEntry>(&b).map_err(|e| e.to_string())
-            }) {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<ActionEntry>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(e) => good.push((path, e)),
-                Err(what) => bad.push(Problem { path, what: format!("unreadable entry: {what}") }),
+                Err(what) => bad.push(Problem {
+                    path,
+                    what: format!("unreadable entry: {what}"),
+                }),
             }
         }
         Ok((good, bad))
@@ -294,9 +329,10 @@ impl Cache {
             let what = match (name.parse::<Digest>(), hash_path(&dir)) {
                 (Err(_), _) => Some("artifact directory name is not a digest".to_string()),
                 (_, Err(e)) => Some(format!("artifact cannot be hashed: {e}")),
-                (Ok(want), Ok(got)) if want != got => {
-                    Some(format!("artifact content hashes to {} instead of its name", got.short()))
-                }
+                (Ok(want), Ok(got)) if want != got => Some(format!(
+                    "artifact content hashes to {} instead of its name",
+                    got.short()
+                )),
                 _ => None,
             };
             if let Some(what) = what {
@@ -328,7 +364,11 @@ impl Cache {
         report.problems.extend(bad);
         if fix {
             for p in &report.problems {
-                let removed = if p.path.is_dir() { fs::remove_dir_all(&p.path) } else { fs::remove_file(&p.path) };
+                let removed = if p.path.is_dir() {
+                    fs::remove_dir_all(&p.path)
+                } else {
+                    fs::remove_file(&p.path)
+                };
                 if removed.is_ok() {
                     report.removed += 1;
                 }
@@ -355,7 +395,11 @@ impl Cache {
         report.entries_removed = remove.len();
         for dir in self.artifact_dirs()? {
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.parse::<Digest>().map(|d| !live_outputs.contains(&d)).unwrap_or(true) {
+            if name
+                .parse::<Digest>()
+                .map(|d| !live_outputs.contains(&d))
+                .unwrap_or(true)
+            {
                 report.artifacts_removed += 1;
                 report.bytes_freed += tree_size(&dir);
                 remove.push(dir);
@@ -368,18 +412,30 @@ impl Cache {
                 remove.push(lock.path());
             }
         }
-        for rec in walkdir::WalkDir::new(self.root.join("records")).min_depth(2).into_iter().flatten() {
+        for rec in walkdir::WalkDir::new(self.root.join("records"))
+            .min_depth(2)
+            .into_iter()
+            .flatten()
+        {
             let key = fs::read(rec.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v.get("key").and_then(|k| k.as_str()).and_then(|k| k.parse::<Digest>().ok()));
+                .and_then(|v| {
+                    v.get("key")
+                        .and_then(|k| k.as_str())
+                        .and_then(|k| k.parse::<Digest>().ok())
+                });
             if key.map(|k| !keep.contains(&k)).unwrap_or(true) {
                 remove.push(rec.into_path());
             }
         }
         if !dry_run {
             for path in remove {
-                let r = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                let r = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
                 io(&path, r)?;
             }
             let tmp = self.root.join("tmp");
@@ -425,7 +481,12 @@ mod tests {
     }
 
     fn entry(preimage: Value, output: Digest) -> ActionEntry {
-        ActionEntry { key: key_of(&preimage), output, preimage, provenance: json!({}) }
+        ActionEntry {
+            key: key_of(&preimage),
+            output,
+            preimage,
+            provenance: json!({}),
+        }
     }
 
     #[test]
@@ -446,8 +507,14 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let a = json!({"b": {"y": 1, "x": [ {"q": 1, "p": 2} ]}, "a": 0});
-        assert_eq!(canonical_json(&a), br#"{"a":0,"b":{"x":[{"p":2,"q":1}],"y":1}}"#.to_vec());
-        assert_eq!(key_of(&a), key_of(&json!({"a": 0, "b": {"x": [{"p": 2, "q": 1}], "y": 1}})));
+        assert_eq!(
+            canonical_json(&a),
+            br#"{"a":0,"b":{"x":[{"p":2,"q":1}],"y":1}}"#.to_vec()
+        );
+        assert_eq!(
+            key_of(&a),
+            key_of(&json!({"a": 0, "b": {"x": [{"p": 2, "q": 1}], "y": 1}}))
+        );
     }
 
     #[test]

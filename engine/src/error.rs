@@ -10,7 +10,11 @@ pub enum Location {
 
 impl Location {
     pub fn file(file: &Path, line: usize, col: usize) -> Self {
-        Location::File { file: file.to_path_buf(), line, col }
+        Location::File {
+            file: file.to_path_buf(),
+            line,
+            col,
+        }
     }
 }
 
@@ -32,7 +36,10 @@ pub struct ManifestError {
 
 impl ManifestError {
     pub fn new(location: Option<Location>, message: impl Into<String>) -> Self {
-        ManifestError { location, message: message.into() }
+        ManifestError {
+            location,
+            message: message.into(),
+        }
     }
 }
 

@@ -113,12 +113,18 @@ pub async fn run(
 
 async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     let node = &shared.plan.nodes[i];
-    let mut outcome =
-        Outcome { stage: node.name.clone(), status: Status::Skipped, key: None, output: None, seconds: 0.0, error: None };
+    let mut outcome = Outcome {
+        stage: node.name.clone(),
+        status: Status::Skipped,
+        key: None,
+        output: None,
+        seconds: 0.0,
+        error: None,
+    };
     let mut outputs = BTreeMap::new();
     for u in node.upstream() {
         let mut rx = shared.done[u].subscribe();
-        let done = rx.wait_for(|d| d.is_some()).await.expect("senders live in Shared").clone();
+        let done = *rx.wait_for(|d| d.is_some()).await.expect("senders live in Shared");
         match done {
             Some(Ok(d)) => {
                 outputs.insert(u, d);
@@ -201,11 +207,26 @@ fn execute(
             let (artifact, from) = match s {
                 Source::Node(u) => {
                     let d = outputs[u];
-                    let labels = plan.nodes[*u].labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    (InputArtifact { path: cache.artifact_path(&d), digest: d, labels }, json!({"stage": plan.nodes[*u].name}))
+                    let labels = plan.nodes[*u]
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    (
+                        InputArtifact {
+                            path: cache.artifact_path(&d),
+                            digest: d,
+                            labels,
+                        },
+                        json!({"stage": plan.nodes[*u].name}),
+                    )
                 }
                 Source::Path { path, digest } => (
-                    InputArtifact { path: path.clone(), digest: *digest, labels: BTreeMap::new() },
+                    InputArtifact {
+                        path: path.clone(),
+                        digest: *digest,
+                        labels: BTreeMap::new(),
+                    },
                     json!({"path": path}),
                 ),
             };
@@ -213,9 +234,15 @@ fn execute(
             list.push(artifact);
         }
     }
-    let progress = Arc::new(StageProgress { stage: node.name.clone(), reporter: shared.reporter.clone() });
+    let progress = Arc::new(StageProgress {
+        stage: node.name.clone(),
+        reporter: shared.reporter.clone(),
+    });
     let ctx = StageContext::new(inputs, staging.out().to_path_buf(), progress, shared.cancel.clone());
-    let started_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let started_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     let t0 = Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.kind.run(&node.params, &ctx)));
     let seconds = t0.elapsed().as_secs_f64();
@@ -251,7 +278,12 @@ fn execute(
         "started_at_unix": started_at,
         "seconds": seconds,
     });
-    let entry = ActionEntry { key, output, preimage, provenance };
+    let entry = ActionEntry {
+        key,
+        output,
+        preimage,
+        provenance,
+    };
     cache.put_entry(&entry).map_err(|e| err("writing cache entry", &e))?;
     publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
     Ok((Status::Ran, output))
@@ -264,7 +296,11 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     let name = &plan.nodes[i].name;
     shared
         .cache
-        .put_record(&plan.manifest_name, name, &json!({"key": entry.key, "preimage": entry.preimage}))
+        .put_record(
+            &plan.manifest_name,
+            name,
+            &json!({"key": entry.key, "preimage": entry.preimage}),
+        )
         .map_err(std::io::Error::other)?;
     let dir = shared.out_dir.join(&plan.manifest_name);
     std::fs::create_dir_all(&dir)?;
@@ -274,7 +310,10 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     std::os::unix::fs::symlink(&target, &tmp)?;
     std::fs::rename(&tmp, dir.join(name))?;
     let record = json!({"key": entry.key, "output": entry.output, "path": target, "provenance": entry.provenance});
-    write_atomic(&dir.join(format!("{name}.provenance.json")), &serde_json::to_vec_pretty(&record)?)
+    write_atomic(
+        &dir.join(format!("{name}.provenance.json")),
+        &serde_json::to_vec_pretty(&record)?,
+    )
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -300,7 +339,12 @@ pub struct PlanRow {
 /// Predicts a run without executing anything: which stages are cached, and why each other
 /// stage would run. Stages below one that must run are reported as waiting on it, since their
 /// key depends on bytes not produced yet.
-pub fn explain(plan: &Plan, cache: Option<&Cache>, only: &[String], force: &[String]) -> Result<Vec<PlanRow>, ManifestError> {
+pub fn explain(
+    plan: &Plan,
+    cache: Option<&Cache>,
+    only: &[String],
+    force: &[String],
+) -> Result<Vec<PlanRow>, ManifestError> {
     let (selected, forced) = selection(plan, only, force)?;
     let mut known: Vec<Option<Digest>> = vec![None; plan.nodes.len()];
     let mut rows = Vec::new();
@@ -342,7 +386,13 @@ pub fn explain(plan: &Plan, cache: Option<&Cache>, only: &[String], force: &[Str
                 }
             }
         };
-        rows.push(PlanRow { stage: node.name.clone(), kind: node.kind.kind().to_string(), action: action.into(), why, key });
+        rows.push(PlanRow {
+            stage: node.name.clone(),
+            kind: node.kind.kind().to_string(),
+            action: action.into(),
+            why,
+            key,
+        });
     }
     Ok(rows)
 }

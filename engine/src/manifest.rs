@@ -135,7 +135,11 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
         ManifestError::new(lines.find(&path), field_message(&path, &e.into_inner().to_string()))
     })?;
     validate_names(&manifest, &lines)?;
-    Ok(LoadedManifest { manifest, file: file.to_path_buf(), lines })
+    Ok(LoadedManifest {
+        manifest,
+        file: file.to_path_buf(),
+        lines,
+    })
 }
 
 pub(crate) fn field_message(path: &str, err: &str) -> String {
@@ -154,12 +158,17 @@ pub(crate) fn field_message(path: &str, err: &str) -> String {
 
 fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> {
     let ok = |s: &str, extra: &[char]| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
     };
     if !ok(&m.name, &['.']) {
         return Err(ManifestError::new(
             lines.find("name"),
-            format!("manifest name `{}` may hold only letters, digits, `.`, `_` and `-`", m.name),
+            format!(
+                "manifest name `{}` may hold only letters, digits, `.`, `_` and `-`",
+                m.name
+            ),
         ));
     }
     for name in m.stages.keys() {
@@ -214,7 +223,10 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
                     .unwrap_or_default();
                 return Err(ManifestError::new(
                     here(),
-                    format!("no stage `{stage}` in the manifest{}", crate::error::did_you_mean(stage, names)),
+                    format!(
+                        "no stage `{stage}` in the manifest{}",
+                        crate::error::did_you_mean(stage, names)
+                    ),
                 ));
             }
             _ => {}
@@ -243,7 +255,10 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
             }
             Value::Sequence(seq) => {
                 let idx: usize = part.parse().ok().filter(|i| *i < seq.len()).ok_or_else(|| {
-                    ManifestError::new(here(), format!("`{part}` is not an index of the list at that point of `{path}`"))
+                    ManifestError::new(
+                        here(),
+                        format!("`{part}` is not an index of the list at that point of `{path}`"),
+                    )
                 })?;
                 if last {
                     seq[idx] = value;
@@ -283,7 +298,10 @@ mod tests {
         apply_set(&mut m, "stages.t.params.lr=0.5").unwrap();
         apply_set(&mut m, "stages.t.params.lora.r=8").unwrap();
         apply_set(&mut m, "stages.t.params.tags=[a, b]").unwrap();
-        assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, lora: {r: 8}, tags: [a, b]}}}"));
+        assert_eq!(
+            m,
+            y("stages: {t: {kind: k, params: {lr: 0.5, lora: {r: 8}, tags: [a, b]}}}")
+        );
         apply_set(&mut m, "stages.t.params.lora=null").unwrap();
         assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, tags: [a, b]}}}"));
     }

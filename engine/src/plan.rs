@@ -67,7 +67,10 @@ impl Plan {
             let names = self.nodes.iter().map(|n| n.name.as_str());
             return Err(ManifestError::new(
                 Some(Location::Arg(selector.to_string())),
-                format!("no stage `{selector}` in this manifest{}", did_you_mean(selector, names)),
+                format!(
+                    "no stage `{selector}` in this manifest{}",
+                    did_you_mean(selector, names)
+                ),
             ));
         }
         Ok(hits)
@@ -164,7 +167,11 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
     }
     // Dependency graph between manifest stages; reject cycles, naming every stage in one.
     let mut graph = DiGraph::<&str, ()>::new();
-    let ids: IndexMap<&str, _> = m.stages.keys().map(|n| (n.as_str(), graph.add_node(n.as_str()))).collect();
+    let ids: IndexMap<&str, _> = m
+        .stages
+        .keys()
+        .map(|n| (n.as_str(), graph.add_node(n.as_str())))
+        .collect();
     for (name, spec) in &m.stages {
         for (slot, binding) in &spec.inputs {
             for item in binding.items() {
@@ -229,7 +236,11 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                         }
                         let mut chosen = p.chosen.clone();
                         chosen.insert(up.to_string(), v);
-                        next.push(Partial { labels, assignments: p.assignments.clone(), chosen });
+                        next.push(Partial {
+                            labels,
+                            assignments: p.assignments.clone(),
+                            chosen,
+                        });
                     }
                 }
             }
@@ -291,17 +302,25 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
         }
         variants.insert(name, mine);
     }
-    Ok(Plan { manifest_name: m.name.clone(), nodes })
+    Ok(Plan {
+        manifest_name: m.name.clone(),
+        nodes,
+    })
 }
 
 /// A topological order that otherwise keeps the manifest's order, so plans read top to bottom.
 fn manifest_order_toposort(graph: &DiGraph<&str, ()>) -> Vec<petgraph::graph::NodeIndex> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    let mut indegree: Vec<usize> =
-        graph.node_indices().map(|n| graph.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> =
-        graph.node_indices().filter(|n| indegree[n.index()] == 0).map(|n| Reverse(n.index())).collect();
+    let mut indegree: Vec<usize> = graph
+        .node_indices()
+        .map(|n| graph.neighbors_directed(n, petgraph::Direction::Incoming).count())
+        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = graph
+        .node_indices()
+        .filter(|n| indegree[n.index()] == 0)
+        .map(|n| Reverse(n.index()))
+        .collect();
     let mut order = Vec::with_capacity(indegree.len());
     while let Some(Reverse(i)) = ready.pop() {
         let n = petgraph::graph::NodeIndex::new(i);
@@ -317,7 +336,11 @@ fn manifest_order_toposort(graph: &DiGraph<&str, ()>) -> Vec<petgraph::graph::No
 }
 
 fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
-    let mut out = vec![Partial { labels: IndexMap::new(), assignments: Vec::new(), chosen: HashMap::new() }];
+    let mut out = vec![Partial {
+        labels: IndexMap::new(),
+        assignments: Vec::new(),
+        chosen: HashMap::new(),
+    }];
     for (key, values) in &spec.matrix {
         out = out
             .into_iter()
@@ -327,7 +350,11 @@ fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
                     labels.insert(key.clone(), label_value(v));
                     let mut assignments = p.assignments.clone();
                     assignments.push((key.clone(), v.clone()));
-                    Partial { labels, assignments, chosen: p.chosen.clone() }
+                    Partial {
+                        labels,
+                        assignments,
+                        chosen: p.chosen.clone(),
+                    }
                 })
             })
             .collect();
@@ -342,7 +369,10 @@ fn hash_source(path: &Path, raw: &str, at: Option<Location>) -> Result<Digest, M
         } else {
             "; paths are relative to the manifest's folder"
         };
-        return Err(ManifestError::new(at, format!("input path {} does not exist{hint}", path.display())));
+        return Err(ManifestError::new(
+            at,
+            format!("input path {} does not exist{hint}", path.display()),
+        ));
     }
     hash_path(path).map_err(|e| ManifestError::new(at, format!("cannot read input {}: {e}", path.display())))
 }
@@ -356,7 +386,13 @@ fn check_inputs(
     let kind = &kinds[name];
     let slots = kind.inputs();
     let base = join("stages", name);
-    let slot_list = || slots.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ");
+    let slot_list = || {
+        slots
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (slot_name, binding) in &spec.inputs {
         let at = || loaded.location(&format!("{base}.inputs.{slot_name}"));
         let slot: &InputSlot = slots.iter().find(|s| s.name == slot_name).ok_or_else(|| {
@@ -373,14 +409,20 @@ fn check_inputs(
         let items = binding.items();
         let gathers = items.iter().any(|i| matches!(i, InputItem::Stage(r) if parse_ref(r).1));
         if !slot.many && (items.len() != 1 || gathers) {
-            return Err(ManifestError::new(at(), format!("stage `{name}`: input `{slot_name}` takes exactly one artifact")));
+            return Err(ManifestError::new(
+                at(),
+                format!("stage `{name}`: input `{slot_name}` takes exactly one artifact"),
+            ));
         }
         for item in items {
             match item {
                 InputItem::Path { .. } if slot.accepts != FILES => {
                     return Err(ManifestError::new(
                         at(),
-                        format!("stage `{name}`: input `{slot_name}` takes the output of a stage producing `{}`, not a path", slot.accepts),
+                        format!(
+                        "stage `{name}`: input `{slot_name}` takes the output of a stage producing `{}`, not a path",
+                        slot.accepts
+                    ),
                     ))
                 }
                 InputItem::Path { .. } => {}
@@ -388,7 +430,11 @@ fn check_inputs(
                     let (up, _) = parse_ref(r);
                     let up_kind = &kinds[up];
                     if slot.accepts == FILES || !up_kind.output_tags().contains(&slot.accepts) {
-                        let wants = if slot.accepts == FILES { "a `{path: ...}`".to_string() } else { format!("`{}`", slot.accepts) };
+                        let wants = if slot.accepts == FILES {
+                            "a `{path: ...}`".to_string()
+                        } else {
+                            format!("`{}`", slot.accepts)
+                        };
                         return Err(ManifestError::new(
                             at(),
                             format!(
@@ -430,8 +476,11 @@ fn resolve_params(
         }
     };
     for (key, value) in assignments {
-        crate::manifest::apply_set(&mut params, &format!("{key}={}", serde_yaml::to_string(value).unwrap_or_default().trim()))
-            .map_err(|e| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), e.message))?;
+        crate::manifest::apply_set(
+            &mut params,
+            &format!("{key}={}", serde_yaml::to_string(value).unwrap_or_default().trim()),
+        )
+        .map_err(|e| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), e.message))?;
     }
     let defaults = serde_json::to_value(&loaded.manifest.defaults).expect("defaults serialise");
     let accepted = kind.param_names();
@@ -445,12 +494,19 @@ fn resolve_params(
     }
     kind.check_params(params).map_err(|e| {
         let inner = e.path().to_string();
-        let path = if inner == "." { params_path.clone() } else { format!("{params_path}.{inner}") };
+        let path = if inner == "." {
+            params_path.clone()
+        } else {
+            format!("{params_path}.{inner}")
+        };
         let mut msg = field_message(&path, &e.into_inner().to_string());
         if !spec.matrix.is_empty() {
             msg.push_str(" (with the stage's matrix values applied)");
         }
-        ManifestError::new(loaded.location(&path), format!("stage `{name}` (kind `{}`): {msg}", kind.kind()))
+        ManifestError::new(
+            loaded.location(&path),
+            format!("stage `{name}` (kind `{}`): {msg}", kind.kind()),
+        )
     })
 }
 

@@ -54,10 +54,17 @@ pub struct StageProgress {
 
 impl ProgressSink for StageProgress {
     fn progress(&self, done: u64, total: u64) {
-        self.reporter.event(Event::Progress { stage: &self.stage, done, total });
+        self.reporter.event(Event::Progress {
+            stage: &self.stage,
+            done,
+            total,
+        });
     }
     fn message(&self, text: &str) {
-        self.reporter.event(Event::Message { stage: &self.stage, text });
+        self.reporter.event(Event::Message {
+            stage: &self.stage,
+            text,
+        });
     }
 }
 
@@ -111,7 +118,11 @@ impl Bars {
                 .progress_chars("=> "),
         );
         overall.set_prefix("secvec");
-        Bars { multi, overall, running: Mutex::new(HashMap::new()) }
+        Bars {
+            multi,
+            overall,
+            running: Mutex::new(HashMap::new()),
+        }
     }
 }
 

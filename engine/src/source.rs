@@ -52,9 +52,8 @@ pub struct YamlDocument {
 }
 
 pub fn read_yaml(file: &Path) -> Result<YamlDocument, ManifestError> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        ManifestError::new(None, format!("cannot read {}: {e}", file.display()))
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ManifestError::new(None, format!("cannot read {}: {e}", file.display())))?;
     parse_yaml(file, &text)
 }
 
@@ -66,12 +65,19 @@ pub fn parse_yaml(file: &Path, text: &str) -> Result<YamlDocument, ManifestError
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         ManifestError::new(loc, format!("invalid YAML: {msg}"))
     })?;
-    let mut recorder = Recorder { file, stack: Vec::new(), lines: LineIndex::default() };
+    let mut recorder = Recorder {
+        file,
+        stack: Vec::new(),
+        lines: LineIndex::default(),
+    };
     let mut parser = Parser::new_from_str(text);
     parser
         .load(&mut recorder, false)
         .map_err(|e| ManifestError::new(None, format!("invalid YAML in {}: {e}", file.display())))?;
-    Ok(YamlDocument { value, lines: recorder.lines })
+    Ok(YamlDocument {
+        value,
+        lines: recorder.lines,
+    })
 }
 
 enum Frame {

@@ -96,10 +96,17 @@ impl<S: Stage> DynStage for S {
         &self,
         params: serde_yaml::Value,
     ) -> Result<(serde_json::Value, Resources), serde_path_to_error::Error<serde_yaml::Error>> {
-        let params = if params.is_null() { serde_yaml::Value::Mapping(Default::default()) } else { params };
+        let params = if params.is_null() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            params
+        };
         let typed: S::Params = serde_path_to_error::deserialize(params)?;
         let resources = S::resources(&typed);
-        Ok((serde_json::to_value(&typed).expect("params serialise to JSON"), resources))
+        Ok((
+            serde_json::to_value(&typed).expect("params serialise to JSON"),
+            resources,
+        ))
     }
     fn run(&self, params: &serde_json::Value, ctx: &StageContext) -> anyhow::Result<()> {
         let typed: S::Params = serde_json::from_value(params.clone())
@@ -163,7 +170,12 @@ impl StageContext {
         progress: Arc<dyn ProgressSink>,
         cancelled: Arc<AtomicBool>,
     ) -> Self {
-        StageContext { inputs, out, progress, cancelled }
+        StageContext {
+            inputs,
+            out,
+            progress,
+            cancelled,
+        }
     }
 
     /// The single artifact of a slot, if bound.

@@ -14,7 +14,10 @@ impl Workspace {
     /// A scratch directory holding a copy of the repository's `manifests/`.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"), &dir.path().join("manifests"));
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"),
+            &dir.path().join("manifests"),
+        );
         Workspace { dir }
     }
 
@@ -24,7 +27,10 @@ impl Workspace {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_secvec"));
-        c.current_dir(self.path()).args(args).env_remove("SECVEC_CACHE").env_remove("SECVEC_OUT");
+        c.current_dir(self.path())
+            .args(args)
+            .env_remove("SECVEC_CACHE")
+            .env_remove("SECVEC_OUT");
         c
     }
 
@@ -38,7 +44,11 @@ impl Workspace {
         full.extend_from_slice(args);
         full.push("--json");
         let out = self.run(&full);
-        assert!(out.status.success(), "secvec {full:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "secvec {full:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         events(&out.stdout)
     }
 
@@ -59,7 +69,10 @@ pub fn events(stdout: &[u8]) -> std::collections::BTreeMap<String, Value> {
 }
 
 pub fn statuses(events: &std::collections::BTreeMap<String, Value>) -> Vec<(String, String)> {
-    events.iter().map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string())).collect()
+    events
+        .iter()
+        .map(|(k, v)| (k.clone(), v["status"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

@@ -41,7 +41,10 @@ pub struct PairParams {
 }
 
 fn default_splits() -> IndexMap<String, Vec<String>> {
-    IndexMap::from([("train".into(), vec!["train/*.jsonl".into()]), ("val".into(), vec!["val/*.jsonl".into()])])
+    IndexMap::from([
+        ("train".into(), vec!["train/*.jsonl".into()]),
+        ("val".into(), vec!["val/*.jsonl".into()]),
+    ])
 }
 fn default_template() -> String {
     PAPER_TEMPLATE.to_string()
@@ -54,8 +57,14 @@ fn default_instruction() -> String {
 pub enum PairError {
     #[error("the `data` input {0} must be a directory holding the split files")]
     NotADirectory(PathBuf),
-    #[error("split `{split}`: no file under {dir} matches {patterns:?}; set `params.splits` to the files of each split")]
-    NoFiles { split: String, dir: PathBuf, patterns: Vec<String> },
+    #[error(
+        "split `{split}`: no file under {dir} matches {patterns:?}; set `params.splits` to the files of each split"
+    )]
+    NoFiles {
+        split: String,
+        dir: PathBuf,
+        patterns: Vec<String>,
+    },
     #[error("bad glob pattern `{0}`: {1}")]
     Glob(String, globset::Error),
     #[error("`template` must contain `{{instruction}}`")]
@@ -63,7 +72,10 @@ pub enum PairError {
     #[error("{count} malformed line(s); fix or remove them:\n{list}")]
     Malformed { count: usize, list: String },
     #[error("no pairs are left after the language and CWE filters (languages {languages:?}, cwes {cwes:?})")]
-    Empty { languages: Vec<Language>, cwes: Vec<String> },
+    Empty {
+        languages: Vec<Language>,
+        cwes: Vec<String>,
+    },
     #[error("reading {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -136,7 +148,11 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
             .collect();
         matched.sort();
         if matched.is_empty() {
-            return Err(PairError::NoFiles { split: split.clone(), dir: data.to_path_buf(), patterns: patterns.clone() });
+            return Err(PairError::NoFiles {
+                split: split.clone(),
+                dir: data.to_path_buf(),
+                patterns: patterns.clone(),
+            });
         }
         files.push((split.clone(), matched));
     }
@@ -147,7 +163,10 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
     for (split, paths) in files {
         let mut pairs = Vec::new();
         for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| PairError::Io { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| PairError::Io {
+                path: path.clone(),
+                source,
+            })?;
             let rel = path.strip_prefix(data).unwrap_or(&path).to_string_lossy().to_string();
             for (n, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
@@ -157,7 +176,8 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
                 match record::parse_line(line, &id, &split, params) {
                     Ok(p) => {
                         let keep_lang = params.languages.is_empty() || params.languages.contains(&p.language);
-                        let keep_cwe = params.cwes.is_empty() || params.cwes.iter().any(|c| c.eq_ignore_ascii_case(&p.cwe));
+                        let keep_cwe =
+                            params.cwes.is_empty() || params.cwes.iter().any(|c| c.eq_ignore_ascii_case(&p.cwe));
                         if keep_lang && keep_cwe {
                             pairs.push(p);
                         }
@@ -179,7 +199,10 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
         return Err(PairError::Malformed { count, list });
     }
     if splits.values().all(|v: &Vec<PairRecord>| v.is_empty()) {
-        return Err(PairError::Empty { languages: params.languages.clone(), cwes: params.cwes.clone() });
+        return Err(PairError::Empty {
+            languages: params.languages.clone(),
+            cwes: params.cwes.clone(),
+        });
     }
     let stats = statistics(&splits);
     Ok(Paired { splits, stats })
@@ -198,7 +221,9 @@ fn statistics(splits: &IndexMap<String, Vec<PairRecord>>) -> Vec<serde_json::Val
     let mut groups: BTreeMap<(&str, &str, &str), Group> = BTreeMap::new();
     for (split, pairs) in splits {
         for p in pairs {
-            let g = groups.entry((split.as_str(), p.language.name(), p.cwe.as_str())).or_default();
+            let g = groups
+                .entry((split.as_str(), p.language.name(), p.cwe.as_str()))
+                .or_default();
             g.pairs += 1;
             g.identical += usize::from(p.secure == p.vulnerable);
             g.secure += p.secure_spans.iter().map(|s| s[1] - s[0]).sum::<usize>();

@@ -55,14 +55,26 @@ pub enum RecordError {
     #[error("cannot tell the language of file_name `{0}`")]
     Language(String),
     #[error("char_changes.{side}[{index}] spans characters {start}..{end}, outside the {len}-character function")]
-    OutOfRange { side: &'static str, index: usize, start: usize, end: usize, len: usize },
+    OutOfRange {
+        side: &'static str,
+        index: usize,
+        start: usize,
+        end: usize,
+        len: usize,
+    },
     #[error("char_changes.{side}[{index}] says {want:?} but the function has {got:?} there")]
-    Mismatch { side: &'static str, index: usize, want: String, got: String },
+    Mismatch {
+        side: &'static str,
+        index: usize,
+        want: String,
+        got: String,
+    },
 }
 
 pub fn parse_line(line: &str, id: &str, split: &str, params: &PairParams) -> Result<Pair, RecordError> {
     let raw: Raw = serde_json::from_str(line)?;
-    let language = Language::from_file_name(&raw.file_name).ok_or_else(|| RecordError::Language(raw.file_name.clone()))?;
+    let language =
+        Language::from_file_name(&raw.file_name).ok_or_else(|| RecordError::Language(raw.file_name.clone()))?;
     let (secure_spans, vulnerable_spans) = match &raw.char_changes {
         Some(cc) => (
             byte_spans(&raw.func_src_after, &cc.added, "added")?,
@@ -97,7 +109,10 @@ pub fn parse_line(line: &str, id: &str, split: &str, params: &PairParams) -> Res
 
 /// Byte offset of every character boundary, so character indices (as SVEN records them) map to bytes.
 fn boundaries(s: &str) -> Vec<usize> {
-    s.char_indices().map(|(b, _)| b).chain(std::iter::once(s.len())).collect()
+    s.char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(s.len()))
+        .collect()
 }
 
 fn byte_spans(text: &str, changes: &[Change], side: &'static str) -> Result<Vec<[usize; 2]>, RecordError> {
@@ -106,12 +121,23 @@ fn byte_spans(text: &str, changes: &[Change], side: &'static str) -> Result<Vec<
     let mut spans = Vec::new();
     for (index, c) in changes.iter().enumerate() {
         if c.char_start > c.char_end || c.char_end > len {
-            return Err(RecordError::OutOfRange { side, index, start: c.char_start, end: c.char_end, len });
+            return Err(RecordError::OutOfRange {
+                side,
+                index,
+                start: c.char_start,
+                end: c.char_end,
+                len,
+            });
         }
         let span = [b[c.char_start], b[c.char_end]];
         let got = &text[span[0]..span[1]];
         if got != c.chars {
-            return Err(RecordError::Mismatch { side, index, want: c.chars.clone(), got: got.to_string() });
+            return Err(RecordError::Mismatch {
+                side,
+                index,
+                want: c.chars.clone(),
+                got: got.to_string(),
+            });
         }
         spans.push(span);
     }
@@ -121,7 +147,9 @@ fn byte_spans(text: &str, changes: &[Change], side: &'static str) -> Result<Vec<
 /// Character-level diff for pairs that do not record their changes.
 fn diff_spans(vulnerable: &str, secure: &str) -> (Vec<[usize; 2]>, Vec<[usize; 2]>) {
     let (bv, bs) = (boundaries(vulnerable), boundaries(secure));
-    let diff = similar::TextDiff::configure().algorithm(similar::Algorithm::Myers).diff_chars(vulnerable, secure);
+    let diff = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .diff_chars(vulnerable, secure);
     let (mut sec, mut vul) = (Vec::new(), Vec::new());
     for op in diff.ops() {
         let (old, new) = (op.old_range(), op.new_range());
@@ -174,7 +202,9 @@ mod tests {
         assert_eq!(&p.vulnerable[p.vulnerable_spans[0][0]..p.vulnerable_spans[0][1]], " %");
         assert_eq!(p.secure_spans, vec![[16, 17], [18, 19]]);
         assert_eq!(p.language, Language::Python);
-        assert!(p.prompt.contains("### Instruction:\nCreate a Python function `f`.\n\n### Response:\n"));
+        assert!(p
+            .prompt
+            .contains("### Instruction:\nCreate a Python function `f`.\n\n### Response:\n"));
     }
 
     #[test]
@@ -201,8 +231,15 @@ mod tests {
             }
             out + &t[at..]
         };
-        assert_eq!(keep(vul, &v), keep(sec, &s), "what is outside the spans is common to both");
-        assert!(s.iter().all(|sp| sp[1] <= sec.find(';').unwrap()), "the shared tail is outside every span: {s:?}");
+        assert_eq!(
+            keep(vul, &v),
+            keep(sec, &s),
+            "what is outside the spans is common to both"
+        );
+        assert!(
+            s.iter().all(|sp| sp[1] <= sec.find(';').unwrap()),
+            "the shared tail is outside every span: {s:?}"
+        );
     }
 
     #[test]

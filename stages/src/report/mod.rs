@@ -35,7 +35,8 @@ impl Stage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
     const VERSION: u32 = 1;
-    const DESCRIPTION: &'static str = "Tables from upstream results in Markdown, CSV and JSON, with reference values side by side.";
+    const DESCRIPTION: &'static str =
+        "Tables from upstream results in Markdown, CSV and JSON, with reference values side by side.";
 
     fn inputs() -> Vec<InputSlot> {
         vec![
@@ -64,16 +65,28 @@ impl Stage for Report {
         let mut rows = Vec::new();
         for input in ctx.inputs("results") {
             let path = input.path.join("results.json");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| ReportError::Input { path: path.display().to_string(), what: e.to_string() })?;
-            let doc: Value = serde_json::from_str(&text)
-                .map_err(|e| ReportError::Input { path: path.display().to_string(), what: e.to_string() })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| ReportError::Input {
+                path: path.display().to_string(),
+                what: e.to_string(),
+            })?;
+            let doc: Value = serde_json::from_str(&text).map_err(|e| ReportError::Input {
+                path: path.display().to_string(),
+                what: e.to_string(),
+            })?;
             let Some(Value::Array(items)) = doc.get("rows") else {
-                return Err(ReportError::Input { path: path.display().to_string(), what: "no `rows` array".into() }.into());
+                return Err(ReportError::Input {
+                    path: path.display().to_string(),
+                    what: "no `rows` array".into(),
+                }
+                .into());
             };
             for item in items {
                 let Value::Object(mut row) = item.clone() else {
-                    return Err(ReportError::Input { path: path.display().to_string(), what: "a row is not an object".into() }.into());
+                    return Err(ReportError::Input {
+                        path: path.display().to_string(),
+                        what: "a row is not an object".into(),
+                    }
+                    .into());
                 };
                 for (k, v) in &input.labels {
                     row.entry(k.clone()).or_insert_with(|| label_value(v));
@@ -92,21 +105,31 @@ impl Stage for Report {
                     file: file.clone(),
                 })?),
             };
-            let rendered = render(spec, &rows, reference.map(|(name, text)| (name.as_str(), text.as_str())))?;
+            let rendered = render(
+                spec,
+                &rows,
+                reference.map(|(name, text)| (name.as_str(), text.as_str())),
+            )?;
             markdown.push_str(&format!("\n## {}\n\n{}", spec.title, rendered.markdown()));
             let slug = format!("table-{}.csv", i + 1);
             ctx.write(&slug, rendered.csv()?)?;
             tables.push(json!({"title": spec.title, "csv": slug, "header": rendered.header, "rows": rendered.cells}));
         }
         ctx.write("report.md", markdown)?;
-        ctx.write("report.json", serde_json::to_vec_pretty(&json!({"title": params.title, "tables": tables}))?)?;
+        ctx.write(
+            "report.json",
+            serde_json::to_vec_pretty(&json!({"title": params.title, "tables": tables}))?,
+        )?;
         Ok(())
     }
 }
 
 /// Matrix labels arrive as text; numbers become numbers again so they sort and format as such.
 fn label_value(v: &str) -> Value {
-    v.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(Value::Number)).unwrap_or_else(|| json!(v))
+    v.parse::<f64>()
+        .ok()
+        .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+        .unwrap_or_else(|| json!(v))
 }
 
 /// Reference CSVs by file name, from files and folders bound to `references`.
@@ -114,14 +137,24 @@ fn reference_files(ctx: &StageContext) -> Result<BTreeMap<String, (String, Strin
     let mut out = BTreeMap::new();
     for input in ctx.inputs("references") {
         let files: Vec<std::path::PathBuf> = if input.path.is_dir() {
-            walkdir::WalkDir::new(&input.path).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect()
+            walkdir::WalkDir::new(&input.path)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.into_path())
+                .collect()
         } else {
             vec![input.path.clone()]
         };
         for f in files {
-            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| ReportError::Reference { file: f.display().to_string(), what: e.to_string() })?;
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&f).map_err(|e| ReportError::Reference {
+                file: f.display().to_string(),
+                what: e.to_string(),
+            })?;
             out.insert(name.clone(), (name, text));
         }
     }

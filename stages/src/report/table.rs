@@ -84,7 +84,11 @@ fn aggregate(values: &[f64], how: Aggregate) -> Option<f64> {
     })
 }
 
-pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(&str, &str)>) -> Result<Rendered, ReportError> {
+pub fn render(
+    spec: &TableSpec,
+    rows: &[Map<String, Value>],
+    reference: Option<(&str, &str)>,
+) -> Result<Rendered, ReportError> {
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
         .filter(|r| spec.filter.iter().all(|(k, v)| text(r.get(k)) == text(Some(v))))
@@ -117,7 +121,9 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
     let mut labels: IndexMap<Vec<String>, Vec<Option<String>>> = IndexMap::new();
     for r in &kept {
         let key: Vec<String> = spec.rows.iter().map(|k| text(r.get(k))).collect();
-        let slots = groups.entry(key.clone()).or_insert_with(|| vec![Vec::new(); value_headers.len()]);
+        let slots = groups
+            .entry(key.clone())
+            .or_insert_with(|| vec![Vec::new(); value_headers.len()]);
         let texts = labels.entry(key).or_insert_with(|| vec![None; value_headers.len()]);
         for (j, (_, field, pv)) in value_headers.iter().enumerate() {
             if let (Some(pv), Some(p)) = (pv, &spec.pivot) {
@@ -133,7 +139,9 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
             }
         }
     }
-    let reference = reference.map(|(name, csv)| read_reference(name, csv, &spec.rows)).transpose()?;
+    let reference = reference
+        .map(|(name, csv)| read_reference(name, csv, &spec.rows))
+        .transpose()?;
     let ref_cols: Vec<bool> = value_headers
         .iter()
         .map(|(h, _, _)| reference.as_ref().map(|r| r.columns.contains(h)).unwrap_or(false))
@@ -154,12 +162,21 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
         k
     });
     let reference_cell = |key: &Vec<String>, h: &String| {
-        let r = reference.as_ref().and_then(|r| r.values.get(key)).and_then(|m| m.get(h)).cloned();
+        let r = reference
+            .as_ref()
+            .and_then(|r| r.values.get(key))
+            .and_then(|m| m.get(h))
+            .cloned();
         r.filter(|v| !v.is_empty()).unwrap_or_else(|| MISSING.to_string())
     };
     let mut keys: Vec<Vec<String>> = groups.keys().cloned().collect();
     if let Some(r) = &reference {
-        keys.extend(r.values.keys().filter(|k| !groups.contains_key(*k) && Some(*k) != total_key.as_ref()).cloned());
+        keys.extend(
+            r.values
+                .keys()
+                .filter(|k| !groups.contains_key(*k) && Some(*k) != total_key.as_ref())
+                .cloned(),
+        );
     }
     let mut cells = Vec::new();
     for key in &keys {
@@ -180,7 +197,10 @@ pub fn render(spec: &TableSpec, rows: &[Map<String, Value>], reference: Option<(
     if let Some(key) = total_key {
         let mut row = key.clone();
         for (j, (h, _, _)) in value_headers.iter().enumerate() {
-            let per_row: Vec<f64> = groups.values().filter_map(|g| aggregate(&g[j], spec.aggregate)).collect();
+            let per_row: Vec<f64> = groups
+                .values()
+                .filter_map(|g| aggregate(&g[j], spec.aggregate))
+                .collect();
             row.push(
                 aggregate(&per_row, spec.aggregate)
                     .map(|x| fmt_num(x, spec.decimals, spec.aggregate))
@@ -201,17 +221,35 @@ struct Reference {
 }
 
 fn read_reference(name: &str, csv_text: &str, keys: &[String]) -> Result<Reference, ReportError> {
-    let err = |what: String| ReportError::Reference { file: name.to_string(), what };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(csv_text.as_bytes());
-    let header: Vec<String> = reader.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_string).collect();
+    let err = |what: String| ReportError::Reference {
+        file: name.to_string(),
+        what,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| err(e.to_string()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let key_idx: Vec<usize> = keys
         .iter()
-        .map(|k| header.iter().position(|h| h == k).ok_or_else(|| err(format!("no column `{k}` (the table's row fields are {keys:?})"))))
+        .map(|k| {
+            header
+                .iter()
+                .position(|h| h == k)
+                .ok_or_else(|| err(format!("no column `{k}` (the table's row fields are {keys:?})")))
+        })
         .collect::<Result<_, _>>()?;
     let mut values = IndexMap::new();
     for (n, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| err(format!("line {}: {e}", n + 2)))?;
-        let key: Vec<String> = key_idx.iter().map(|&i| rec.get(i).unwrap_or_default().to_string()).collect();
+        let key: Vec<String> = key_idx
+            .iter()
+            .map(|&i| rec.get(i).unwrap_or_default().to_string())
+            .collect();
         let row: BTreeMap<String, String> = header
             .iter()
             .enumerate()
@@ -220,7 +258,12 @@ fn read_reference(name: &str, csv_text: &str, keys: &[String]) -> Result<Referen
             .collect();
         values.insert(key, row);
     }
-    let columns = header.into_iter().enumerate().filter(|(i, _)| !key_idx.contains(i)).map(|(_, h)| h).collect();
+    let columns = header
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !key_idx.contains(i))
+        .map(|(_, h)| h)
+        .collect();
     Ok(Reference { columns, values })
 }
 
@@ -234,12 +277,18 @@ impl Rendered {
             }
         }
         let line = |cells: &[String]| {
-            let parts: Vec<String> =
-                cells.iter().enumerate().map(|(j, c)| format!("{c}{}", " ".repeat(widths[j] - c.chars().count()))).collect();
+            let parts: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(j, c)| format!("{c}{}", " ".repeat(widths[j] - c.chars().count())))
+                .collect();
             format!("| {} |\n", parts.join(" | "))
         };
         let mut out = line(&self.header);
-        out.push_str(&format!("|{}|\n", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")));
+        out.push_str(&format!(
+            "|{}|\n",
+            widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")
+        ));
         for row in &self.cells {
             out.push_str(&line(row));
         }
@@ -262,7 +311,11 @@ mod tests {
     use serde_json::json;
 
     fn rows(v: Value) -> Vec<Map<String, Value>> {
-        v.as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect()
     }
 
     fn spec(v: Value) -> TableSpec {
@@ -277,7 +330,9 @@ mod tests {
             {"operator": "contrast", "theta": 0.5, "pass@1": 0.55, "sec": 0.8},
             {"operator": "contrast", "theta": 0.5, "pass@1": 0.65, "sec": 0.6}
         ]));
-        let t = spec(json!({"title": "t", "rows": ["operator"], "columns": ["pass@1"], "pivot": "theta", "reference": "r.csv"}));
+        let t = spec(
+            json!({"title": "t", "rows": ["operator"], "columns": ["pass@1"], "pivot": "theta", "reference": "r.csv"}),
+        );
         let reference = "operator,pass@1 theta=0.5\nnegation,0.61\nsecure-anchored,0.7\n";
         let r = render(&t, &data, Some(("r.csv", reference))).unwrap();
         insta::assert_snapshot!(r.markdown(), @r"
@@ -297,11 +352,16 @@ mod tests {
             {"split": "train", "language": "python", "pairs": 1},
             {"split": "val", "language": "c", "pairs": 5}
         ]));
-        let t = spec(json!({"title": "t", "rows": ["language"], "columns": ["pairs"], "aggregate": "sum",
-                            "filter": {"split": "train"}, "total": true}));
+        let t = spec(
+            json!({"title": "t", "rows": ["language"], "columns": ["pairs"], "aggregate": "sum",
+                            "filter": {"split": "train"}, "total": true}),
+        );
         let r = render(&t, &data, None).unwrap();
         assert_eq!(r.cells, vec![vec!["python", "4"], vec!["c", "2"], vec!["total", "6"]]);
-        assert_eq!(String::from_utf8(r.csv().unwrap()).unwrap(), "language,pairs\npython,4\nc,2\ntotal,6\n");
+        assert_eq!(
+            String::from_utf8(r.csv().unwrap()).unwrap(),
+            "language,pairs\npython,4\nc,2\ntotal,6\n"
+        );
     }
 
     #[test]

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up secvec and runs the quickstart manifest end to end on CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+target/release/secvec run manifests/quickstart.yaml
+echo
+echo "Outputs are under out/quickstart/; the report is out/quickstart/report/report.md:"
+cat out/quickstart/report/report.md

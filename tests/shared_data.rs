@@ -1,0 +1,41 @@
+//! Tests on the shared datasets ($SECVEC_DATA, else ../shared/data); skipped when absent.
+
+mod common;
+
+use std::path::PathBuf;
+
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SECVEC_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
+    if dir.join("sven/data_train_val").is_dir() {
+        Some(std::fs::canonicalize(dir).unwrap())
+    } else {
+        eprintln!("notice: shared datasets not found ($SECVEC_DATA or ../shared/data); skipping");
+        None
+    }
+}
+
+#[test]
+fn sven_pairs_match_the_paper_counts_and_every_recorded_change_checks_out() {
+    let Some(data) = shared_data() else { return };
+    let ws = common::Workspace::new();
+    let out = ws
+        .cmd(&["run", "manifests/sven-pairs.yaml", "--json"])
+        .env("SECVEC_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(ws.path().join("out/sven-pairs/report/report.md")).unwrap();
+    assert!(report.contains("| python   | 380   | 380         |"), "{report}");
+    assert!(report.contains("| total    | 803   | 803         |"), "{report}");
+    assert!(
+        report.contains("| total   | 720               | 83              |"),
+        "{report}"
+    );
+    let train = std::fs::read_to_string(ws.path().join("out/sven-pairs/pairs/train.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(train.lines().next().unwrap()).unwrap();
+    let spans = first["secure_spans"].as_array().unwrap();
+    assert!(!spans.is_empty());
+    assert!(first["prompt"].as_str().unwrap().ends_with("### Response:\n"));
+}
