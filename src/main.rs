@@ -150,7 +150,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
             let reporter: Arc<dyn Reporter> = if json {
                 Arc::new(JsonLines)
-            } else if std::io::stderr().is_terminal() {
+            } else if std::io::stdout().is_terminal() {
                 Arc::new(Bars::new())
             } else {
                 Arc::new(Lines)

@@ -290,10 +290,23 @@ fn execute(
 }
 
 /// Records the stage's latest entry (to explain later reruns) and points `out/<manifest>/<stage>`
-/// at its outputs, replacing the link atomically.
+/// at its outputs, replacing the link atomically. A no-op when both are already current, so an
+/// all-cached rerun writes nothing.
 fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()> {
     let plan = &shared.plan;
     let name = &plan.nodes[i].name;
+    let dir = shared.out_dir.join(&plan.manifest_name);
+    let link = dir.join(name);
+    let provenance = dir.join(format!("{name}.provenance.json"));
+    let target = std::path::absolute(shared.cache.artifact_path(&entry.output))?;
+    let key = entry.key.hex();
+    let recorded = shared.cache.record(&plan.manifest_name, name);
+    let up_to_date = std::fs::read_link(&link).is_ok_and(|t| t == target)
+        && provenance.is_file()
+        && recorded.as_ref().and_then(|r| r.get("key")).and_then(|k| k.as_str()) == Some(key.as_str());
+    if up_to_date {
+        return Ok(());
+    }
     shared
         .cache
         .put_record(
@@ -302,18 +315,19 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
             &json!({"key": entry.key, "preimage": entry.preimage}),
         )
         .map_err(std::io::Error::other)?;
-    let dir = shared.out_dir.join(&plan.manifest_name);
     std::fs::create_dir_all(&dir)?;
-    let target = std::path::absolute(shared.cache.artifact_path(&entry.output))?;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    let record = json!({"key": entry.key, "output": entry.output, "path": target, "provenance": entry.provenance});
-    write_atomic(
-        &dir.join(format!("{name}.provenance.json")),
-        &serde_json::to_vec_pretty(&record)?,
-    )
+    std::fs::rename(&tmp, &link)?;
+    let record = json!({
+        "key": entry.key,
+        "output": entry.output,
+        "path": target,
+        "preimage": entry.preimage,
+        "provenance": entry.provenance,
+    });
+    write_atomic(&provenance, &serde_json::to_vec_pretty(&record)?)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

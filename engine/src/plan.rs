@@ -212,6 +212,8 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
     // Expand in dependency order so each stage sees its upstream variants.
     let mut nodes: Vec<Node> = Vec::new();
     let mut variants: HashMap<&str, Vec<usize>> = HashMap::new();
+    // Many stages often read the same folder; hash each path once per plan.
+    let mut hashed: HashMap<PathBuf, Digest> = HashMap::new();
     for id in order {
         let name = graph[id];
         let spec = &m.stages[name];
@@ -265,7 +267,14 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                             let at = loaded
                                 .location(&format!("{}.inputs.{slot}[{j}]", stage_path(name)))
                                 .or(at);
-                            let digest = hash_source(&resolved, path, at)?;
+                            let digest = match hashed.get(&resolved) {
+                                Some(d) => *d,
+                                None => {
+                                    let d = hash_source(&resolved, path, at)?;
+                                    hashed.insert(resolved.clone(), d);
+                                    d
+                                }
+                            };
                             sources.push(Source::Path { path: resolved, digest });
                         }
                         InputItem::Stage(r) => match parse_ref(r) {

@@ -58,6 +58,20 @@ pub fn read_yaml(file: &Path) -> Result<YamlDocument, ManifestError> {
 }
 
 pub fn parse_yaml(file: &Path, text: &str) -> Result<YamlDocument, ManifestError> {
+    let mut recorder = Recorder {
+        file,
+        stack: Vec::new(),
+        lines: LineIndex::default(),
+        duplicate: None,
+    };
+    // A syntax error stops the recorder early; serde_yaml below reports it with its location.
+    let _ = Parser::new_from_str(text).load(&mut recorder, false);
+    if let Some((key, at, first)) = recorder.duplicate {
+        return Err(ManifestError::new(
+            Some(at),
+            format!("duplicate key `{key}` (first written at line {first}); names must be unique"),
+        ));
+    }
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location().map(|l| Location::file(file, l.line(), l.column()));
         let msg = e.to_string();
@@ -65,15 +79,6 @@ pub fn parse_yaml(file: &Path, text: &str) -> Result<YamlDocument, ManifestError
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         ManifestError::new(loc, format!("invalid YAML: {msg}"))
     })?;
-    let mut recorder = Recorder {
-        file,
-        stack: Vec::new(),
-        lines: LineIndex::default(),
-    };
-    let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut recorder, false)
-        .map_err(|e| ManifestError::new(None, format!("invalid YAML in {}: {e}", file.display())))?;
     Ok(YamlDocument {
         value,
         lines: recorder.lines,
@@ -81,14 +86,23 @@ pub fn parse_yaml(file: &Path, text: &str) -> Result<YamlDocument, ManifestError
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        seen: HashMap<String, usize>,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 struct Recorder<'a> {
     file: &'a Path,
     stack: Vec<Frame>,
     lines: LineIndex,
+    /// The first repeated mapping key: its path, where it repeats, and the line it was first on.
+    duplicate: Option<(String, Location, usize)>,
 }
 
 impl Recorder<'_> {
@@ -98,10 +112,13 @@ impl Recorder<'_> {
         let loc = Location::file(self.file, mark.line(), mark.col() + 1);
         match self.stack.last_mut() {
             None => Some(String::new()),
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, seen }) => match key.take() {
                 None => {
                     let k = scalar.unwrap_or_default().to_string();
                     let full = join(path, &k);
+                    if let Some(first) = seen.insert(k.clone(), mark.line()) {
+                        self.duplicate.get_or_insert((full.clone(), loc.clone(), first));
+                    }
                     self.lines.insert(full, loc);
                     *key = Some(k);
                     None
@@ -132,7 +149,11 @@ impl MarkedEventReceiver for Recorder<'_> {
             }
             Event::MappingStart(..) => {
                 if let Some(path) = self.begin_value(mark, None) {
-                    self.stack.push(Frame::Map { path, key: None });
+                    self.stack.push(Frame::Map {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                    });
                 }
             }
             Event::SequenceStart(..) => {
@@ -166,6 +187,17 @@ mod tests {
         assert_eq!(line("stages.b.inputs.r[1].path"), 11);
         assert_eq!(line("stages.b.inputs.r[0]"), 10);
         assert_eq!(line("stages.a.params.missing"), 3, "falls back to the nearest ancestor");
+    }
+
+    #[test]
+    fn duplicate_keys_point_at_the_repeat() {
+        let err = parse_yaml(Path::new("m.yaml"), "stages:\n  a: 1\n  b: 2\n  a: 3\n")
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "m.yaml:4:3: duplicate key `stages.a` (first written at line 2); names must be unique"
+        );
     }
 
     #[test]
