@@ -190,12 +190,24 @@ fn execute(
     let node = &plan.nodes[i];
     let cache = &shared.cache;
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-    let _lock = cache.lock_key(&key).map_err(|e| err("cache lock", &e))?;
-    if !force {
-        if let Some(entry) = cache.lookup(&key).map_err(|e| err("cache lookup", &e))? {
-            publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
-            return Ok((Status::Cached, entry.output));
+    let reuse = || -> Result<Option<Digest>, String> {
+        if force {
+            return Ok(None);
         }
+        let Some(entry) = cache.lookup(&key).map_err(|e| err("cache lookup", &e))? else {
+            return Ok(None);
+        };
+        publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
+        Ok(Some(entry.output))
+    };
+    // Entries appear by atomic rename, so a hit needs no lock; a miss takes the key's lock and
+    // looks again, since another process may have committed the key while this one waited.
+    if let Some(output) = reuse()? {
+        return Ok((Status::Cached, output));
+    }
+    let _lock = cache.lock_key(&key).map_err(|e| err("cache lock", &e))?;
+    if let Some(output) = reuse()? {
+        return Ok((Status::Cached, output));
     }
     shared.reporter.event(Event::Started { stage: &node.name });
     let staging = cache.staging().map_err(|e| err("cache staging", &e))?;
