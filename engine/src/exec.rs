@@ -62,6 +62,7 @@ struct Shared {
     cancel: Arc<AtomicBool>,
     cpu: Semaphore,
     gpu: Semaphore,
+    cpu_total: u32,
     gpu_total: u32,
     out_dir: PathBuf,
     done: Vec<watch::Sender<Done>>,
@@ -80,6 +81,7 @@ pub async fn run(
     reporter.event(Event::Planned { total });
     let shared = Arc::new(Shared {
         cpu: Semaphore::new(opts.cpu_slots.max(1) as usize),
+        cpu_total: opts.cpu_slots.max(1),
         gpu: Semaphore::new(opts.gpu_slots as usize),
         gpu_total: opts.gpu_slots,
         done: (0..plan.nodes.len()).map(|_| watch::channel(None).0).collect(),
@@ -139,7 +141,8 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     let key = key_of(&preimage);
     outcome.key = Some(key.hex());
     let res = node.resources;
-    let _cpu = shared.cpu.acquire_many(res.cpu.max(1)).await.expect("semaphore open");
+    // A stage asking for more cores than the run has gets them all rather than waiting forever.
+    let _cpu = shared.cpu.acquire_many(res.cpu.clamp(1, shared.cpu_total)).await.expect("semaphore open");
     if res.gpu > shared.gpu_total {
         outcome.status = Status::Failed;
         outcome.error = Some(format!(
@@ -177,7 +180,7 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     outcome
 }
 
-/// Looks the key up under its lock and runs the stage when it is missing. Blocking.
+/// Reuses the key's cached entry, or runs the stage and commits its outputs. Blocking.
 fn execute(
     shared: &Shared,
     i: usize,
