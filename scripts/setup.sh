@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Sets up everything secvec needs and builds it. Idempotent.
+#  - .venv: Python venv with the `torch` wheel (libtorch for tch), and transformers + peft for
+#    the reference-fixture script.
+#  - target/release/secvec, which finds libtorch through its embedded rpath.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TORCH_VERSION=2.13.0 # what tch 0.26 expects
 if ! command -v cargo >/dev/null; then
   echo "secvec needs a Rust toolchain (cargo, rustc >= 1.89): install one with rustup first." >&2
   exit 1
 fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+.venv/bin/python -c "import numpy, transformers, peft" 2>/dev/null ||
+  .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2
+source scripts/env.sh
 cargo build --release --locked

@@ -1,5 +1,6 @@
 //! The stage kinds of secvec.
 
+pub mod model;
 pub mod pair;
 pub mod report;
 

@@ -1,0 +1,71 @@
+//! Devices and dtypes as manifests name them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device `{0}`; use cpu, cuda, cuda:N or auto")]
+    Unknown(String),
+    #[error("device `{0}` was requested but this machine has no usable CUDA device (libtorch sees {1}); use `cpu` or `auto`")]
+    NoCuda(String, usize),
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available, else CPU).
+pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
+    let cuda_count = || if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "auto" => Ok(if cuda_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
+        "cuda" => parse_device("cuda:0"),
+        _ => {
+            let index: usize = name
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| DeviceError::Unknown(name.to_string()))?;
+            let n = cuda_count();
+            if index >= n {
+                return Err(DeviceError::NoCuda(name.to_string(), n));
+            }
+            Ok(tch::Device::Cuda(index))
+        }
+    }
+}
+
+/// Floating-point types a model may run in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::F32 => tch::Kind::Float,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+            Dtype::F16 => tch::Kind::Half,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_refuses_cuda_without_cuda() {
+        assert_eq!(parse_device("cpu").unwrap(), tch::Device::Cpu);
+        assert!(matches!(parse_device("tpu"), Err(DeviceError::Unknown(_))));
+        if !tch::Cuda::is_available() {
+            assert_eq!(parse_device("auto").unwrap(), tch::Device::Cpu);
+            let err = parse_device("cuda:1").unwrap_err().to_string();
+            assert!(err.contains("no usable CUDA device"), "{err}");
+        }
+        let t = tch::Tensor::ones([2, 2], (Dtype::Bf16.kind(), tch::Device::Cpu));
+        assert_eq!(t.sum(tch::Kind::Float).double_value(&[]), 4.0);
+    }
+}

@@ -1,0 +1,74 @@
+//! secvec's transformer against what transformers computes on the same tiny models
+//! (fixtures written by stages/fixtures/make_fixtures.py).
+
+use std::path::PathBuf;
+
+use secvec_stages::model::sampling::{next_tokens, top_p_filter};
+use secvec_stages::model::transformer::Transformer;
+use tch::{Device, Kind, Tensor};
+
+const ARCHS: [&str; 4] = ["llama", "llama-linear-rope", "qwen2", "starcoder2"];
+
+fn fixture(name: &str) -> (PathBuf, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let reference = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    (dir, reference)
+}
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+#[test]
+fn logits_match_transformers_within_1e_4() {
+    let _g = tch::no_grad_guard();
+    for arch in ARCHS {
+        let (dir, r) = fixture(arch);
+        let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
+        let input = ids(&r["input_ids"]);
+        let mut cache = model.new_cache(1, 64);
+        let logits = model.forward(&Tensor::from_slice(&input).unsqueeze(0), &mut cache).unwrap().squeeze_dim(0);
+        let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
+        let want = Tensor::from_slice2(&want);
+        let diff = (&logits - &want).abs().max().double_value(&[]);
+        eprintln!("{arch}: max |Δlogit| = {diff:.2e}");
+        assert!(diff < 1e-4, "{arch}: max |Δlogit| = {diff}");
+    }
+}
+
+#[test]
+fn greedy_continuations_match_transformers() {
+    let _g = tch::no_grad_guard();
+    for arch in ARCHS {
+        let (dir, r) = fixture(arch);
+        let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
+        let want = ids(&r["greedy"]);
+        let mut cache = model.new_cache(1, 64);
+        let mut logits = model.forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..want.len() {
+            let last = logits.select(1, -1);
+            let next = next_tokens(&last, 0.0, 1.0, &mut [])[0];
+            got.push(next);
+            logits = model.forward(&Tensor::from_slice(&[next]).unsqueeze(0), &mut cache).unwrap();
+        }
+        assert_eq!(got, want, "{arch}");
+    }
+}
+
+#[test]
+fn top_p_keeps_the_same_tokens_as_transformers() {
+    let _g = tch::no_grad_guard();
+    for arch in ARCHS {
+        let (dir, r) = fixture(arch);
+        let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
+        let mut cache = model.new_cache(1, 64);
+        let logits = model.forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache).unwrap();
+        let last = logits.select(1, -1) / r["top_p_temperature"].as_f64().unwrap();
+        for (p, kept) in r["top_p_kept"].as_object().unwrap() {
+            let filtered = top_p_filter(&last, p.parse().unwrap());
+            let got: Vec<i64> = Vec::try_from(filtered.get(0).isfinite().nonzero().flatten(0, -1)).unwrap();
+            assert_eq!(got, ids(kept), "{arch} top_p={p}");
+        }
+    }
+}
