@@ -142,7 +142,11 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     outcome.key = Some(key.hex());
     let res = node.resources;
     // A stage asking for more cores than the run has gets them all rather than waiting forever.
-    let _cpu = shared.cpu.acquire_many(res.cpu.clamp(1, shared.cpu_total)).await.expect("semaphore open");
+    let _cpu = shared
+        .cpu
+        .acquire_many(res.cpu.clamp(1, shared.cpu_total))
+        .await
+        .expect("semaphore open");
     if res.gpu > shared.gpu_total {
         outcome.status = Status::Failed;
         outcome.error = Some(format!(

@@ -27,7 +27,10 @@ fn logits_match_transformers_within_1e_4() {
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
         let input = ids(&r["input_ids"]);
         let mut cache = model.new_cache(1, 64);
-        let logits = model.forward(&Tensor::from_slice(&input).unsqueeze(0), &mut cache).unwrap().squeeze_dim(0);
+        let logits = model
+            .forward(&Tensor::from_slice(&input).unsqueeze(0), &mut cache)
+            .unwrap()
+            .squeeze_dim(0);
         let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
         let want = Tensor::from_slice2(&want);
         let diff = (&logits - &want).abs().max().double_value(&[]);
@@ -44,13 +47,17 @@ fn greedy_continuations_match_transformers() {
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
         let want = ids(&r["greedy"]);
         let mut cache = model.new_cache(1, 64);
-        let mut logits = model.forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache).unwrap();
+        let mut logits = model
+            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
+            .unwrap();
         let mut got = Vec::new();
         for _ in 0..want.len() {
             let last = logits.select(1, -1);
             let next = next_tokens(&last, 0.0, 1.0, &mut [])[0];
             got.push(next);
-            logits = model.forward(&Tensor::from_slice(&[next]).unsqueeze(0), &mut cache).unwrap();
+            logits = model
+                .forward(&Tensor::from_slice(&[next]).unsqueeze(0), &mut cache)
+                .unwrap();
         }
         assert_eq!(got, want, "{arch}");
     }
@@ -63,7 +70,9 @@ fn top_p_keeps_the_same_tokens_as_transformers() {
         let (dir, r) = fixture(arch);
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
         let mut cache = model.new_cache(1, 64);
-        let logits = model.forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache).unwrap();
+        let logits = model
+            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
+            .unwrap();
         let last = logits.select(1, -1) / r["top_p_temperature"].as_f64().unwrap();
         for (p, kept) in r["top_p_kept"].as_object().unwrap() {
             let filtered = top_p_filter(&last, p.parse().unwrap());

@@ -29,9 +29,16 @@ pub enum Activation {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor` (DeepSeek-Coder).
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3's frequency-dependent scaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position: f64,
+    },
 }
 
 /// What the transformer needs to know, normalised across architectures.
@@ -127,19 +134,33 @@ struct Raw {
 impl ModelConfig {
     pub fn from_dir(dir: &Path) -> Result<ModelConfig, ConfigError> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(&path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ModelConfig, ConfigError> {
-        let raw: Raw = serde_json::from_str(text).map_err(|source| ConfigError::Json { path: path.into(), source })?;
+        let raw: Raw = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.into(),
+            source,
+        })?;
         let arch = match raw.model_type.as_str() {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
             "starcoder2" => Arch::Starcoder2,
-            other => return Err(ConfigError::Unsupported { path: path.into(), model_type: other.into() }),
+            other => {
+                return Err(ConfigError::Unsupported {
+                    path: path.into(),
+                    model_type: other.into(),
+                })
+            }
         };
-        let invalid = |what: String| ConfigError::Invalid { path: path.into(), what };
+        let invalid = |what: String| ConfigError::Invalid {
+            path: path.into(),
+            what,
+        };
         let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
         if raw.num_attention_heads <= 0 || raw.hidden_size % raw.num_attention_heads != 0 && raw.head_dim.is_none() {
             return Err(invalid(format!(
@@ -165,14 +186,21 @@ impl ModelConfig {
             .unwrap_or("default");
         let rope_scaling = match kind {
             "default" => RopeScaling::None,
-            "linear" => RopeScaling::Linear { factor: field("factor").ok_or_else(|| invalid("linear rope scaling without `factor`".into()))? },
+            "linear" => RopeScaling::Linear {
+                factor: field("factor").ok_or_else(|| invalid("linear rope scaling without `factor`".into()))?,
+            },
             "llama3" => RopeScaling::Llama3 {
                 factor: field("factor").unwrap_or(8.0),
                 low_freq_factor: field("low_freq_factor").unwrap_or(1.0),
                 high_freq_factor: field("high_freq_factor").unwrap_or(4.0),
                 original_max_position: field("original_max_position_embeddings").unwrap_or(8192.0),
             },
-            other => return Err(ConfigError::Rope { path: path.into(), kind: other.into() }),
+            other => {
+                return Err(ConfigError::Rope {
+                    path: path.into(),
+                    kind: other.into(),
+                })
+            }
         };
         let activation = match raw.hidden_act.as_deref().unwrap_or("silu") {
             "silu" | "swish" => Activation::Silu,
@@ -187,10 +215,16 @@ impl ModelConfig {
                     (Some(types), _) => types.get(i).map(|t| t == "sliding_attention").unwrap_or(false),
                     // StarCoder2 marks no layer types but applies its window to every layer.
                     (None, Arch::Starcoder2) => true,
-                    (None, Arch::Qwen2) => raw.use_sliding_window.unwrap_or(false) && i >= raw.max_window_layers.unwrap_or(0),
+                    (None, Arch::Qwen2) => {
+                        raw.use_sliding_window.unwrap_or(false) && i >= raw.max_window_layers.unwrap_or(0)
+                    }
                     (None, Arch::Llama) => false,
                 };
-                if sliding { raw.sliding_window } else { None }
+                if sliding {
+                    raw.sliding_window
+                } else {
+                    None
+                }
             })
             .collect();
         let use_bias = raw.use_bias.unwrap_or(arch == Arch::Starcoder2);
@@ -211,8 +245,12 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             norm: match arch {
-                Arch::Starcoder2 => Norm::Layer { eps: raw.norm_epsilon.unwrap_or(1e-5) },
-                _ => Norm::Rms { eps: raw.rms_norm_eps.unwrap_or(1e-6) },
+                Arch::Starcoder2 => Norm::Layer {
+                    eps: raw.norm_epsilon.unwrap_or(1e-5),
+                },
+                _ => Norm::Rms {
+                    eps: raw.rms_norm_eps.unwrap_or(1e-6),
+                },
             },
             activation,
             qkv_bias: match arch {
@@ -248,10 +286,20 @@ mod tests {
             "num_hidden_layers":32,"num_attention_heads":32,"rope_theta":100000,
             "rope_scaling":{"type":"linear","factor":4.0},"eos_token_id":32021}"#;
         let c = ModelConfig::parse(Path::new("config.json"), old).unwrap();
-        assert_eq!((c.rope_theta, c.rope_scaling), (100000.0, RopeScaling::Linear { factor: 4.0 }));
-        assert_eq!((c.num_kv_heads, c.head_dim, c.eos_token_ids.clone()), (32, 128, vec![32021]));
-        let fixture = ModelConfig::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llama-linear-rope")).unwrap();
-        assert_eq!((fixture.rope_theta, fixture.rope_scaling), (100000.0, RopeScaling::Linear { factor: 4.0 }));
+        assert_eq!(
+            (c.rope_theta, c.rope_scaling),
+            (100000.0, RopeScaling::Linear { factor: 4.0 })
+        );
+        assert_eq!(
+            (c.num_kv_heads, c.head_dim, c.eos_token_ids.clone()),
+            (32, 128, vec![32021])
+        );
+        let fixture =
+            ModelConfig::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llama-linear-rope")).unwrap();
+        assert_eq!(
+            (fixture.rope_theta, fixture.rope_scaling),
+            (100000.0, RopeScaling::Linear { factor: 4.0 })
+        );
         let sc2 = ModelConfig::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/starcoder2")).unwrap();
         assert_eq!(sc2.sliding_window, vec![Some(8), Some(8)]);
         assert!(!sc2.gated_mlp && sc2.mlp_bias && sc2.qkv_bias && sc2.tie_word_embeddings);
@@ -259,10 +307,16 @@ mod tests {
 
     #[test]
     fn unsupported_architectures_and_rope_types_are_named() {
-        let err = ModelConfig::parse(Path::new("m/config.json"), r#"{"model_type":"gpt2","vocab_size":1,"hidden_size":4,
-            "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1}"#)
+        let err = ModelConfig::parse(
+            Path::new("m/config.json"),
+            r#"{"model_type":"gpt2","vocab_size":1,"hidden_size":4,
+            "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1}"#,
+        )
         .unwrap_err();
-        assert_eq!(err.to_string(), "m/config.json: unsupported architecture `gpt2`; secvec runs llama, qwen2 and starcoder2");
+        assert_eq!(
+            err.to_string(),
+            "m/config.json: unsupported architecture `gpt2`; secvec runs llama, qwen2 and starcoder2"
+        );
         let err = ModelConfig::parse(Path::new("c.json"), r#"{"model_type":"qwen2","vocab_size":1,"hidden_size":4,
             "intermediate_size":4,"num_hidden_layers":1,"num_attention_heads":1,"rope_scaling":{"type":"yarn","factor":4}}"#)
         .unwrap_err();

@@ -13,10 +13,20 @@ pub enum DeviceError {
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available, else CPU).
 pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
-    let cuda_count = || if tch::Cuda::is_available() { tch::Cuda::device_count() as usize } else { 0 };
+    let cuda_count = || {
+        if tch::Cuda::is_available() {
+            tch::Cuda::device_count() as usize
+        } else {
+            0
+        }
+    };
     match name {
         "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(if cuda_count() > 0 { tch::Device::Cuda(0) } else { tch::Device::Cpu }),
+        "auto" => Ok(if cuda_count() > 0 {
+            tch::Device::Cuda(0)
+        } else {
+            tch::Device::Cpu
+        }),
         "cuda" => parse_device("cuda:0"),
         _ => {
             let index: usize = name

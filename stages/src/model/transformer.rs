@@ -9,15 +9,39 @@ use tch::{Device, Kind, Tensor};
 use super::config::{Activation, ModelConfig, Norm, RopeScaling};
 use super::weights::{Weights, WeightsError};
 
-/// A linear projection `y = x Wᵀ + b`.
+/// A linear projection `y = x Wᵀ + b`, with an optional unmerged LoRA update.
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub lora: Option<LoraWeights>,
+}
+
+/// `ΔW = scaling · B A`, applied as `scaling · B (A dropout(x))` while unmerged.
+pub struct LoraWeights {
+    /// `[r, in]`
+    pub a: Tensor,
+    /// `[out, r]`
+    pub b: Tensor,
+    pub scaling: f64,
+    pub dropout: f64,
+    /// Dropout applies only while training.
+    pub train: bool,
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match &self.lora {
+            None => y,
+            Some(l) => {
+                let h = if l.train && l.dropout > 0.0 {
+                    x.dropout(l.dropout, true)
+                } else {
+                    x.shallow_clone()
+                };
+                y + h.linear(&l.a, None::<&Tensor>).linear(&l.b, None::<&Tensor>) * l.scaling
+            }
+        }
     }
 }
 
@@ -75,8 +99,16 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(config: &ModelConfig, batch: i64, capacity: i64, kind: Kind, device: Device) -> KvCache {
         let shape = [batch, config.num_kv_heads, capacity, config.head_dim];
-        let make = || (0..config.num_layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
-        KvCache { k: make(), v: make(), len: 0 }
+        let make = || {
+            (0..config.num_layers)
+                .map(|_| Tensor::zeros(shape, (kind, device)))
+                .collect()
+        };
+        KvCache {
+            k: make(),
+            v: make(),
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> i64 {
@@ -95,14 +127,21 @@ impl KvCache {
     /// prefilled once and every sample continues from it.
     pub fn repeat(&self, n: i64) -> KvCache {
         let rep = |ts: &Vec<Tensor>| ts.iter().map(|t| t.repeat([n, 1, 1, 1])).collect();
-        KvCache { k: rep(&self.k), v: rep(&self.v), len: self.len }
+        KvCache {
+            k: rep(&self.k),
+            v: rep(&self.v),
+            len: self.len,
+        }
     }
 
     fn store(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
         let t = k.size()[2];
         self.k[layer].narrow(2, self.len, t).copy_(k);
         self.v[layer].narrow(2, self.len, t).copy_(v);
-        (self.k[layer].narrow(2, 0, self.len + t), self.v[layer].narrow(2, 0, self.len + t))
+        (
+            self.k[layer].narrow(2, 0, self.len + t),
+            self.v[layer].narrow(2, 0, self.len + t),
+        )
     }
 }
 
@@ -129,11 +168,18 @@ pub struct Transformer {
 
 fn inv_freq(config: &ModelConfig, device: Device) -> Tensor {
     let d = config.head_dim;
-    let base: Vec<f64> = (0..d / 2).map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / d as f64)).collect();
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / d as f64))
+        .collect();
     let scaled: Vec<f64> = match config.rope_scaling {
         RopeScaling::None => base,
         RopeScaling::Linear { factor } => base.into_iter().map(|f| f / factor).collect(),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position,
+        } => {
             let low_wavelen = original_max_position / low_freq_factor;
             let high_wavelen = original_max_position / high_freq_factor;
             base.into_iter()
@@ -144,7 +190,8 @@ fn inv_freq(config: &ModelConfig, device: Device) -> Tensor {
                     } else if wavelen > low_wavelen {
                         f / factor
                     } else {
-                        let smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth =
+                            (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 })
@@ -169,14 +216,27 @@ impl Transformer {
         Self::from_weights(config, &weights, device, kind)
     }
 
-    pub fn from_weights(config: ModelConfig, w: &Weights, device: Device, kind: Kind) -> Result<Transformer, ModelError> {
+    pub fn from_weights(
+        config: ModelConfig,
+        w: &Weights,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Transformer, ModelError> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        let (qd, kvd) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
+        let (qd, kvd) = (
+            config.num_heads * config.head_dim,
+            config.num_kv_heads * config.head_dim,
+        );
         let get = |name: &str, shape: &[i64]| w.get(name, shape, kind, device);
         let linear = |prefix: &str, out: i64, inp: i64, bias: bool| -> Result<Linear, WeightsError> {
             Ok(Linear {
                 weight: get(&format!("{prefix}.weight"), &[out, inp])?,
-                bias: if bias { Some(get(&format!("{prefix}.bias"), &[out])?) } else { None },
+                bias: if bias {
+                    Some(get(&format!("{prefix}.bias"), &[out])?)
+                } else {
+                    None
+                },
+                lora: None,
             })
         };
         let norm = |prefix: &str| -> Result<NormLayer, WeightsError> {
@@ -236,6 +296,36 @@ impl Transformer {
         })
     }
 
+    /// Every projection a LoRA adapter can target, by its module path in HF naming
+    /// (`model.layers.3.self_attn.q_proj`).
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            let p = format!("model.layers.{l}");
+            let a = &mut layer.attn;
+            for (name, lin) in [
+                ("q_proj", &mut a.q),
+                ("k_proj", &mut a.k),
+                ("v_proj", &mut a.v),
+                ("o_proj", &mut a.o),
+            ] {
+                out.push((format!("{p}.self_attn.{name}"), lin));
+            }
+            match &mut layer.mlp {
+                Mlp::Gated { gate, up, down } => {
+                    for (name, lin) in [("gate_proj", gate), ("up_proj", up), ("down_proj", down)] {
+                        out.push((format!("{p}.mlp.{name}"), lin));
+                    }
+                }
+                Mlp::Plain { fc, proj } => {
+                    out.push((format!("{p}.mlp.c_fc"), fc));
+                    out.push((format!("{p}.mlp.c_proj"), proj));
+                }
+            }
+        }
+        out
+    }
+
     pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
         KvCache::new(&self.config, batch, capacity, self.kind, self.device)
     }
@@ -245,7 +335,10 @@ impl Transformer {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let offset = cache.len;
         if offset + t > cache.capacity() {
-            return Err(ModelError::CacheFull { needed: offset + t, capacity: cache.capacity() });
+            return Err(ModelError::CacheFull {
+                needed: offset + t,
+                capacity: cache.capacity(),
+            });
         }
         let positions = Tensor::arange_start(offset, offset + t, (Kind::Float, self.device));
         let freqs = positions.outer(&self.inv_freq);
@@ -265,7 +358,17 @@ impl Transformer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, layer: &Layer, l: usize, x: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut KvCache, b: i64, t: i64) -> Tensor {
+    fn attention(
+        &self,
+        layer: &Layer,
+        l: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: &mut KvCache,
+        b: i64,
+        t: i64,
+    ) -> Tensor {
         let c = &self.config;
         let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let a = &layer.attn;
@@ -278,7 +381,15 @@ impl Transformer {
         let (k, v) = cache.store(l, &k, &v);
         let total = offset + t;
         let rep = nh / nkv;
-        let expand = |z: Tensor| if rep == 1 { z } else { z.unsqueeze(2).expand([b, nkv, rep, total, d], false).reshape([b, nh, total, d]) };
+        let expand = |z: Tensor| {
+            if rep == 1 {
+                z
+            } else {
+                z.unsqueeze(2)
+                    .expand([b, nkv, rep, total, d], false)
+                    .reshape([b, nh, total, d])
+            }
+        };
         let (k, v) = (expand(k), expand(v));
         let mask = (t > 1 || layer.window.is_some_and(|w| total > w)).then(|| {
             let qpos = Tensor::arange_start(offset, total, (Kind::Int64, self.device)).unsqueeze(1);

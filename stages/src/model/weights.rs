@@ -19,13 +19,22 @@ pub enum WeightsError {
     #[error("{path}: tensor `{name}` runs past the end of the file (truncated?)")]
     Truncated { path: PathBuf, name: String },
     #[error("{path}: tensor `{name}` has unsupported dtype {dtype:?}")]
-    Dtype { path: PathBuf, name: String, dtype: StDtype },
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: StDtype,
+    },
     #[error("no *.safetensors weights in {0}")]
     NoWeights(PathBuf),
     #[error("{dir}: missing tensor `{name}`")]
     Missing { dir: PathBuf, name: String },
     #[error("{path}: tensor `{name}` has shape {got:?}, expected {want:?}")]
-    Shape { path: PathBuf, name: String, got: Vec<i64>, want: Vec<i64> },
+    Shape {
+        path: PathBuf,
+        name: String,
+        got: Vec<i64>,
+        want: Vec<i64>,
+    },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -70,12 +79,17 @@ impl Weights {
         let index = dir.join("model.safetensors.index.json");
         let mut names: Vec<PathBuf> = if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(io(&index))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| WeightsError::Corrupt { path: index.clone(), what: e.to_string() })?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| WeightsError::Corrupt {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| WeightsError::Corrupt {
                 path: index.clone(),
-                what: "no weight_map".into(),
+                what: e.to_string(),
             })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| WeightsError::Corrupt {
+                    path: index.clone(),
+                    what: "no weight_map".into(),
+                })?;
             let mut files: Vec<PathBuf> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
             files.sort();
             files.dedup();
@@ -98,12 +112,18 @@ impl Weights {
         for (i, path) in names.drain(..).enumerate() {
             let file = File::open(&path).map_err(io(&path))?;
             let len = file.metadata().map_err(io(&path))?.len();
-            let corrupt = |what: String| WeightsError::Corrupt { path: path.clone(), what };
+            let corrupt = |what: String| WeightsError::Corrupt {
+                path: path.clone(),
+                what,
+            };
             let mut n = [0u8; 8];
-            file.read_exact_at(&mut n, 0).map_err(|_| corrupt("shorter than its 8-byte header length".into()))?;
+            file.read_exact_at(&mut n, 0)
+                .map_err(|_| corrupt("shorter than its 8-byte header length".into()))?;
             let header_len = u64::from_le_bytes(n);
             if header_len > len.saturating_sub(8) || header_len > 100 << 20 {
-                return Err(corrupt(format!("header length {header_len} does not fit the {len}-byte file")));
+                return Err(corrupt(format!(
+                    "header length {header_len} does not fit the {len}-byte file"
+                )));
             }
             let mut header = vec![0u8; header_len as usize];
             file.read_exact_at(&mut header, 8).map_err(io(&path))?;
@@ -112,18 +132,36 @@ impl Weights {
             for (name, info) in meta.tensors() {
                 let (start, end) = (base + info.data_offsets.0 as u64, base + info.data_offsets.1 as u64);
                 if end > len {
-                    return Err(WeightsError::Truncated { path: path.clone(), name });
+                    return Err(WeightsError::Truncated {
+                        path: path.clone(),
+                        name,
+                    });
                 }
                 let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
                 let elems: u64 = info.shape.iter().map(|&d| d as u64).product();
                 if elems * info.dtype.size() as u64 != end - start {
-                    return Err(corrupt(format!("tensor `{name}` size does not match its shape {shape:?}")));
+                    return Err(corrupt(format!(
+                        "tensor `{name}` size does not match its shape {shape:?}"
+                    )));
                 }
-                entries.insert(name.clone(), Entry { file: i, dtype: info.dtype, shape, start, end });
+                entries.insert(
+                    name.clone(),
+                    Entry {
+                        file: i,
+                        dtype: info.dtype,
+                        shape,
+                        start,
+                        end,
+                    },
+                );
             }
             files.push((path, file));
         }
-        Ok(Weights { dir: dir.to_path_buf(), files, entries })
+        Ok(Weights {
+            dir: dir.to_path_buf(),
+            files,
+            entries,
+        })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -136,21 +174,37 @@ impl Weights {
 
     /// Reads one tensor, checks its shape, and returns it in `kind` on `device`.
     pub fn get(&self, name: &str, want: &[i64], kind: Kind, device: Device) -> Result<Tensor, WeightsError> {
-        let e = self
-            .entries
-            .get(name)
-            .ok_or_else(|| WeightsError::Missing { dir: self.dir.clone(), name: name.to_string() })?;
+        let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+        })?;
         let (path, file) = &self.files[e.file];
         if e.shape != want {
-            return Err(WeightsError::Shape { path: path.clone(), name: name.into(), got: e.shape.clone(), want: want.to_vec() });
+            return Err(WeightsError::Shape {
+                path: path.clone(),
+                name: name.into(),
+                got: e.shape.clone(),
+                want: want.to_vec(),
+            });
         }
-        let stored = kind_of(e.dtype).ok_or_else(|| WeightsError::Dtype { path: path.clone(), name: name.into(), dtype: e.dtype })?;
+        let stored = kind_of(e.dtype).ok_or_else(|| WeightsError::Dtype {
+            path: path.clone(),
+            name: name.into(),
+            dtype: e.dtype,
+        })?;
         let t = Tensor::empty(e.shape.as_slice(), (stored, Device::Cpu));
         let bytes = (e.end - e.start) as usize;
         // SAFETY: `t` is a fresh contiguous CPU tensor of exactly `bytes` bytes, owned here.
         let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, bytes) };
-        file.read_exact_at(buf, e.start).map_err(|source| WeightsError::Io { path: path.clone(), source })?;
-        Ok(if stored == kind && device == Device::Cpu { t } else { t.f_to_device(device)?.f_to_kind(kind)? })
+        file.read_exact_at(buf, e.start).map_err(|source| WeightsError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(if stored == kind && device == Device::Cpu {
+            t
+        } else {
+            t.f_to_device(device)?.f_to_kind(kind)?
+        })
     }
 
     /// Every tensor, as stored (for adapters and task vectors).
