@@ -236,7 +236,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 for s in k.inputs() {
                     let opt = if s.optional { ", optional" } else { "" };
                     let many = if s.many { ", several" } else { "" };
-                    println!("    input {}: `{}`{many}{opt} — {}", s.name, s.accepts, s.doc);
+                    println!("    input {}: {}{many}{opt} — {}", s.name, s.describe(), s.doc);
                 }
                 println!("    output: {}", k.output_tags().join(", "));
             }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::error::{did_you_mean, Location, ManifestError};
 use crate::manifest::{field_message, InputItem, LoadedManifest, StageSpec};
 use crate::source::join;
-use crate::stage::{DynStage, InputSlot, Registry, Resources, FILES};
+use crate::stage::{DynStage, InputSlot, Registry, Resources};
 
 /// Where one input artifact comes from.
 #[derive(Clone, Debug)]
@@ -424,36 +424,23 @@ fn check_inputs(
             ));
         }
         for item in items {
-            match item {
-                InputItem::Path { .. } if slot.accepts != FILES => {
-                    return Err(ManifestError::new(
-                        at(),
-                        format!(
-                        "stage `{name}`: input `{slot_name}` takes the output of a stage producing `{}`, not a path",
-                        slot.accepts
-                    ),
-                    ))
-                }
-                InputItem::Path { .. } => {}
-                InputItem::Stage(r) => {
-                    let (up, _) = parse_ref(r);
-                    let up_kind = &kinds[up];
-                    if slot.accepts == FILES || !up_kind.output_tags().contains(&slot.accepts) {
-                        let wants = if slot.accepts == FILES {
-                            "a `{path: ...}`".to_string()
-                        } else {
-                            format!("`{}`", slot.accepts)
-                        };
-                        return Err(ManifestError::new(
-                            at(),
-                            format!(
-                                "stage `{name}`: input `{slot_name}` needs {wants}, but stage `{up}` (kind `{}`) produces {}",
-                                up_kind.kind(),
-                                up_kind.output_tags().iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
+            let fits = match item {
+                InputItem::Path { .. } => slot.accepts_files(),
+                InputItem::Stage(r) => kinds[parse_ref(r).0].output_tags().iter().any(|t| slot.accepts.contains(t)),
+            };
+            if !fits {
+                let given = match item {
+                    InputItem::Path { .. } => "a path".to_string(),
+                    InputItem::Stage(r) => {
+                        let up = parse_ref(r).0;
+                        let tags = kinds[up].output_tags().iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+                        format!("stage `{up}` (kind `{}`), which produces {tags}", kinds[up].kind())
                     }
-                }
+                };
+                return Err(ManifestError::new(
+                    at(),
+                    format!("stage `{name}`: input `{slot_name}` takes {}, not {given}", slot.describe()),
+                ));
             }
         }
     }

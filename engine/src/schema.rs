@@ -16,7 +16,7 @@ pub fn manifest_schema(registry: &Registry) -> Value {
             let properties: Map<String, Value> = slots
                 .iter()
                 .map(|s| {
-                    let doc = format!("{} (takes `{}`{})", s.doc, s.accepts, if s.many { ", several" } else { "" });
+                    let doc = format!("{} (takes {}{})", s.doc, s.describe(), if s.many { ", several" } else { "" });
                     (s.name.to_string(), json!({"description": doc, "$ref": "#/definitions/InputBinding"}))
                 })
                 .collect();

@@ -92,7 +92,7 @@ impl Stage for Pair {
     fn inputs() -> Vec<InputSlot> {
         vec![InputSlot {
             name: "data",
-            accepts: FILES,
+            accepts: &[FILES],
             many: false,
             optional: false,
             doc: "a directory of SVEN-format JSONL files",

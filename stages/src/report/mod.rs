@@ -42,14 +42,14 @@ impl Stage for Report {
         vec![
             InputSlot {
                 name: "results",
-                accepts: "results",
+                accepts: &["results"],
                 many: true,
                 optional: false,
                 doc: "stages whose output holds results.json rows; matrix values join each row as columns",
             },
             InputSlot {
                 name: "references",
-                accepts: FILES,
+                accepts: &[FILES],
                 many: true,
                 optional: true,
                 doc: "CSV files (or folders of them) with reference values, e.g. a paper's table",
