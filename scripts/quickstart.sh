@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
+cargo build --release --locked
 target/release/secvec run manifests/quickstart.yaml
 echo
 echo "Outputs are under out/quickstart/; the report is out/quickstart/report/report.md:"

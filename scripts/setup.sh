@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sets up everything secvec needs and builds it. Idempotent.
+# Sets up everything secvec needs to build and test. Idempotent.
 #  - .venv: Python venv with the `torch` wheel (libtorch for tch), and transformers + peft for
-#    the reference-fixture script.
-#  - target/release/secvec, which finds libtorch through its embedded rpath.
+#    the reference fixtures and the PEFT round-trip tests.
+# `scripts/env.sh` then points tch's build at that libtorch; binaries find it through the
+# rpath their build script embeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0 # what tch 0.26 expects
@@ -16,5 +17,3 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 .venv/bin/python -c "import numpy, transformers, peft" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2
-source scripts/env.sh
-cargo build --release --locked
