@@ -1,5 +1,8 @@
 //! The stage kinds of secvec.
 
+pub mod generate;
+pub mod init_model;
+pub mod latency;
 pub mod model;
 pub mod pair;
 pub mod report;
@@ -8,5 +11,10 @@ use secvec_engine::Registry;
 
 /// Every stage kind this build knows.
 pub fn registry() -> Registry {
-    Registry::default().with(pair::Pair).with(report::Report)
+    Registry::default()
+        .with(pair::Pair)
+        .with(init_model::InitModel)
+        .with(generate::Generate)
+        .with(latency::Latency)
+        .with(report::Report)
 }

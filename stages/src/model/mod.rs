@@ -8,3 +8,26 @@ pub mod sampling;
 pub mod tokenizer;
 pub mod transformer;
 pub mod weights;
+pub mod generate;
+
+use std::path::Path;
+
+/// A model ready for inference: weights on `device` in `dtype`, an optional LoRA adapter
+/// (merged into the weights, or kept separate), and its tokenizer.
+pub fn load_for_inference(
+    model_dir: &Path,
+    adapter_dir: Option<&Path>,
+    device: &str,
+    dtype: device::Dtype,
+    merge: bool,
+) -> anyhow::Result<(transformer::Transformer, tokenizer::TextTokenizer)> {
+    let device = device::parse_device(device)?;
+    let mut model = transformer::Transformer::load(model_dir, device, dtype.kind())?;
+    if let Some(dir) = adapter_dir {
+        let adapter = lora::Adapter::load(dir, device)?;
+        let how = if merge { lora::Attach::Merged } else { lora::Attach::Unmerged };
+        adapter.attach(&mut model, how)?;
+    }
+    let tokenizer = tokenizer::TextTokenizer::load(model_dir, model.config.vocab_size)?;
+    Ok((model, tokenizer))
+}

@@ -89,9 +89,12 @@ pub fn render(
     rows: &[Map<String, Value>],
     reference: Option<(&str, &str)>,
 ) -> Result<Rendered, ReportError> {
+    // Rows from several upstream kinds share one pool: a row holding none of this table's
+    // columns belongs to another table.
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
         .filter(|r| spec.filter.iter().all(|(k, v)| text(r.get(k)) == text(Some(v))))
+        .filter(|r| spec.columns.iter().any(|c| r.contains_key(c)))
         .collect();
     let pivots: Vec<Option<String>> = match &spec.pivot {
         None => vec![None],

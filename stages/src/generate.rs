@@ -1,0 +1,214 @@
+//! `generate`: samples completions for every prompt of its input, with an optional LoRA
+//! adapter merged into (or kept beside) the weights.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::model::device::Dtype;
+use crate::model::generate::{generate, FinishReason, Sampling};
+use crate::model::load_for_inference;
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateParams {
+    /// Samples per prompt.
+    #[serde(default = "one")]
+    pub n: usize,
+    /// 0 is greedy.
+    #[serde(default = "d_temperature")]
+    pub temperature: f64,
+    #[serde(default = "d_top_p")]
+    pub top_p: f64,
+    #[serde(default = "d_max_new")]
+    pub max_new_tokens: usize,
+    /// The completion ends before the first of these strings.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Samples decoded together.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_device")]
+    pub device: String,
+    #[serde(default)]
+    pub dtype: Dtype,
+    /// The JSONL file (with `id` and `prompt` fields) inside the `prompts` input.
+    #[serde(default = "d_prompts_file")]
+    pub prompts_file: String,
+    /// Only the first N prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Fold the adapter into the weights (no per-token overhead) rather than keeping it separate.
+    #[serde(default = "yes")]
+    pub merge_adapter: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn d_temperature() -> f64 {
+    0.4
+}
+fn d_top_p() -> f64 {
+    0.95
+}
+fn d_max_new() -> usize {
+    256
+}
+fn d_batch() -> usize {
+    32
+}
+pub(crate) fn d_device() -> String {
+    "cpu".into()
+}
+fn d_prompts_file() -> String {
+    "prompts.jsonl".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateStageError {
+    #[error("{path}:{line}: {what}")]
+    BadPrompt { path: PathBuf, line: usize, what: String },
+    #[error("no prompts in {0}")]
+    NoPrompts(PathBuf),
+}
+
+#[derive(Deserialize)]
+struct PromptRecord {
+    id: serde_json::Value,
+    prompt: String,
+}
+
+/// `(id, prompt)` pairs from a JSONL file, or from `file` inside a directory.
+pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json::Value, String)>> {
+    let path = if input.is_dir() { input.join(file) } else { input.to_path_buf() };
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: PromptRecord = serde_json::from_str(line)
+            .map_err(|e| GenerateStageError::BadPrompt { path: path.clone(), line: i + 1, what: e.to_string() })?;
+        out.push((r.id, r.prompt));
+    }
+    if out.is_empty() {
+        return Err(GenerateStageError::NoPrompts(path).into());
+    }
+    Ok(out)
+}
+
+pub(crate) fn model_slots() -> Vec<InputSlot> {
+    vec![
+        InputSlot {
+            name: "model",
+            accepts: &["model", FILES],
+            many: false,
+            optional: false,
+            doc: "a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)",
+        },
+        InputSlot {
+            name: "adapter",
+            accepts: &["adapter", FILES],
+            many: false,
+            optional: true,
+            doc: "a PEFT LoRA adapter directory",
+        },
+    ]
+}
+
+pub(crate) fn gpu_slots(device: &str) -> Resources {
+    Resources { cpu: 1, gpu: u32::from(device.starts_with("cuda")) }
+}
+
+pub struct Generate;
+
+impl Stage for Generate {
+    type Params = GenerateParams;
+    const KIND: &'static str = "generate";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
+
+    fn inputs() -> Vec<InputSlot> {
+        let mut slots = model_slots();
+        slots.push(InputSlot {
+            name: "prompts",
+            accepts: &["prompts", "pairs", FILES],
+            many: false,
+            optional: false,
+            doc: "JSONL of {id, prompt} (see `prompts_file`)",
+        });
+        slots
+    }
+
+    fn output_tags() -> Vec<&'static str> {
+        vec!["samples", "results"]
+    }
+
+    fn resources(p: &GenerateParams) -> Resources {
+        gpu_slots(&p.device)
+    }
+
+    fn run(&self, p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
+        let model_dir = &ctx.input("model").expect("required").path;
+        let adapter = ctx.input("adapter").map(|a| a.path.as_path());
+        let (model, tokenizer) = load_for_inference(model_dir, adapter, &p.device, p.dtype, p.merge_adapter)?;
+        let mut prompts = read_prompts(&ctx.input("prompts").expect("required").path, &p.prompts_file)?;
+        if let Some(limit) = p.limit {
+            prompts.truncate(limit);
+        }
+        let sampling = Sampling {
+            n: p.n,
+            temperature: p.temperature,
+            top_p: p.top_p,
+            max_new_tokens: p.max_new_tokens,
+            stop: p.stop.clone(),
+            seed: p.seed,
+            batch_size: p.batch_size,
+        };
+        let total = (prompts.len() * p.n) as u64;
+        let mut finished = 0u64;
+        let mut lines = String::new();
+        let (mut tokens, mut stopped) = (0usize, 0usize);
+        for (k, (id, prompt)) in prompts.iter().enumerate() {
+            ctx.check_cancelled()?;
+            let ids = tokenizer.encode(prompt)?;
+            let completions = generate(&model, &tokenizer, &ids, k as u64, &sampling, &model.config.eos_token_ids, &mut || {
+                finished += 1;
+                ctx.progress(finished, total);
+            })?;
+            for c in completions {
+                tokens += c.completion_tokens;
+                stopped += usize::from(c.finish_reason == FinishReason::Stop);
+                let rec = json!({
+                    "prompt_id": id,
+                    "sample": c.sample,
+                    "text": c.text,
+                    "prompt_tokens": ids.len(),
+                    "completion_tokens": c.completion_tokens,
+                    "finish_reason": c.finish_reason,
+                });
+                lines.push_str(&rec.to_string());
+                lines.push('\n');
+            }
+        }
+        ctx.write("samples.jsonl", lines)?;
+        let n = total.max(1) as f64;
+        let rows = json!({"rows": [{
+            "prompts": prompts.len(),
+            "samples": total,
+            "mean_completion_tokens": tokens as f64 / n,
+            "stop_rate": stopped as f64 / n,
+        }]});
+        ctx.write("results.json", serde_json::to_vec_pretty(&rows)?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Sampling completions: the prompt is prefilled once, its KV cache is copied to every sample
+//! of a batch, samples that finish leave the batch, and each sample draws from its own seeded
+//! stream so results do not depend on batching.
+
+use serde::Serialize;
+use tch::Tensor;
+
+use super::sampling::{next_tokens, sample_rng};
+use super::tokenizer::{TextTokenizer, TokenizerError};
+use super::transformer::{ModelError, Transformer};
+
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    pub n: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_new_tokens: usize,
+    pub stop: Vec<String>,
+    pub seed: u64,
+    /// Samples decoded together.
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// End-of-sequence token or a stop sequence.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Completion {
+    pub sample: usize,
+    pub text: String,
+    pub completion_tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("the prompt is empty after tokenisation")]
+    EmptyPrompt,
+}
+
+struct Row {
+    sample: usize,
+    tokens: Vec<i64>,
+    rng: rand::rngs::StdRng,
+}
+
+/// Generates `s.n` completions of `prompt`; `prompt_key` identifies the prompt in the seeds.
+pub fn generate(
+    model: &Transformer,
+    tokenizer: &TextTokenizer,
+    prompt: &[i64],
+    prompt_key: u64,
+    s: &Sampling,
+    eos: &[i64],
+    on_sample_done: &mut dyn FnMut(),
+) -> Result<Vec<Completion>, GenerateError> {
+    if prompt.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let _guard = tch::no_grad_guard();
+    let capacity = (prompt.len() + s.max_new_tokens) as i64;
+    let mut shared = model.new_cache(1, capacity);
+    let prompt_logits = model.forward(&Tensor::from_slice(prompt).unsqueeze(0), &mut shared)?.select(1, -1);
+    let mut done: Vec<Completion> = Vec::with_capacity(s.n);
+    let samples: Vec<usize> = (0..s.n).collect();
+    for chunk in samples.chunks(s.batch_size.max(1)) {
+        let nb = chunk.len() as i64;
+        let mut cache = shared.repeat(nb);
+        let mut last = prompt_logits.repeat([nb, 1]);
+        let mut rows: Vec<Row> = chunk
+            .iter()
+            .map(|&i| Row { sample: i, tokens: Vec::new(), rng: sample_rng(s.seed, prompt_key, i as u64) })
+            .collect();
+        for step in 0..s.max_new_tokens {
+            let mut rngs: Vec<_> = rows.iter().map(|r| r.rng.clone()).collect();
+            let next = next_tokens(&last, s.temperature, s.top_p, &mut rngs);
+            let mut keep = Vec::new();
+            for (j, (row, rng)) in rows.iter_mut().zip(rngs).enumerate() {
+                row.rng = rng;
+                let token = next[j];
+                let finished = if eos.contains(&token) {
+                    Some((FinishReason::Stop, None))
+                } else {
+                    row.tokens.push(token);
+                    let stop_at = if s.stop.is_empty() {
+                        None
+                    } else {
+                        let text = tokenizer.decode(&row.tokens)?;
+                        s.stop.iter().filter_map(|st| text.find(st.as_str())).min().map(|at| text[..at].to_string())
+                    };
+                    match stop_at {
+                        Some(text) => Some((FinishReason::Stop, Some(text))),
+                        None if step + 1 == s.max_new_tokens => Some((FinishReason::Length, None)),
+                        None => None,
+                    }
+                };
+                match finished {
+                    None => keep.push(j),
+                    Some((reason, text)) => {
+                        let text = match text {
+                            Some(t) => t,
+                            None => tokenizer.decode(&row.tokens)?,
+                        };
+                        done.push(Completion { sample: row.sample, text, completion_tokens: row.tokens.len(), finish_reason: reason });
+                        on_sample_done();
+                    }
+                }
+            }
+            if keep.is_empty() {
+                break;
+            }
+            let next_ids: Vec<i64> = keep.iter().map(|&j| next[j]).collect();
+            if keep.len() < rows.len() {
+                let idx: Vec<i64> = keep.iter().map(|&j| j as i64).collect();
+                cache = cache.select_rows(&Tensor::from_slice(&idx).to_device(model.device));
+                let mut kept = Vec::with_capacity(keep.len());
+                for (j, row) in rows.into_iter().enumerate() {
+                    if keep.contains(&j) {
+                        kept.push(row);
+                    }
+                }
+                rows = kept;
+            }
+            let ids = Tensor::from_slice(&next_ids).to_device(model.device).unsqueeze(1);
+            last = model.forward(&ids, &mut cache)?.select(1, -1);
+        }
+    }
+    done.sort_by_key(|c| c.sample);
+    Ok(done)
+}
