@@ -104,7 +104,10 @@ fn identical_upstream_output_does_not_rerun_dependents() {
 fn overlays_merge_delete_and_rename_the_run() {
     let ws = Workspace::new();
     let ev = ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
-    assert_eq!(ev.keys().collect::<Vec<_>>(), ["latency", "model-report", "pairs", "report", "samples", "tiny-model"]);
+    assert_eq!(
+        ev.keys().collect::<Vec<_>>(),
+        ["latency", "model-report", "pairs", "report", "samples", "tiny-model"]
+    );
     let report = std::fs::read_to_string(ws.path().join("out/quickstart-python/report/report.md")).unwrap();
     assert!(
         report.contains("| train | python   | 10    | 10          |"),

@@ -426,20 +426,31 @@ fn check_inputs(
         for item in items {
             let fits = match item {
                 InputItem::Path { .. } => slot.accepts_files(),
-                InputItem::Stage(r) => kinds[parse_ref(r).0].output_tags().iter().any(|t| slot.accepts.contains(t)),
+                InputItem::Stage(r) => kinds[parse_ref(r).0]
+                    .output_tags()
+                    .iter()
+                    .any(|t| slot.accepts.contains(t)),
             };
             if !fits {
                 let given = match item {
                     InputItem::Path { .. } => "a path".to_string(),
                     InputItem::Stage(r) => {
                         let up = parse_ref(r).0;
-                        let tags = kinds[up].output_tags().iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+                        let tags = kinds[up]
+                            .output_tags()
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         format!("stage `{up}` (kind `{}`), which produces {tags}", kinds[up].kind())
                     }
                 };
                 return Err(ManifestError::new(
                     at(),
-                    format!("stage `{name}`: input `{slot_name}` takes {}, not {given}", slot.describe()),
+                    format!(
+                        "stage `{name}`: input `{slot_name}` takes {}, not {given}",
+                        slot.describe()
+                    ),
                 ));
             }
         }

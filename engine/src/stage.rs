@@ -35,7 +35,13 @@ impl InputSlot {
         let words: Vec<String> = self
             .accepts
             .iter()
-            .map(|t| if *t == FILES { "a `{path: ...}`".to_string() } else { format!("the output of a stage producing `{t}`") })
+            .map(|t| {
+                if *t == FILES {
+                    "a `{path: ...}`".to_string()
+                } else {
+                    format!("the output of a stage producing `{t}`")
+                }
+            })
             .collect();
         words.join(" or ")
     }

@@ -89,15 +89,23 @@ struct PromptRecord {
 
 /// `(id, prompt)` pairs from a JSONL file, or from `file` inside a directory.
 pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json::Value, String)>> {
-    let path = if input.is_dir() { input.join(file) } else { input.to_path_buf() };
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
+    let path = if input.is_dir() {
+        input.join(file)
+    } else {
+        input.to_path_buf()
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let r: PromptRecord = serde_json::from_str(line)
-            .map_err(|e| GenerateStageError::BadPrompt { path: path.clone(), line: i + 1, what: e.to_string() })?;
+        let r: PromptRecord = serde_json::from_str(line).map_err(|e| GenerateStageError::BadPrompt {
+            path: path.clone(),
+            line: i + 1,
+            what: e.to_string(),
+        })?;
         out.push((r.id, r.prompt));
     }
     if out.is_empty() {
@@ -126,7 +134,10 @@ pub(crate) fn model_slots() -> Vec<InputSlot> {
 }
 
 pub(crate) fn gpu_slots(device: &str) -> Resources {
-    Resources { cpu: 1, gpu: u32::from(device.starts_with("cuda")) }
+    Resources {
+        cpu: 1,
+        gpu: u32::from(device.starts_with("cuda")),
+    }
 }
 
 pub struct Generate;
@@ -135,7 +146,8 @@ impl Stage for Generate {
     type Params = GenerateParams;
     const KIND: &'static str = "generate";
     const VERSION: u32 = 1;
-    const DESCRIPTION: &'static str = "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
+    const DESCRIPTION: &'static str =
+        "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
 
     fn inputs() -> Vec<InputSlot> {
         let mut slots = model_slots();
@@ -181,10 +193,18 @@ impl Stage for Generate {
         for (k, (id, prompt)) in prompts.iter().enumerate() {
             ctx.check_cancelled()?;
             let ids = tokenizer.encode(prompt)?;
-            let completions = generate(&model, &tokenizer, &ids, k as u64, &sampling, &model.config.eos_token_ids, &mut || {
-                finished += 1;
-                ctx.progress(finished, total);
-            })?;
+            let completions = generate(
+                &model,
+                &tokenizer,
+                &ids,
+                k as u64,
+                &sampling,
+                &model.config.eos_token_ids,
+                &mut || {
+                    finished += 1;
+                    ctx.progress(finished, total);
+                },
+            )?;
             for c in completions {
                 tokens += c.completion_tokens;
                 stopped += usize::from(c.finish_reason == FinishReason::Stop);

@@ -95,7 +95,8 @@ impl Stage for InitModel {
     type Params = InitModelParams;
     const KIND: &'static str = "init-model";
     const VERSION: u32 = 1;
-    const DESCRIPTION: &'static str = "A tiny random model (llama, qwen2 or starcoder2) in HF format with a BPE tokenizer trained on the input text.";
+    const DESCRIPTION: &'static str =
+        "A tiny random model (llama, qwen2 or starcoder2) in HF format with a BPE tokenizer trained on the input text.";
 
     fn inputs() -> Vec<InputSlot> {
         vec![InputSlot {
@@ -112,15 +113,28 @@ impl Stage for InitModel {
     }
 
     fn run(&self, p: &InitModelParams, ctx: &StageContext) -> anyhow::Result<()> {
-        if p.num_heads <= 0 || p.num_kv_heads <= 0 || p.hidden_size % p.num_heads != 0 || p.num_heads % p.num_kv_heads != 0 {
-            return Err(InitModelError::Shape { hidden: p.hidden_size, heads: p.num_heads, kv: p.num_kv_heads }.into());
+        if p.num_heads <= 0
+            || p.num_kv_heads <= 0
+            || p.hidden_size % p.num_heads != 0
+            || p.num_heads % p.num_kv_heads != 0
+        {
+            return Err(InitModelError::Shape {
+                hidden: p.hidden_size,
+                heads: p.num_heads,
+                kv: p.num_kv_heads,
+            }
+            .into());
         }
         let mut texts = Vec::new();
         for input in ctx.inputs("text") {
             collect_text(&input.path, &p.text_fields, &mut texts)?;
         }
         if texts.is_empty() {
-            let names: Vec<String> = ctx.inputs("text").iter().map(|i| i.path.display().to_string()).collect();
+            let names: Vec<String> = ctx
+                .inputs("text")
+                .iter()
+                .map(|i| i.path.display().to_string())
+                .collect();
             return Err(InitModelError::NoText(names.join(", "), p.text_fields.clone()).into());
         }
         ctx.message("training tokenizer");
@@ -130,7 +144,10 @@ impl Stage for InitModel {
         let config = hf_config(p, eos);
         let text = serde_json::to_string_pretty(&config)?;
         ctx.write("config.json", &text)?;
-        ctx.write("generation_config.json", serde_json::to_string_pretty(&json!({"bos_token_id": eos, "eos_token_id": eos}))?)?;
+        ctx.write(
+            "generation_config.json",
+            serde_json::to_string_pretty(&json!({"bos_token_id": eos, "eos_token_id": eos}))?,
+        )?;
         let parsed = ModelConfig::parse(Path::new("config.json"), &text)?;
         ctx.message("initialising weights");
         let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
@@ -154,7 +171,12 @@ impl Stage for InitModel {
 
 fn collect_text(path: &Path, fields: &[String], out: &mut Vec<String>) -> anyhow::Result<()> {
     let files: Vec<std::path::PathBuf> = if path.is_dir() {
-        let mut f: Vec<_> = walkdir::WalkDir::new(path).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+        let mut f: Vec<_> = walkdir::WalkDir::new(path)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect();
         f.sort();
         f
     } else {
@@ -172,7 +194,11 @@ fn collect_text(path: &Path, fields: &[String], out: &mut Vec<String>) -> anyhow
                         line: i + 1,
                         what: e.to_string(),
                     })?;
-                    out.extend(fields.iter().filter_map(|k| v.get(k).and_then(|x| x.as_str()).map(String::from)));
+                    out.extend(
+                        fields
+                            .iter()
+                            .filter_map(|k| v.get(k).and_then(|x| x.as_str()).map(String::from)),
+                    );
                 }
             }
             Some("txt") => out.push(std::fs::read_to_string(&f)?),
@@ -222,7 +248,11 @@ fn tensor_specs(c: &ModelConfig) -> Vec<(String, Vec<i64>, Init)> {
     let (h, i) = (c.hidden_size, c.intermediate_size);
     let (qd, kvd) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
     let layer_norm = matches!(c.norm, crate::model::config::Norm::Layer { .. });
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, h], Init::Normal)];
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, h],
+        Init::Normal,
+    )];
     let mut linear = |name: String, o: i64, inp: i64, bias: bool| {
         out.push((format!("{name}.weight"), vec![o, inp], Init::Normal));
         if bias {

@@ -71,10 +71,24 @@ impl Stage for Latency {
 
     fn run(&self, p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
         let adapter = ctx.input("adapter").map(|a| a.path.as_path());
-        let (model, tokenizer) = load_for_inference(&ctx.input("model").expect("required").path, adapter, &p.device, p.dtype, p.merge_adapter)?;
+        let (model, tokenizer) = load_for_inference(
+            &ctx.input("model").expect("required").path,
+            adapter,
+            &p.device,
+            p.dtype,
+            p.merge_adapter,
+        )?;
         let ids = tokenizer.encode(&p.prompt)?;
         // Greedy, no stop: every run generates exactly `new_tokens`.
-        let sampling = Sampling { n: 1, temperature: 0.0, top_p: 1.0, max_new_tokens: p.new_tokens, stop: vec![], seed: 0, batch_size: 1 };
+        let sampling = Sampling {
+            n: 1,
+            temperature: 0.0,
+            top_p: 1.0,
+            max_new_tokens: p.new_tokens,
+            stop: vec![],
+            seed: 0,
+            batch_size: 1,
+        };
         let mut times = Vec::new();
         for run in 0..p.warmup + p.runs {
             ctx.check_cancelled()?;

@@ -70,7 +70,9 @@ pub fn generate(
     let _guard = tch::no_grad_guard();
     let capacity = (prompt.len() + s.max_new_tokens) as i64;
     let mut shared = model.new_cache(1, capacity);
-    let prompt_logits = model.forward(&Tensor::from_slice(prompt).unsqueeze(0), &mut shared)?.select(1, -1);
+    let prompt_logits = model
+        .forward(&Tensor::from_slice(prompt).unsqueeze(0), &mut shared)?
+        .select(1, -1);
     let mut done: Vec<Completion> = Vec::with_capacity(s.n);
     let samples: Vec<usize> = (0..s.n).collect();
     for chunk in samples.chunks(s.batch_size.max(1)) {
@@ -79,7 +81,11 @@ pub fn generate(
         let mut last = prompt_logits.repeat([nb, 1]);
         let mut rows: Vec<Row> = chunk
             .iter()
-            .map(|&i| Row { sample: i, tokens: Vec::new(), rng: sample_rng(s.seed, prompt_key, i as u64) })
+            .map(|&i| Row {
+                sample: i,
+                tokens: Vec::new(),
+                rng: sample_rng(s.seed, prompt_key, i as u64),
+            })
             .collect();
         for step in 0..s.max_new_tokens {
             let mut rngs: Vec<_> = rows.iter().map(|r| r.rng.clone()).collect();
@@ -96,7 +102,11 @@ pub fn generate(
                         None
                     } else {
                         let text = tokenizer.decode(&row.tokens)?;
-                        s.stop.iter().filter_map(|st| text.find(st.as_str())).min().map(|at| text[..at].to_string())
+                        s.stop
+                            .iter()
+                            .filter_map(|st| text.find(st.as_str()))
+                            .min()
+                            .map(|at| text[..at].to_string())
                     };
                     match stop_at {
                         Some(text) => Some((FinishReason::Stop, Some(text))),
@@ -111,7 +121,12 @@ pub fn generate(
                             Some(t) => t,
                             None => tokenizer.decode(&row.tokens)?,
                         };
-                        done.push(Completion { sample: row.sample, text, completion_tokens: row.tokens.len(), finish_reason: reason });
+                        done.push(Completion {
+                            sample: row.sample,
+                            text,
+                            completion_tokens: row.tokens.len(),
+                            finish_reason: reason,
+                        });
                         on_sample_done();
                     }
                 }

@@ -3,12 +3,12 @@
 
 pub mod config;
 pub mod device;
+pub mod generate;
 pub mod lora;
 pub mod sampling;
 pub mod tokenizer;
 pub mod transformer;
 pub mod weights;
-pub mod generate;
 
 use std::path::Path;
 
@@ -25,7 +25,11 @@ pub fn load_for_inference(
     let mut model = transformer::Transformer::load(model_dir, device, dtype.kind())?;
     if let Some(dir) = adapter_dir {
         let adapter = lora::Adapter::load(dir, device)?;
-        let how = if merge { lora::Attach::Merged } else { lora::Attach::Unmerged };
+        let how = if merge {
+            lora::Attach::Merged
+        } else {
+            lora::Attach::Unmerged
+        };
         adapter.attach(&mut model, how)?;
     }
     let tokenizer = tokenizer::TextTokenizer::load(model_dir, model.config.vocab_size)?;

@@ -137,7 +137,11 @@ impl KvCache {
     /// Keeps only the given batch rows (samples still generating).
     pub fn select_rows(&self, rows: &Tensor) -> KvCache {
         let pick = |ts: &Vec<Tensor>| ts.iter().map(|t| t.index_select(0, rows)).collect();
-        KvCache { k: pick(&self.k), v: pick(&self.v), len: self.len }
+        KvCache {
+            k: pick(&self.k),
+            v: pick(&self.v),
+            len: self.len,
+        }
     }
 
     fn store(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {

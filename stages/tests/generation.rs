@@ -1,0 +1,108 @@
+//! Sampling behaviour of `generate` on the reference fixtures.
+
+use std::path::PathBuf;
+
+use secvec_stages::model::generate::{generate, FinishReason, Sampling};
+use secvec_stages::model::tokenizer::TextTokenizer;
+use secvec_stages::model::transformer::Transformer;
+use tch::{Device, Kind};
+
+fn load(arch: &str) -> (Transformer, TextTokenizer, serde_json::Value) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(arch);
+    let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
+    let tok = TextTokenizer::load(&dir, model.config.vocab_size).unwrap();
+    let r = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    (model, tok, r)
+}
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn sampling(n: usize, temperature: f64, batch_size: usize, max_new_tokens: usize) -> Sampling {
+    Sampling {
+        n,
+        temperature,
+        top_p: 0.95,
+        max_new_tokens,
+        stop: vec![],
+        seed: 11,
+        batch_size,
+    }
+}
+
+#[test]
+fn temperature_zero_is_greedy() {
+    for arch in ["llama", "qwen2", "starcoder2"] {
+        let (model, tok, r) = load(arch);
+        let greedy = ids(&r["greedy"]);
+        let out = generate(
+            &model,
+            &tok,
+            &ids(&r["input_ids"]),
+            0,
+            &sampling(3, 0.0, 2, greedy.len()),
+            &[],
+            &mut || {},
+        )
+        .unwrap();
+        assert_eq!(out.len(), 3);
+        for c in out {
+            assert_eq!(c.text, tok.decode(&greedy).unwrap(), "{arch}");
+            assert_eq!(
+                (c.completion_tokens, c.finish_reason),
+                (greedy.len(), FinishReason::Length)
+            );
+        }
+    }
+}
+
+#[test]
+fn seeded_sampling_does_not_depend_on_batching() {
+    let (model, tok, r) = load("llama");
+    let prompt = ids(&r["input_ids"]);
+    let run = |batch| generate(&model, &tok, &prompt, 5, &sampling(6, 1.0, batch, 16), &[], &mut || {}).unwrap();
+    let texts = |b| run(b).into_iter().map(|c| c.text).collect::<Vec<_>>();
+    let all = texts(6);
+    assert_eq!(all, texts(6), "same seed, same samples");
+    assert_eq!(all, texts(1));
+    assert_eq!(all, texts(4));
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert!(
+        distinct.len() > 1,
+        "temperature 1 should give different samples: {all:?}"
+    );
+}
+
+#[test]
+fn stop_sequences_and_eos_end_a_sample() {
+    let (model, tok, r) = load("llama");
+    let prompt = ids(&r["input_ids"]);
+    let greedy = ids(&r["greedy"]);
+    let full = tok.decode(&greedy).unwrap();
+    let stop: String = full.chars().skip(6).take(3).collect();
+    let want = &full[..full.find(&stop).unwrap()];
+    let mut s = sampling(1, 0.0, 1, greedy.len());
+    s.stop = vec![stop.clone()];
+    let out = generate(&model, &tok, &prompt, 0, &s, &[], &mut || {}).unwrap();
+    assert_eq!(
+        (out[0].text.as_str(), out[0].finish_reason),
+        (want, FinishReason::Stop),
+        "stop {stop:?}"
+    );
+    let eos = greedy[3];
+    let out = generate(
+        &model,
+        &tok,
+        &prompt,
+        0,
+        &sampling(1, 0.0, 1, greedy.len()),
+        &[eos],
+        &mut || {},
+    )
+    .unwrap();
+    assert_eq!(
+        (out[0].completion_tokens, out[0].finish_reason),
+        (3, FinishReason::Stop)
+    );
+}

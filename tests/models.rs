@@ -1,0 +1,151 @@
+//! Model stages through the CLI: bad model directories and devices fail clearly and leave the
+//! cache clean; the tiny model `init-model` writes loads in transformers with the same logits.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{copy_dir, Workspace};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/fixtures").join(name)
+}
+
+/// A manifest generating from the model directory `model` with `params`.
+fn generate_manifest(model: &str, params: &str) -> String {
+    format!(
+        "name: m\nstages:\n  gen:\n    kind: generate\n    inputs:\n      model: {{path: {model}}}\n      prompts: {{path: prompts.jsonl}}\n    params: {{max_new_tokens: 4, {params}}}\n"
+    )
+}
+
+/// A manifest that pairs the quickstart data and initialises a tiny model `tiny` on it.
+fn init_manifest(arch: &str, vocab: usize) -> String {
+    format!("name: m\nstages:\n  pairs:\n    kind: pair\n    inputs: {{data: {{path: manifests/data/quickstart-pairs}}}}\n  tiny:\n    kind: init-model\n    inputs: {{text: pairs}}\n    params: {{arch: {arch}, vocab_size: {vocab}, hidden_size: 32, intermediate_size: 48, initializer_range: 0.3, seed: 3}}\n")
+}
+
+fn failure(ws: &Workspace) -> String {
+    let out = ws.run(&["run", "m.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let ev = common::events(&out.stdout);
+    assert_eq!(ev["gen"]["status"], "failed");
+    let entries = std::fs::read_dir(ws.path().join(".secvec/ac"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "a failed stage must not leave a cache entry");
+    assert!(ws.run(&["cache", "verify"]).status.success());
+    ev["gen"]["error"].as_str().unwrap().to_string()
+}
+
+fn workspace_with_model() -> Workspace {
+    let ws = Workspace::new();
+    copy_dir(&fixture("llama"), &ws.path().join("model"));
+    ws.write("prompts.jsonl", "{\"id\": 1, \"prompt\": \"def f(x):\"}\n");
+    ws
+}
+
+#[test]
+fn truncated_and_corrupt_weights_fail_with_the_file_named() {
+    let ws = workspace_with_model();
+    ws.write("m.yaml", &generate_manifest("model", "device: cpu"));
+    let weights = ws.path().join("model/model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = failure(&ws);
+    assert!(
+        err.contains("model.safetensors: tensor `") && err.contains("runs past the end of the file"),
+        "{err}"
+    );
+    let mut garbage = bytes.clone();
+    garbage[8..40].copy_from_slice(&[b'#'; 32]);
+    std::fs::write(&weights, &garbage).unwrap();
+    let err = failure(&ws);
+    assert!(
+        err.contains("model.safetensors is not a valid safetensors file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tokenizer_that_does_not_fit_the_vocab_fails() {
+    let ws = workspace_with_model();
+    ws.write("m.yaml", &init_manifest("llama", 300));
+    ws.run_json(&["m.yaml"]);
+    // The 300-token model gets the fixture's 384-token tokenizer.
+    copy_dir(&ws.path().join("out/m/tiny"), &ws.path().join("small"));
+    std::fs::copy(
+        fixture("llama").join("tokenizer.json"),
+        ws.path().join("small/tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(ws.path().join(".secvec")).unwrap();
+    ws.write("m.yaml", &generate_manifest("small", "device: cpu"));
+    let err = failure(&ws);
+    assert!(
+        err.contains("small/tokenizer.json has 384 tokens but the model's vocab_size is 300"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cuda_without_cuda_fails_clearly() {
+    if tch::Cuda::is_available() {
+        eprintln!("notice: this machine has CUDA; the no-CUDA error cannot be shown");
+        return;
+    }
+    let ws = workspace_with_model();
+    ws.write("m.yaml", &generate_manifest("model", "device: cuda"));
+    let out = ws.run(&["run", "m.yaml", "--json", "--gpus", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::events(&out.stdout)["gen"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("device `cuda:0` was requested but this machine has no usable CUDA device"),
+        "{err}"
+    );
+    let without_slots = ws.run(&["run", "m.yaml", "--json"]);
+    let err = common::events(&without_slots.stdout)["gen"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("needs 1 GPU slot(s) but this run has 0"), "{err}");
+}
+
+#[test]
+fn init_model_output_loads_in_transformers_with_the_same_logits() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if !Command::new(&python)
+        .args(["-c", "import transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("notice: no .venv with transformers (run scripts/setup.sh); skipping");
+        return;
+    }
+    let ws = Workspace::new();
+    for arch in ["llama", "qwen2", "starcoder2"] {
+        ws.write("m.yaml", &init_manifest(arch, 300));
+        ws.run_json(&["m.yaml"]);
+        let dir = std::fs::canonicalize(ws.path().join("out/m/tiny")).unwrap();
+        let ids = [5i64, 17, 200, 42, 7, 99, 3];
+        let script = format!(
+            "import json, torch\nfrom transformers import AutoModelForCausalLM\nm = AutoModelForCausalLM.from_pretrained('{}', attn_implementation='eager').eval()\nwith torch.no_grad():\n    print(json.dumps(m(torch.tensor([{ids:?}])).logits[0].tolist()))\n",
+            dir.display()
+        );
+        let out = Command::new(&python).args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{arch}: {}", String::from_utf8_lossy(&out.stderr));
+        let theirs: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
+        let _g = tch::no_grad_guard();
+        let model =
+            secvec_stages::model::transformer::Transformer::load(&dir, tch::Device::Cpu, tch::Kind::Float).unwrap();
+        let mut cache = model.new_cache(1, 16);
+        let ours = model
+            .forward(&tch::Tensor::from_slice(&ids).unsqueeze(0), &mut cache)
+            .unwrap()
+            .squeeze_dim(0);
+        let d = (ours - tch::Tensor::from_slice2(&theirs)).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "{arch}: max |Δlogit| = {d}");
+    }
+}
