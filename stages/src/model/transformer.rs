@@ -341,6 +341,8 @@ impl Transformer {
     }
 
     /// Logits `[batch, t, vocab]` (f32) for `ids` `[batch, t]` following the cached positions.
+    // `x += …` would add in place, which autograd cannot differentiate through when training.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor, ModelError> {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let offset = cache.len;
