@@ -149,3 +149,17 @@ fn init_model_output_loads_in_transformers_with_the_same_logits() {
         assert!(d < 1e-4, "{arch}: max |Δlogit| = {d}");
     }
 }
+
+#[test]
+fn init_model_is_deterministic_from_its_seed() {
+    let digest = |seed: u64| {
+        let ws = Workspace::new();
+        ws.write(
+            "m.yaml",
+            &init_manifest("qwen2", 300).replace("seed: 3", &format!("seed: {seed}")),
+        );
+        ws.run_json(&["m.yaml"])["tiny"]["output"].as_str().unwrap().to_string()
+    };
+    assert_eq!(digest(3), digest(3));
+    assert_ne!(digest(3), digest(4));
+}

@@ -81,3 +81,62 @@ fn top_p_keeps_the_same_tokens_as_transformers() {
         }
     }
 }
+
+#[test]
+fn bf16_stays_close_to_f32() {
+    let _g = tch::no_grad_guard();
+    for arch in ARCHS {
+        let (dir, r) = fixture(arch);
+        let model = Transformer::load(&dir, Device::Cpu, Kind::BFloat16).unwrap();
+        let mut cache = model.new_cache(1, 64);
+        let logits = model
+            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
+            .unwrap()
+            .squeeze_dim(0);
+        let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
+        let want = Tensor::from_slice2(&want);
+        let scale = want.abs().max().double_value(&[]);
+        let diff = (&logits - &want).abs().max().double_value(&[]);
+        assert!(
+            diff < 0.05 * scale,
+            "{arch}: bf16 max |Δlogit| = {diff} against logits up to {scale}"
+        );
+    }
+}
+
+#[test]
+fn the_committed_fixtures_are_what_the_script_makes() {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import transformers"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("notice: no .venv with transformers (run scripts/setup.sh); not regenerating fixtures");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/make_fixtures.py");
+    let run = std::process::Command::new(&python)
+        .arg(script)
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for arch in ARCHS {
+        let (_, committed) = fixture(arch);
+        let fresh: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join(arch).join("reference.json")).unwrap())
+                .unwrap();
+        assert_eq!(fresh["input_ids"], committed["input_ids"], "{arch}");
+        assert_eq!(fresh["greedy"], committed["greedy"], "{arch}");
+        assert_eq!(fresh["top_p_kept"], committed["top_p_kept"], "{arch}");
+        let a: Vec<Vec<f32>> = serde_json::from_value(fresh["logits"].clone()).unwrap();
+        let b: Vec<Vec<f32>> = serde_json::from_value(committed["logits"].clone()).unwrap();
+        let d = (Tensor::from_slice2(&a) - Tensor::from_slice2(&b))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-5, "{arch}: regenerated logits differ by {d}");
+    }
+}

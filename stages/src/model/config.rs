@@ -228,11 +228,7 @@ impl ModelConfig {
             })
             .collect();
         let use_bias = raw.use_bias.unwrap_or(arch == Arch::Starcoder2);
-        let eos_token_ids = match &raw.eos_token_id {
-            Some(serde_json::Value::Number(n)) => n.as_i64().into_iter().collect(),
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_i64()).collect(),
-            _ => Vec::new(),
-        };
+        let eos_token_ids = eos_ids(raw.eos_token_id.as_ref());
         Ok(ModelConfig {
             arch,
             vocab_size: raw.vocab_size,
@@ -273,6 +269,15 @@ impl ModelConfig {
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(4096),
             eos_token_ids,
         })
+    }
+}
+
+/// `eos_token_id` may be one id or a list.
+fn eos_ids(v: Option<&serde_json::Value>) -> Vec<i64> {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_i64().into_iter().collect(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_i64()).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -1,0 +1,68 @@
+"""The transformers side of stages/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
+
+    transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | make-large DIR
+"""
+
+import json
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+          "### Instruction:\nCreate a Python function for this problem: Read a file from the uploads folder.\n\n"
+          "### Response:\nimport os\n\ndef read_upload(name):\n")
+
+
+def load(d):
+    return AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+
+
+def main():
+    mode, d = sys.argv[1], sys.argv[2]
+    if mode == "make-large":
+        # ~100M parameters (about 400 MB in f32): the host-memory measurement's model.
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=16000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=4,
+                          num_attention_heads=16, num_key_value_heads=4, tie_word_embeddings=False)
+        LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
+        AutoTokenizer.from_pretrained(sys.argv[3]).save_pretrained(d)
+        return
+    t0 = time.perf_counter()
+    model = load(d)
+    load_s = time.perf_counter() - t0
+    tok = AutoTokenizer.from_pretrained(d)
+    ids = torch.tensor([tok(PROMPT)["input_ids"]])
+    with torch.no_grad():
+        if mode == "throughput":
+            n, new = int(sys.argv[3]), int(sys.argv[4])
+            t = time.perf_counter()
+            out = model.generate(ids, do_sample=True, temperature=0.8, top_p=0.95, top_k=0, num_return_sequences=n,
+                                 max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+            secs = time.perf_counter() - t
+            tokens = (out.shape[1] - ids.shape[1]) * out.shape[0]
+            print(json.dumps({"samples": out.shape[0], "new_tokens": tokens, "seconds": secs, "tokens_per_s": tokens / secs}))
+        elif mode == "latency":
+            new = int(sys.argv[3])
+            best_prefill, best_decode = 1e9, 0.0
+            for _ in range(5):
+                t = time.perf_counter()
+                o = model(ids, use_cache=True)
+                nxt = o.logits[:, -1].argmax(-1, keepdim=True)
+                best_prefill = min(best_prefill, time.perf_counter() - t)
+                past = o.past_key_values
+                t = time.perf_counter()
+                for _ in range(new):
+                    o = model(nxt, past_key_values=past, use_cache=True)
+                    past = o.past_key_values
+                    nxt = o.logits[:, -1].argmax(-1, keepdim=True)
+                best_decode = max(best_decode, new / (time.perf_counter() - t))
+            print(json.dumps({"prompt_tokens": ids.shape[1], "prefill_first_token_ms": best_prefill * 1e3,
+                              "decode_tokens_per_s": best_decode}))
+        elif mode == "load":
+            print(json.dumps({"load_seconds": load_s}))
+
+
+if __name__ == "__main__":
+    main()
