@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generation throughput and latency of secvec vs transformers on the quickstart's tiny model,
-# and peak RSS to load a ~400 MB model. Run from the repo root after scripts/setup.sh:
+# and peak RSS to load models of about 370 and 720 MB. Run from the repo root after scripts/setup.sh:
 #   stages/bench/generate_vs_transformers.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,7 +14,9 @@ work="$root/bench-work/models"
 mkdir -p "$work"
 target/release/secvec --cache "$work/cache" --out "$work/out" run manifests/quickstart.yaml --only tiny-model > /dev/null
 tiny="$work/out/quickstart/tiny-model"
-[ -f "$work/large/model.safetensors" ] || $py make-large "$work/large" "$tiny" 2> /dev/null
+for layers in 4 10; do
+  [ -f "$work/large-$layers/model.safetensors" ] || $py make-large "$work/large-$layers" "$tiny" $layers 2> /dev/null
+done
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 echo "| side | tokens/s (n=100, 128 new) | seconds | prefill + first token (ms) | decode tokens/s (batch 1) |"
 echo "|---|---|---|---|---|"
@@ -24,9 +26,16 @@ for side in secvec transformers; do
   l=$(run latency "$tiny" 128)
   echo "| $side | $(field "$t" tokens_per_s) | $(field "$t" seconds) | $(field "$l" prefill_first_token_ms) | $(field "$l" decode_tokens_per_s) |"
 done
-weights=$(du -b "$work/large/model.safetensors" | cut -f1)
+echo
+echo "| load | weights (MB) | peak RSS (MB) | RSS / weights | RSS above an idle process / weights |"
+echo "|---|---|---|---|---|"
+rss() { /usr/bin/time -v "$@" 2>&1 > /dev/null | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2 * 1024}'; }
 for side in secvec transformers; do
-  if [ $side = secvec ]; then cmd=("$bench" load "$work/large"); else cmd=($py load "$work/large"); fi
-  rss=$(/usr/bin/time -v "${cmd[@]}" 2>&1 > /dev/null | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}')
-  echo "| load $side | weights $((weights / 1000000)) MB | peak RSS $((rss / 1000)) MB | $(python3 -c "print(round($rss*1024/$weights, 2))")x |"
+  if [ $side = secvec ]; then cmd=("$bench" load); else cmd=($py load); fi
+  idle=$(rss "${cmd[@]}" "$tiny")
+  for layers in 4 10; do
+    weights=$(du -b "$work/large-$layers/model.safetensors" | cut -f1)
+    peak=$(rss "${cmd[@]}" "$work/large-$layers")
+    echo "| $side, $layers layers | $((weights / 1000000)) | $((peak / 1000000)) | $(python3 -c "print(round($peak/$weights, 2))") | $(python3 -c "print(round(($peak-$idle)/$weights, 2))") |"
+  done
 done

@@ -1,6 +1,6 @@
 """The transformers side of stages/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
 
-    transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | make-large DIR
+    transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | make-large DIR TOKENIZER_DIR LAYERS
 """
 
 import json
@@ -22,9 +22,9 @@ def load(d):
 def main():
     mode, d = sys.argv[1], sys.argv[2]
     if mode == "make-large":
-        # ~100M parameters (about 400 MB in f32): the host-memory measurement's model.
+        # Llama-shaped, 16k vocab, hidden 1024: 4 layers is about 370 MB in f32, 10 about 720 MB.
         torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=16000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=4,
+        cfg = LlamaConfig(vocab_size=16000, hidden_size=1024, intermediate_size=4096, num_hidden_layers=int(sys.argv[4]),
                           num_attention_heads=16, num_key_value_heads=4, tie_word_embeddings=False)
         LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
         AutoTokenizer.from_pretrained(sys.argv[3]).save_pretrained(d)
