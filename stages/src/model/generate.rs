@@ -51,7 +51,16 @@ pub enum GenerateError {
 struct Row {
     sample: usize,
     tokens: Vec<i64>,
-    rng: rand::rngs::StdRng,
+}
+
+/// Keeps the elements at the (ascending) positions in `keep`.
+fn retain_indices<T>(v: &mut Vec<T>, keep: &[usize]) {
+    let mut j = 0;
+    v.retain(|_| {
+        let k = keep.binary_search(&j).is_ok();
+        j += 1;
+        k
+    });
 }
 
 /// Generates `s.n` completions of `prompt`; `prompt_key` identifies the prompt in the seeds.
@@ -84,15 +93,17 @@ pub fn generate(
             .map(|&i| Row {
                 sample: i,
                 tokens: Vec::new(),
-                rng: sample_rng(s.seed, prompt_key, i as u64),
             })
             .collect();
+        // One stream per row, kept in step with `rows`.
+        let mut rngs: Vec<_> = chunk
+            .iter()
+            .map(|&i| sample_rng(s.seed, prompt_key, i as u64))
+            .collect();
         for step in 0..s.max_new_tokens {
-            let mut rngs: Vec<_> = rows.iter().map(|r| r.rng.clone()).collect();
             let next = next_tokens(&last, s.temperature, s.top_p, &mut rngs);
             let mut keep = Vec::new();
-            for (j, (row, rng)) in rows.iter_mut().zip(rngs).enumerate() {
-                row.rng = rng;
+            for (j, row) in rows.iter_mut().enumerate() {
                 let token = next[j];
                 let finished = if eos.contains(&token) {
                     Some((FinishReason::Stop, None))
@@ -138,13 +149,8 @@ pub fn generate(
             if keep.len() < rows.len() {
                 let idx: Vec<i64> = keep.iter().map(|&j| j as i64).collect();
                 cache = cache.select_rows(&Tensor::from_slice(&idx).to_device(model.device));
-                let mut kept = Vec::with_capacity(keep.len());
-                for (j, row) in rows.into_iter().enumerate() {
-                    if keep.contains(&j) {
-                        kept.push(row);
-                    }
-                }
-                rows = kept;
+                retain_indices(&mut rows, &keep);
+                retain_indices(&mut rngs, &keep);
             }
             let ids = Tensor::from_slice(&next_ids).to_device(model.device).unsqueeze(1);
             last = model.forward(&ids, &mut cache)?.select(1, -1);
