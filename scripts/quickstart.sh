@@ -7,5 +7,5 @@ source scripts/env.sh
 cargo build --release --locked
 target/release/secvec run manifests/quickstart.yaml
 echo
-echo "Outputs are under out/quickstart/; the report is out/quickstart/report/report.md:"
-cat out/quickstart/report/report.md
+echo "Outputs are under out/quickstart/<stage>/; the reports:"
+cat out/quickstart/report/report.md out/quickstart/model-report/report.md
