@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use secvec_stages::model::sampling::{next_tokens, top_p_filter};
-use secvec_stages::model::transformer::Transformer;
+use secvec_stages::model::transformer::{KvCache, Transformer};
 use tch::{Device, Kind, Tensor};
 
 const ARCHS: [&str; 4] = ["llama", "llama-linear-rope", "qwen2", "starcoder2"];
@@ -19,21 +19,28 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
 
+/// Logits `[1, t, vocab]` of the fixture's prompt, and the cache positioned after it.
+fn prompt_logits(model: &Transformer, r: &serde_json::Value) -> (Tensor, KvCache) {
+    let mut cache = model.new_cache(1, 64);
+    let logits = model
+        .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
+        .unwrap();
+    (logits, cache)
+}
+
+fn reference_logits(r: &serde_json::Value) -> Tensor {
+    let rows: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
+    Tensor::from_slice2(&rows)
+}
+
 #[test]
 fn logits_match_transformers_within_1e_4() {
     let _g = tch::no_grad_guard();
     for arch in ARCHS {
         let (dir, r) = fixture(arch);
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
-        let input = ids(&r["input_ids"]);
-        let mut cache = model.new_cache(1, 64);
-        let logits = model
-            .forward(&Tensor::from_slice(&input).unsqueeze(0), &mut cache)
-            .unwrap()
-            .squeeze_dim(0);
-        let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
-        let want = Tensor::from_slice2(&want);
-        let diff = (&logits - &want).abs().max().double_value(&[]);
+        let logits = prompt_logits(&model, &r).0.squeeze_dim(0);
+        let diff = (&logits - reference_logits(&r)).abs().max().double_value(&[]);
         eprintln!("{arch}: max |Δlogit| = {diff:.2e}");
         assert!(diff < 1e-4, "{arch}: max |Δlogit| = {diff}");
     }
@@ -46,10 +53,7 @@ fn greedy_continuations_match_transformers() {
         let (dir, r) = fixture(arch);
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
         let want = ids(&r["greedy"]);
-        let mut cache = model.new_cache(1, 64);
-        let mut logits = model
-            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
-            .unwrap();
+        let (mut logits, mut cache) = prompt_logits(&model, &r);
         let mut got = Vec::new();
         for _ in 0..want.len() {
             let last = logits.select(1, -1);
@@ -69,11 +73,7 @@ fn top_p_keeps_the_same_tokens_as_transformers() {
     for arch in ARCHS {
         let (dir, r) = fixture(arch);
         let model = Transformer::load(&dir, Device::Cpu, Kind::Float).unwrap();
-        let mut cache = model.new_cache(1, 64);
-        let logits = model
-            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
-            .unwrap();
-        let last = logits.select(1, -1) / r["top_p_temperature"].as_f64().unwrap();
+        let last = prompt_logits(&model, &r).0.select(1, -1) / r["top_p_temperature"].as_f64().unwrap();
         for (p, kept) in r["top_p_kept"].as_object().unwrap() {
             let filtered = top_p_filter(&last, p.parse().unwrap());
             let got: Vec<i64> = Vec::try_from(filtered.get(0).isfinite().nonzero().flatten(0, -1)).unwrap();
@@ -88,13 +88,8 @@ fn bf16_stays_close_to_f32() {
     for arch in ARCHS {
         let (dir, r) = fixture(arch);
         let model = Transformer::load(&dir, Device::Cpu, Kind::BFloat16).unwrap();
-        let mut cache = model.new_cache(1, 64);
-        let logits = model
-            .forward(&Tensor::from_slice(&ids(&r["input_ids"])).unsqueeze(0), &mut cache)
-            .unwrap()
-            .squeeze_dim(0);
-        let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
-        let want = Tensor::from_slice2(&want);
+        let logits = prompt_logits(&model, &r).0.squeeze_dim(0);
+        let want = reference_logits(&r);
         let scale = want.abs().max().double_value(&[]);
         let diff = (&logits - &want).abs().max().double_value(&[]);
         assert!(
