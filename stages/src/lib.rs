@@ -6,6 +6,7 @@ pub mod latency;
 pub mod model;
 pub mod pair;
 pub mod report;
+pub mod score;
 
 use secvec_engine::Registry;
 

@@ -1,0 +1,4 @@
+//! Scoring generated code on CodeGuard+: metrics, and (to come) sandboxed functional tests and
+//! security oracles.
+
+pub mod metrics;
