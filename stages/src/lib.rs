@@ -6,6 +6,7 @@ pub mod latency;
 pub mod model;
 pub mod pair;
 pub mod report;
+pub mod scenarios;
 pub mod score;
 
 use secvec_engine::Registry;
@@ -17,5 +18,6 @@ pub fn registry() -> Registry {
         .with(init_model::InitModel)
         .with(generate::Generate)
         .with(latency::Latency)
+        .with(scenarios::Scenarios)
         .with(report::Report)
 }

@@ -1,0 +1,317 @@
+//! `scenarios`: loads evaluation scenarios in the CodeGuard+ layout (DeepGuard's `sec_eval/`
+//! split or CodeGuard+'s `data/base/`, each with `unit_test/`), renders their prompts, and copies
+//! everything scoring needs into its output so that scoring depends on nothing else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The paper's evaluation template (SecVecCoder Sec. IV-A); the completion continues the prefix.
+pub const EVAL_TEMPLATE: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nCreate a {language} function for this problem: {description}\n\n### Response:\n{prefix}";
+
+/// DeepGuard's validation scenarios (used for tuning, never reported).
+pub const VALIDATION: [&str; 6] = ["cwe-022/2-py", "cwe-078/2-py", "cwe-089/2-py", "cwe-125/2-c", "cwe-190/2-c", "cwe-787/2-c"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Main-CWE test scenarios: `sec_eval/base` without the validation ones (or all of CodeGuard+'s `data/base`).
+    Main,
+    Validation,
+    /// Unseen-CWE scenarios: `sec_eval/untrain`.
+    Unseen,
+    /// Every scenario.
+    All,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Template {
+    /// The paper's instruction template around the description and the code prefix.
+    #[default]
+    Instruction,
+    /// The code prefix alone (plain completion).
+    Completion,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenariosParams {
+    #[serde(default = "d_split")]
+    pub split: Split,
+    #[serde(default)]
+    pub template: Template,
+    /// Keep only these CWEs (`cwe-022`); empty keeps all.
+    #[serde(default)]
+    pub cwes: Vec<String>,
+    /// Keep only these languages (`py`, `c`, `cpp`); empty keeps all.
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
+
+fn d_split() -> Split {
+    Split::Main
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{0} is not a scenario set: expected `sec_eval/` (DeepGuard) or `data/base/` (CodeGuard+) beside `unit_test/`")]
+    Layout(PathBuf),
+    #[error("scenario {dir}: missing {file}")]
+    Missing { dir: PathBuf, file: String },
+    #[error("scenario {path}: malformed info.json: {what}")]
+    Info { path: PathBuf, what: String },
+    #[error("scenario {dir}: no unit tests at {tests} (functional.py)")]
+    NoTests { dir: PathBuf, tests: PathBuf },
+    #[error("no scenarios left in split {split:?} after the filters")]
+    Empty { split: Split },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// A scenario's `info.json`.
+#[derive(Debug, Deserialize)]
+struct Info {
+    language: String,
+    cwe: String,
+    /// Most CodeGuard+ scenarios have none: their task is stated in the code's docstring or comments.
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    check_ql: Option<String>,
+}
+
+/// One scenario as the prompts file lists it.
+#[derive(Debug, Serialize)]
+pub struct Scenario {
+    pub id: String,
+    pub set: &'static str,
+    pub cwe: String,
+    pub language: String,
+    pub description: String,
+    /// Where the description came from: `info`, `docstring` or `comment`.
+    pub description_from: &'static str,
+    pub prompt: String,
+    /// The code the completion continues.
+    pub prefix: String,
+    pub check_ql: Option<String>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScenarioError + '_ {
+    move |source| ScenarioError::Io { path: path.to_path_buf(), source }
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io(dir))?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Scenario folders with the set each belongs to, for the requested split.
+fn scenario_dirs(root: &Path, split: Split) -> Result<Vec<(PathBuf, &'static str)>, ScenarioError> {
+    let (base, unseen) = if root.join("sec_eval").is_dir() {
+        (root.join("sec_eval/base"), Some(root.join("sec_eval/untrain")))
+    } else if root.join("data/base").is_dir() {
+        (root.join("data/base"), None)
+    } else {
+        return Err(ScenarioError::Layout(root.to_path_buf()));
+    };
+    let mut out = Vec::new();
+    for cwe in subdirs(&base)? {
+        for dir in subdirs(&cwe)? {
+            let id = scenario_id(&dir);
+            let set = if VALIDATION.contains(&id.as_str()) && unseen.is_some() { "validation" } else { "main" };
+            out.push((dir, set));
+        }
+    }
+    if let Some(unseen) = unseen.filter(|u| u.is_dir()) {
+        for cwe in subdirs(&unseen)? {
+            for dir in subdirs(&cwe)? {
+                out.push((dir, "unseen"));
+            }
+        }
+    }
+    out.retain(|(_, set)| match split {
+        Split::All => true,
+        Split::Main => *set == "main",
+        Split::Validation => *set == "validation",
+        Split::Unseen => *set == "unseen",
+    });
+    Ok(out)
+}
+
+/// `cwe-022/0-py` from `.../cwe-022/0-py`.
+fn scenario_id(dir: &Path) -> String {
+    let name = |p: Option<&Path>| p.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    format!("{}/{}", name(dir.parent()), name(Some(dir)))
+}
+
+fn language_name(lang: &str) -> &str {
+    match lang {
+        "py" => "Python",
+        "c" => "C",
+        "cpp" => "C++",
+        other => other,
+    }
+}
+
+fn find_with_stem(dir: &Path, stem: &str) -> Result<PathBuf, ScenarioError> {
+    std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_stem().is_some_and(|s| s == stem) && p.is_file())
+        .ok_or_else(|| ScenarioError::Missing { dir: dir.to_path_buf(), file: format!("{stem}.*") })
+}
+
+/// Reads and renders one scenario.
+pub fn load_scenario(dir: &Path, set: &'static str, template: Template) -> Result<Scenario, ScenarioError> {
+    let info_path = dir.join("info.json");
+    if !info_path.is_file() {
+        return Err(ScenarioError::Missing { dir: dir.to_path_buf(), file: "info.json".into() });
+    }
+    let text = std::fs::read_to_string(&info_path).map_err(io(&info_path))?;
+    let info: Info = serde_json::from_str(&text).map_err(|e| ScenarioError::Info { path: info_path.clone(), what: e.to_string() })?;
+    let file_context = std::fs::read_to_string(find_with_stem(dir, "file_context")?).map_err(io(dir))?;
+    let func_context = std::fs::read_to_string(find_with_stem(dir, "func_context")?).map_err(io(dir))?;
+    let prefix = format!("{file_context}{func_context}");
+    let (description, description_from) = match info.description.filter(|d| !d.trim().is_empty()) {
+        Some(d) => (d, "info"),
+        None => described_in_code(&func_context).ok_or_else(|| ScenarioError::Missing {
+            dir: dir.to_path_buf(),
+            file: "a description (info.json `description`, or a docstring or comment in func_context)".into(),
+        })?,
+    };
+    let prompt = match template {
+        Template::Instruction => EVAL_TEMPLATE
+            .replace("{language}", language_name(&info.language))
+            .replace("{description}", &description)
+            .replace("{prefix}", &prefix),
+        Template::Completion => prefix.clone(),
+    };
+    Ok(Scenario {
+        id: scenario_id(dir),
+        set,
+        cwe: info.cwe.to_lowercase(),
+        language: info.language,
+        description,
+        description_from,
+        prompt,
+        prefix,
+        check_ql: info.check_ql,
+    })
+}
+
+/// The task as the scenario's code states it: its first docstring, else its last block of
+/// comments, whitespace collapsed.
+fn described_in_code(code: &str) -> Option<(String, &'static str)> {
+    let collapse = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for quote in ["'''", "\"\"\""] {
+        if let Some(start) = code.find(quote) {
+            let rest = &code[start + 3..];
+            if let Some(end) = rest.find(quote) {
+                let text = collapse(&rest[..end]);
+                if !text.is_empty() {
+                    return Some((text, "docstring"));
+                }
+            }
+        }
+    }
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    let mut open = false;
+    for line in code.lines() {
+        let t = line.trim();
+        let comment = t.strip_prefix('#').or_else(|| t.strip_prefix("//")).or_else(|| {
+            t.strip_prefix("/*").map(|r| r.trim_end_matches("*/")).or_else(|| t.strip_prefix('*').map(|r| r.trim_end_matches("*/")))
+        });
+        match comment {
+            Some(c) if !t.starts_with("#include") && !t.starts_with("#define") => {
+                if !open {
+                    blocks.push(Vec::new());
+                    open = true;
+                }
+                blocks.last_mut().expect("pushed").push(c.trim().to_string());
+            }
+            _ => open = false,
+        }
+    }
+    let text = collapse(&blocks.pop()?.join(" "));
+    (!text.is_empty()).then_some((text, "comment"))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ScenarioError> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(|e| ScenarioError::Io { path: from.to_path_buf(), source: e.into() })?;
+        let rel = entry.path().strip_prefix(from).expect("under root");
+        let target = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io(&target))?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).map_err(io(&target))?;
+        }
+    }
+    Ok(())
+}
+
+pub struct Scenarios;
+
+impl Stage for Scenarios {
+    type Params = ScenariosParams;
+    const KIND: &'static str = "scenarios";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
+
+    fn inputs() -> Vec<InputSlot> {
+        vec![InputSlot {
+            name: "data",
+            accepts: &[FILES],
+            many: false,
+            optional: false,
+            doc: "DeepGuard's `data_eval` or CodeGuard+'s root (scenarios and `unit_test/`)",
+        }]
+    }
+
+    fn output_tags() -> Vec<&'static str> {
+        vec!["scenarios", "prompts", "results"]
+    }
+
+    fn run(&self, p: &ScenariosParams, ctx: &StageContext) -> anyhow::Result<()> {
+        let root = &ctx.input("data").expect("required").path;
+        let tests = root.join("unit_test");
+        let mut lines = String::new();
+        let mut counts: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        for (dir, set) in scenario_dirs(root, p.split)? {
+            let s = load_scenario(&dir, set, p.template)?;
+            let keep_cwe = p.cwes.is_empty() || p.cwes.iter().any(|c| c.eq_ignore_ascii_case(&s.cwe));
+            let keep_lang = p.languages.is_empty() || p.languages.contains(&s.language);
+            if !(keep_cwe && keep_lang) {
+                continue;
+            }
+            let unit = tests.join(&s.id);
+            if !unit.join("functional.py").is_file() {
+                return Err(ScenarioError::NoTests { dir, tests: unit }.into());
+            }
+            copy_tree(&dir, &ctx.out_dir().join("scenarios").join(&s.id))?;
+            copy_tree(&unit, &ctx.out_dir().join("unit_test").join(&s.id))?;
+            *counts.entry((set, s.language.clone())).or_default() += 1;
+            lines.push_str(&serde_json::to_string(&s)?);
+            lines.push('\n');
+        }
+        if lines.is_empty() {
+            return Err(ScenarioError::Empty { split: p.split }.into());
+        }
+        let utils = tests.join("test_utils.py");
+        if !utils.is_file() {
+            return Err(ScenarioError::Missing { dir: tests, file: "test_utils.py".into() }.into());
+        }
+        std::fs::copy(&utils, ctx.out_dir().join("unit_test/test_utils.py"))?;
+        ctx.write("prompts.jsonl", lines)?;
+        let rows: Vec<_> = counts.into_iter().map(|((set, language), n)| json!({"set": set, "language": language, "scenarios": n})).collect();
+        ctx.write("results.json", serde_json::to_vec_pretty(&json!({"rows": rows}))?)?;
+        Ok(())
+    }
+}
