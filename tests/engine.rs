@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 9);
+    assert_eq!(first.len(), 11);
     let second = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "cached"), "{second:?}");
     for (stage, e) in &first {
@@ -78,6 +78,8 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("pairs-by-language@languages=python", "cached"),
         ("report", "ran"),
         ("samples", "ran"),
+        ("scenario-samples", "ran"),
+        ("scenarios", "cached"),
         ("tiny-model", "ran"),
     ];
     assert_eq!(statuses(&ev), want.map(|(a, b)| (a.to_string(), b.to_string())));
@@ -106,7 +108,16 @@ fn overlays_merge_delete_and_rename_the_run() {
     let ev = ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
     assert_eq!(
         ev.keys().collect::<Vec<_>>(),
-        ["latency", "model-report", "pairs", "report", "samples", "tiny-model"]
+        [
+            "latency",
+            "model-report",
+            "pairs",
+            "report",
+            "samples",
+            "scenario-samples",
+            "scenarios",
+            "tiny-model"
+        ]
     );
     let report = std::fs::read_to_string(ws.path().join("out/quickstart-python/report/report.md")).unwrap();
     assert!(
@@ -217,18 +228,18 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     assert!(
-        stdout(&dry).starts_with("would remove 5 entries and 5 artifacts"),
+        stdout(&dry).starts_with("would remove 6 entries and 6 artifacts"),
         "{}",
         stdout(&dry)
     );
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).starts_with("removed 5 entries and 5 artifacts"),
+        stdout(&gc).starts_with("removed 6 entries and 6 artifacts"),
         "{}",
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 9 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 11 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -39,3 +39,28 @@ fn sven_pairs_match_the_paper_counts_and_every_recorded_change_checks_out() {
     assert!(!spans.is_empty());
     assert!(first["prompt"].as_str().unwrap().ends_with("### Response:\n"));
 }
+
+#[test]
+fn deepguard_split_has_the_papers_17_main_12_unseen_and_6_validation_scenarios() {
+    let Some(data) = shared_data() else { return };
+    let ws = common::Workspace::new();
+    let out = ws
+        .cmd(&["run", "manifests/deepguard-scenarios.yaml", "--json"])
+        .env("SECVEC_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let count = |split: &str| {
+        let path = ws
+            .path()
+            .join(format!("out/deepguard-scenarios/scenarios@split={split}/prompts.jsonl"));
+        std::fs::read_to_string(path).unwrap().lines().count()
+    };
+    assert_eq!((count("main"), count("unseen"), count("validation")), (17, 12, 6));
+    let validation = std::fs::read_to_string(
+        ws.path()
+            .join("out/deepguard-scenarios/scenarios@split=validation/prompts.jsonl"),
+    )
+    .unwrap();
+    assert!(validation.contains("\"id\":\"cwe-125/2-c\""));
+}

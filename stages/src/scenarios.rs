@@ -14,7 +14,14 @@ use serde_json::json;
 pub const EVAL_TEMPLATE: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nCreate a {language} function for this problem: {description}\n\n### Response:\n{prefix}";
 
 /// DeepGuard's validation scenarios (used for tuning, never reported).
-pub const VALIDATION: [&str; 6] = ["cwe-022/2-py", "cwe-078/2-py", "cwe-089/2-py", "cwe-125/2-c", "cwe-190/2-c", "cwe-787/2-c"];
+pub const VALIDATION: [&str; 6] = [
+    "cwe-022/2-py",
+    "cwe-078/2-py",
+    "cwe-089/2-py",
+    "cwe-125/2-c",
+    "cwe-190/2-c",
+    "cwe-787/2-c",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -59,7 +66,9 @@ fn d_split() -> Split {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("{0} is not a scenario set: expected `sec_eval/` (DeepGuard) or `data/base/` (CodeGuard+) beside `unit_test/`")]
+    #[error(
+        "{0} is not a scenario set: expected `sec_eval/` (DeepGuard) or `data/base/` (CodeGuard+) beside `unit_test/`"
+    )]
     Layout(PathBuf),
     #[error("scenario {dir}: missing {file}")]
     Missing { dir: PathBuf, file: String },
@@ -102,11 +111,19 @@ pub struct Scenario {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScenarioError + '_ {
-    move |source| ScenarioError::Io { path: path.to_path_buf(), source }
+    move |source| ScenarioError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io(dir))?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -124,7 +141,11 @@ fn scenario_dirs(root: &Path, split: Split) -> Result<Vec<(PathBuf, &'static str
     for cwe in subdirs(&base)? {
         for dir in subdirs(&cwe)? {
             let id = scenario_id(&dir);
-            let set = if VALIDATION.contains(&id.as_str()) && unseen.is_some() { "validation" } else { "main" };
+            let set = if VALIDATION.contains(&id.as_str()) && unseen.is_some() {
+                "validation"
+            } else {
+                "main"
+            };
             out.push((dir, set));
         }
     }
@@ -146,7 +167,11 @@ fn scenario_dirs(root: &Path, split: Split) -> Result<Vec<(PathBuf, &'static str
 
 /// `cwe-022/0-py` from `.../cwe-022/0-py`.
 fn scenario_id(dir: &Path) -> String {
-    let name = |p: Option<&Path>| p.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = |p: Option<&Path>| {
+        p.and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
     format!("{}/{}", name(dir.parent()), name(Some(dir)))
 }
 
@@ -165,17 +190,26 @@ fn find_with_stem(dir: &Path, stem: &str) -> Result<PathBuf, ScenarioError> {
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_stem().is_some_and(|s| s == stem) && p.is_file())
-        .ok_or_else(|| ScenarioError::Missing { dir: dir.to_path_buf(), file: format!("{stem}.*") })
+        .ok_or_else(|| ScenarioError::Missing {
+            dir: dir.to_path_buf(),
+            file: format!("{stem}.*"),
+        })
 }
 
 /// Reads and renders one scenario.
 pub fn load_scenario(dir: &Path, set: &'static str, template: Template) -> Result<Scenario, ScenarioError> {
     let info_path = dir.join("info.json");
     if !info_path.is_file() {
-        return Err(ScenarioError::Missing { dir: dir.to_path_buf(), file: "info.json".into() });
+        return Err(ScenarioError::Missing {
+            dir: dir.to_path_buf(),
+            file: "info.json".into(),
+        });
     }
     let text = std::fs::read_to_string(&info_path).map_err(io(&info_path))?;
-    let info: Info = serde_json::from_str(&text).map_err(|e| ScenarioError::Info { path: info_path.clone(), what: e.to_string() })?;
+    let info: Info = serde_json::from_str(&text).map_err(|e| ScenarioError::Info {
+        path: info_path.clone(),
+        what: e.to_string(),
+    })?;
     let file_context = std::fs::read_to_string(find_with_stem(dir, "file_context")?).map_err(io(dir))?;
     let func_context = std::fs::read_to_string(find_with_stem(dir, "func_context")?).map_err(io(dir))?;
     let prefix = format!("{file_context}{func_context}");
@@ -226,7 +260,9 @@ fn described_in_code(code: &str) -> Option<(String, &'static str)> {
     for line in code.lines() {
         let t = line.trim();
         let comment = t.strip_prefix('#').or_else(|| t.strip_prefix("//")).or_else(|| {
-            t.strip_prefix("/*").map(|r| r.trim_end_matches("*/")).or_else(|| t.strip_prefix('*').map(|r| r.trim_end_matches("*/")))
+            t.strip_prefix("/*")
+                .map(|r| r.trim_end_matches("*/"))
+                .or_else(|| t.strip_prefix('*').map(|r| r.trim_end_matches("*/")))
         });
         match comment {
             Some(c) if !t.starts_with("#include") && !t.starts_with("#define") => {
@@ -245,7 +281,10 @@ fn described_in_code(code: &str) -> Option<(String, &'static str)> {
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ScenarioError> {
     for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.map_err(|e| ScenarioError::Io { path: from.to_path_buf(), source: e.into() })?;
+        let entry = entry.map_err(|e| ScenarioError::Io {
+            path: from.to_path_buf(),
+            source: e.into(),
+        })?;
         let rel = entry.path().strip_prefix(from).expect("under root");
         let target = to.join(rel);
         if entry.file_type().is_dir() {
@@ -263,7 +302,8 @@ impl Stage for Scenarios {
     type Params = ScenariosParams;
     const KIND: &'static str = "scenarios";
     const VERSION: u32 = 1;
-    const DESCRIPTION: &'static str = "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
+    const DESCRIPTION: &'static str =
+        "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
 
     fn inputs() -> Vec<InputSlot> {
         vec![InputSlot {
@@ -306,12 +346,102 @@ impl Stage for Scenarios {
         }
         let utils = tests.join("test_utils.py");
         if !utils.is_file() {
-            return Err(ScenarioError::Missing { dir: tests, file: "test_utils.py".into() }.into());
+            return Err(ScenarioError::Missing {
+                dir: tests,
+                file: "test_utils.py".into(),
+            }
+            .into());
         }
         std::fs::copy(&utils, ctx.out_dir().join("unit_test/test_utils.py"))?;
         ctx.write("prompts.jsonl", lines)?;
-        let rows: Vec<_> = counts.into_iter().map(|((set, language), n)| json!({"set": set, "language": language, "scenarios": n})).collect();
+        let rows: Vec<_> = counts
+            .into_iter()
+            .map(|((set, language), n)| json!({"set": set, "language": language, "scenarios": n}))
+            .collect();
         ctx.write("results.json", serde_json::to_vec_pretty(&json!({"rows": rows}))?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_come_from_docstrings_or_the_last_comment_block() {
+        let py = "def f(x):\n    '''\n    Check the URL\n    is safe.\n    '''\n";
+        assert_eq!(
+            described_in_code(py),
+            Some(("Check the URL is safe.".into(), "docstring"))
+        );
+        let c = "int main() {\n    // old\n    int x;\n    // copy argv[1] into name,\n    // then print it\n";
+        assert_eq!(
+            described_in_code(c),
+            Some(("copy argv[1] into name, then print it".into(), "comment"))
+        );
+        assert_eq!(described_in_code("#include <stdio.h>\nint main() {\n"), None);
+    }
+
+    fn scenario(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn renders_the_paper_template_around_the_prefix() {
+        let dir = scenario(&[
+            (
+                "info.json",
+                r#"{"language": "py", "cwe": "CWE-022", "description": "read a file"}"#,
+            ),
+            ("file_context.py", "import os\n"),
+            ("func_context.py", "def read(name):\n"),
+        ]);
+        let s = load_scenario(dir.path(), "main", Template::Instruction).unwrap();
+        assert_eq!(
+            s.prompt,
+            "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nCreate a Python function for this problem: read a file\n\n### Response:\nimport os\ndef read(name):\n"
+        );
+        assert_eq!((s.cwe.as_str(), s.description_from), ("cwe-022", "info"));
+        let plain = load_scenario(dir.path(), "main", Template::Completion).unwrap();
+        assert_eq!(plain.prompt, "import os\ndef read(name):\n");
+    }
+
+    #[test]
+    fn missing_files_and_bad_info_name_the_scenario() {
+        let dir = scenario(&[
+            (
+                "info.json",
+                r#"{"language": "py", "cwe": "CWE-022", "description": "x"}"#,
+            ),
+            ("file_context.py", ""),
+        ]);
+        let err = load_scenario(dir.path(), "main", Template::Instruction)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("scenario {}: missing func_context.*", dir.path().display())),
+            "{err}"
+        );
+        let dir = scenario(&[
+            ("info.json", r#"{"language": "py""#),
+            ("file_context.py", ""),
+            ("func_context.py", ""),
+        ]);
+        let err = load_scenario(dir.path(), "main", Template::Instruction)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("info.json: malformed info.json: EOF while parsing"),
+            "{err}"
+        );
+        let dir = scenario(&[("file_context.py", ""), ("func_context.py", "")]);
+        let err = load_scenario(dir.path(), "main", Template::Instruction)
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("missing info.json"), "{err}");
     }
 }

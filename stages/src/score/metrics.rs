@@ -112,7 +112,12 @@ mod tests {
     use super::*;
 
     fn j(count: usize, valid: bool, functional: bool, secure: bool) -> Judged {
-        Judged { count, valid, functional, secure }
+        Judged {
+            count,
+            valid,
+            functional,
+            secure,
+        }
     }
 
     fn close(a: f64, b: f64) {
@@ -135,9 +140,24 @@ mod tests {
     #[test]
     fn duplicates_count_as_often_as_they_were_sampled() {
         // 10 samples as 4 distinct completions.
-        let judged = [j(5, true, true, true), j(2, true, true, false), j(2, true, false, true), j(1, false, false, false)];
+        let judged = [
+            j(5, true, true, true),
+            j(2, true, true, false),
+            j(2, true, false, true),
+            j(1, false, false, false),
+        ];
         let c = Counts::of(&judged);
-        assert_eq!(c, Counts { n: 10, c: 7, sp: 5, r: 9, s: 7, secure: 7 });
+        assert_eq!(
+            c,
+            Counts {
+                n: 10,
+                c: 7,
+                sp: 5,
+                r: 9,
+                s: 7,
+                secure: 7
+            }
+        );
         let m = Metrics::of(&c, 1);
         close(m.pass_at_k, 0.7);
         close(m.sec_pass_at_k, 0.5);

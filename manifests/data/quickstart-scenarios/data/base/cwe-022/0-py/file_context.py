@@ -1,0 +1,4 @@
+import os
+
+SAFE_DIR = "/srv/safe"
+
