@@ -11,6 +11,15 @@ if ! command -v cargo >/dev/null; then
   echo "secvec needs a Rust toolchain (cargo, rustc >= 1.89): install one with rustup first." >&2
   exit 1
 fi
+# Scoring runs untrusted code under bubblewrap (Debian package).
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+  else
+    echo "note: install bubblewrap (sudo apt-get install bubblewrap) to run the sandbox tests and scoring" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"

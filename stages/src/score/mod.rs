@@ -2,3 +2,4 @@
 //! security oracles.
 
 pub mod metrics;
+pub mod sandbox;
