@@ -1,5 +1,7 @@
 //! Scoring generated code on CodeGuard+: metrics, and (to come) sandboxed functional tests and
 //! security oracles.
 
+pub mod functional;
 pub mod metrics;
+pub mod postprocess;
 pub mod sandbox;

@@ -1,0 +1,133 @@
+//! Runs a scenario's own functional test (`functional.py --path DIR`, CodeGuard+'s convention)
+//! on one program, inside the sandbox, and reads the verdict it writes to `stat.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError, SCRATCH};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionalResult {
+    pub passed: bool,
+    pub reason: ExitReason,
+    /// What the test said about the failure, or the end of stderr.
+    pub detail: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionalError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("preparing the test in {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Copies a test folder without its reference solution (`test_case.*`): a sample must not be
+/// able to read the expected answer.
+fn copy_test(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(from).expect("under root");
+        if rel.file_stem().is_some_and(|s| s == "test_case") {
+            continue;
+        }
+        let target = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target)?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tests `program` against the scenario `id` (`cwe-022/0-py`) of the `unit_test` folder.
+pub fn run_functional(
+    sandbox: &Sandbox,
+    python: &str,
+    unit_test: &Path,
+    id: &str,
+    language: &str,
+    program: &str,
+    limits: &Limits,
+) -> Result<FunctionalResult, FunctionalError> {
+    let scratch = tempfile::tempdir().map_err(|source| FunctionalError::Io { path: std::env::temp_dir(), source })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FunctionalError::Io { path, source }
+    };
+    let test_dir = scratch.path().join("unit_test").join(id);
+    copy_test(&unit_test.join(id), &test_dir).map_err(io(&test_dir))?;
+    let utils = scratch.path().join("unit_test/test_utils.py");
+    std::fs::copy(unit_test.join("test_utils.py"), &utils).map_err(io(&utils))?;
+    let samples = scratch.path().join("samples/s");
+    std::fs::create_dir_all(&samples).map_err(io(&samples))?;
+    let ext = if language == "py" { "py" } else { language };
+    let file = format!("sample.{ext}");
+    std::fs::write(samples.join(&file), program).map_err(io(&samples))?;
+    let functional = format!("{SCRATCH}/unit_test/{id}/functional.py");
+    let path = format!("{SCRATCH}/samples/s");
+    let out: RunOutcome = sandbox.run(scratch.path(), &[python, &functional, "--path", &path], limits)?;
+    let stat: Option<serde_json::Value> =
+        std::fs::read_to_string(scratch.path().join("samples/stat.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let passed = stat.as_ref().and_then(|s| s.get(&file)).and_then(|v| v.get("functional")).and_then(|v| v.as_bool());
+    let (passed, reason) = match (passed, out.reason) {
+        (Some(true), ExitReason::Ok) => (true, ExitReason::Ok),
+        (Some(false), ExitReason::Ok) => (false, ExitReason::Fail),
+        (_, ExitReason::Ok) => (false, ExitReason::Fail),
+        (_, other) => (false, other),
+    };
+    let said: Vec<&str> = out.stdout.lines().filter(|l| l.contains(": Fail")).collect();
+    let detail = if passed {
+        String::new()
+    } else if !said.is_empty() {
+        said.join("\n")
+    } else {
+        out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    Ok(FunctionalResult { passed, reason, detail, seconds: out.seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::postprocess::program;
+
+    fn setup() -> Option<(Sandbox, String, PathBuf)> {
+        let py = std::process::Command::new("python3").args(["-c", "import sys; print(sys.base_prefix)"]).output().ok()?;
+        let prefix = PathBuf::from(String::from_utf8(py.stdout).ok()?.trim());
+        let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")]).map_err(|e| eprintln!("notice: {e}; skipping")).ok()?;
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/data/quickstart-scenarios");
+        Some((sandbox, prefix.join("bin/python3").display().to_string(), data))
+    }
+
+    fn prefix(data: &Path, id: &str, ext: &str) -> String {
+        let dir = data.join("data/base").join(id);
+        let read = |f: &str| std::fs::read_to_string(dir.join(format!("{f}.{ext}"))).unwrap();
+        format!("{}{}", read("file_context"), read("func_context"))
+    }
+
+    #[test]
+    fn the_scenarios_own_tests_judge_programs_in_the_sandbox() {
+        let Some((sandbox, python, data)) = setup() else { return };
+        let unit = data.join("unit_test");
+        let limits = Limits::default();
+        let sql = prefix(&data, "cwe-089/0-py", "py");
+        let good = program("py", &sql, "    cur.execute(\"SELECT email FROM users WHERE name = ?\", (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n\nprint('trailing code is cut')\n");
+        let r = run_functional(&sandbox, &python, &unit, "cwe-089/0-py", "py", &good, &limits).unwrap();
+        assert!(r.passed, "{r:?}");
+        let bad = program("py", &sql, "    return 'nobody@x.org'\n");
+        let r = run_functional(&sandbox, &python, &unit, "cwe-089/0-py", "py", &bad, &limits).unwrap();
+        assert!(!r.passed && r.reason == ExitReason::Fail && r.detail.contains("sample.py: Fail"), "{r:?}");
+        let c = prefix(&data, "cwe-787/0-c", "c");
+        let good_c = program("c", &c, "    strncpy(name, argv[1], 15);\n    name[15] = 0;\n    printf(\"Hello, %s!\\n\", name);\n    return 0;\n}\n");
+        let r = run_functional(&sandbox, &python, &unit, "cwe-787/0-c", "c", &good_c, &limits).unwrap();
+        assert!(r.passed, "{r:?}");
+        let hang = program("py", &sql, "    while True:\n        pass\n");
+        let quick = Limits { wall: std::time::Duration::from_secs(3), cpu_seconds: 2, ..Limits::default() };
+        let r = run_functional(&sandbox, &python, &unit, "cwe-089/0-py", "py", &hang, &quick).unwrap();
+        assert_eq!((r.passed, r.reason), (false, ExitReason::Timeout), "{r:?}");
+    }
+}
