@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 11);
+    assert_eq!(first.len(), 12);
     let second = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "cached"), "{second:?}");
     for (stage, e) in &first {
@@ -80,6 +80,7 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("samples", "ran"),
         ("scenario-samples", "ran"),
         ("scenarios", "cached"),
+        ("scores", "ran"),
         ("tiny-model", "ran"),
     ];
     assert_eq!(statuses(&ev), want.map(|(a, b)| (a.to_string(), b.to_string())));
@@ -116,6 +117,7 @@ fn overlays_merge_delete_and_rename_the_run() {
             "samples",
             "scenario-samples",
             "scenarios",
+            "scores",
             "tiny-model"
         ]
     );
@@ -228,18 +230,18 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     assert!(
-        stdout(&dry).starts_with("would remove 6 entries and 6 artifacts"),
+        stdout(&dry).starts_with("would remove 7 entries and 7 artifacts"),
         "{}",
         stdout(&dry)
     );
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).starts_with("removed 6 entries and 6 artifacts"),
+        stdout(&gc).starts_with("removed 7 entries and 7 artifacts"),
         "{}",
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 11 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 12 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -19,5 +19,6 @@ pub fn registry() -> Registry {
         .with(generate::Generate)
         .with(latency::Latency)
         .with(scenarios::Scenarios)
+        .with(score::stage::Score)
         .with(report::Report)
 }

@@ -53,7 +53,10 @@ pub fn run_functional(
     program: &str,
     limits: &Limits,
 ) -> Result<FunctionalResult, FunctionalError> {
-    let scratch = tempfile::tempdir().map_err(|source| FunctionalError::Io { path: std::env::temp_dir(), source })?;
+    let scratch = tempfile::tempdir().map_err(|source| FunctionalError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| FunctionalError::Io { path, source }
@@ -70,9 +73,14 @@ pub fn run_functional(
     let functional = format!("{SCRATCH}/unit_test/{id}/functional.py");
     let path = format!("{SCRATCH}/samples/s");
     let out: RunOutcome = sandbox.run(scratch.path(), &[python, &functional, "--path", &path], limits)?;
-    let stat: Option<serde_json::Value> =
-        std::fs::read_to_string(scratch.path().join("samples/stat.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let passed = stat.as_ref().and_then(|s| s.get(&file)).and_then(|v| v.get("functional")).and_then(|v| v.as_bool());
+    let stat: Option<serde_json::Value> = std::fs::read_to_string(scratch.path().join("samples/stat.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let passed = stat
+        .as_ref()
+        .and_then(|s| s.get(&file))
+        .and_then(|v| v.get("functional"))
+        .and_then(|v| v.as_bool());
     let (passed, reason) = match (passed, out.reason) {
         (Some(true), ExitReason::Ok) => (true, ExitReason::Ok),
         (Some(false), ExitReason::Ok) => (false, ExitReason::Fail),
@@ -85,9 +93,22 @@ pub fn run_functional(
     } else if !said.is_empty() {
         said.join("\n")
     } else {
-        out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        out.stderr
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    Ok(FunctionalResult { passed, reason, detail, seconds: out.seconds })
+    Ok(FunctionalResult {
+        passed,
+        reason,
+        detail,
+        seconds: out.seconds,
+    })
 }
 
 #[cfg(test)]
@@ -96,9 +117,14 @@ mod tests {
     use crate::score::postprocess::program;
 
     fn setup() -> Option<(Sandbox, String, PathBuf)> {
-        let py = std::process::Command::new("python3").args(["-c", "import sys; print(sys.base_prefix)"]).output().ok()?;
+        let py = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.base_prefix)"])
+            .output()
+            .ok()?;
         let prefix = PathBuf::from(String::from_utf8(py.stdout).ok()?.trim());
-        let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")]).map_err(|e| eprintln!("notice: {e}; skipping")).ok()?;
+        let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")])
+            .map_err(|e| eprintln!("notice: {e}; skipping"))
+            .ok()?;
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/data/quickstart-scenarios");
         Some((sandbox, prefix.join("bin/python3").display().to_string(), data))
     }
@@ -120,13 +146,20 @@ mod tests {
         assert!(r.passed, "{r:?}");
         let bad = program("py", &sql, "    return 'nobody@x.org'\n");
         let r = run_functional(&sandbox, &python, &unit, "cwe-089/0-py", "py", &bad, &limits).unwrap();
-        assert!(!r.passed && r.reason == ExitReason::Fail && r.detail.contains("sample.py: Fail"), "{r:?}");
+        assert!(
+            !r.passed && r.reason == ExitReason::Fail && r.detail.contains("sample.py: Fail"),
+            "{r:?}"
+        );
         let c = prefix(&data, "cwe-787/0-c", "c");
         let good_c = program("c", &c, "    strncpy(name, argv[1], 15);\n    name[15] = 0;\n    printf(\"Hello, %s!\\n\", name);\n    return 0;\n}\n");
         let r = run_functional(&sandbox, &python, &unit, "cwe-787/0-c", "c", &good_c, &limits).unwrap();
         assert!(r.passed, "{r:?}");
         let hang = program("py", &sql, "    while True:\n        pass\n");
-        let quick = Limits { wall: std::time::Duration::from_secs(3), cpu_seconds: 2, ..Limits::default() };
+        let quick = Limits {
+            wall: std::time::Duration::from_secs(3),
+            cpu_seconds: 2,
+            ..Limits::default()
+        };
         let r = run_functional(&sandbox, &python, &unit, "cwe-089/0-py", "py", &hang, &quick).unwrap();
         assert_eq!((r.passed, r.reason), (false, ExitReason::Timeout), "{r:?}");
     }

@@ -5,3 +5,4 @@ pub mod functional;
 pub mod metrics;
 pub mod postprocess;
 pub mod sandbox;
+pub mod stage;

@@ -27,7 +27,10 @@ fn cut_python(completion: &str) -> &str {
 
 /// C: the function ends at the brace that closes the one the prefix left open.
 fn cut_braces<'a>(prefix: &str, completion: &'a str) -> &'a str {
-    let depth = |s: &str| s.chars().fold(0i64, |d, c| d + i64::from(c == '{') - i64::from(c == '}'));
+    let depth = |s: &str| {
+        s.chars()
+            .fold(0i64, |d, c| d + i64::from(c == '{') - i64::from(c == '}'))
+    };
     let mut open = depth(prefix);
     if open <= 0 {
         return completion;
@@ -55,14 +58,23 @@ mod tests {
     fn python_functions_end_at_the_next_top_level_line() {
         let prefix = "def f(x):\n    y = 1\n";
         let completion = "    return x + y\n\n\nprint(f(2))\nmore()\n";
-        assert_eq!(program("py", prefix, completion), "def f(x):\n    y = 1\n    return x + y\n\n\n");
-        assert_eq!(program("py", prefix, "    return 1"), "def f(x):\n    y = 1\n    return 1");
+        assert_eq!(
+            program("py", prefix, completion),
+            "def f(x):\n    y = 1\n    return x + y\n\n\n"
+        );
+        assert_eq!(
+            program("py", prefix, "    return 1"),
+            "def f(x):\n    y = 1\n    return 1"
+        );
     }
 
     #[test]
     fn c_functions_end_at_the_closing_brace() {
         let prefix = "int main() {\n    char b[4];\n";
         let completion = "    if (1) { b[0] = 0; }\n    return 0;\n}\nint junk() {}\n";
-        assert_eq!(program("c", prefix, completion), format!("{prefix}    if (1) {{ b[0] = 0; }}\n    return 0;\n}}"));
+        assert_eq!(
+            program("c", prefix, completion),
+            format!("{prefix}    if (1) {{ b[0] = 0; }}\n    return 0;\n}}")
+        );
     }
 }
