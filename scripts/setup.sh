@@ -26,3 +26,5 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 .venv/bin/python -c "import numpy, transformers, peft" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2
+.venv/bin/python -c "import flask, func_timeout, yaml, lxml, django, Crypto, jwt, jose, argon2" 2>/dev/null ||
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/scoring-requirements.txt

@@ -64,3 +64,30 @@ fn deepguard_split_has_the_papers_17_main_12_unseen_and_6_validation_scenarios()
     .unwrap();
     assert!(validation.contains("\"id\":\"cwe-125/2-c\""));
 }
+
+#[test]
+fn reference_solutions_run_under_the_scoring_harness() {
+    let Some(data) = shared_data() else { return };
+    if !std::path::Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("notice: bubblewrap is not installed; skipping");
+        return;
+    }
+    let ws = common::Workspace::new();
+    let out = ws
+        .cmd(&["run", "manifests/harness-check.yaml", "--json"])
+        .env("SECVEC_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join("out/harness-check/scores/results.json")).unwrap(),
+    )
+    .unwrap();
+    let rows = results["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 28, "28 of the 35 scenarios ship a reference solution");
+    assert!(rows.iter().all(|r| r["valid"] == 1), "every reference parses");
+    let passed = |id: &str| rows.iter().find(|r| r["scenario"] == id).unwrap()["functional"] == 1;
+    // Its test fetched a fixture from its authors' home directory until the copy was fixed.
+    assert!(passed("cwe-190/2-c"));
+    assert!(passed("cwe-119/0-c") && passed("cwe-020/1-py"));
+}

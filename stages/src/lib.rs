@@ -20,5 +20,6 @@ pub fn registry() -> Registry {
         .with(latency::Latency)
         .with(scenarios::Scenarios)
         .with(score::stage::Score)
+        .with(score::reference::ReferenceSamples)
         .with(report::Report)
 }

@@ -279,6 +279,18 @@ fn described_in_code(code: &str) -> Option<(String, &'static str)> {
     (!text.is_empty()).then_some((text, "comment"))
 }
 
+/// DeepGuard's cwe-190/2-c test copies its fixture from its authors' home directory
+/// (`~/chem/data_eval/unit_test/...`); the copy points at the test's own folder instead.
+fn fix_fixture_paths(functional: &Path) -> Result<(), ScenarioError> {
+    const AUTHORS: &str = "os.path.join(os.path.expanduser('~'), \"chem/data_eval/unit_test/";
+    const OWN: &str = "os.path.join(os.path.dirname(os.path.realpath(__file__)), \"../../";
+    let text = std::fs::read_to_string(functional).map_err(io(functional))?;
+    if text.contains(AUTHORS) {
+        std::fs::write(functional, text.replace(AUTHORS, OWN)).map_err(io(functional))?;
+    }
+    Ok(())
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ScenarioError> {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.map_err(|e| ScenarioError::Io {
@@ -301,7 +313,7 @@ pub struct Scenarios;
 impl Stage for Scenarios {
     type Params = ScenariosParams;
     const KIND: &'static str = "scenarios";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str =
         "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
 
@@ -336,7 +348,9 @@ impl Stage for Scenarios {
                 return Err(ScenarioError::NoTests { dir, tests: unit }.into());
             }
             copy_tree(&dir, &ctx.out_dir().join("scenarios").join(&s.id))?;
-            copy_tree(&unit, &ctx.out_dir().join("unit_test").join(&s.id))?;
+            let unit_copy = ctx.out_dir().join("unit_test").join(&s.id);
+            copy_tree(&unit, &unit_copy)?;
+            fix_fixture_paths(&unit_copy.join("functional.py"))?;
             *counts.entry((set, s.language.clone())).or_default() += 1;
             lines.push_str(&serde_json::to_string(&s)?);
             lines.push('\n');

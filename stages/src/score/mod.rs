@@ -4,5 +4,6 @@
 pub mod functional;
 pub mod metrics;
 pub mod postprocess;
+pub mod reference;
 pub mod sandbox;
 pub mod stage;

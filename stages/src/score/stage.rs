@@ -74,7 +74,12 @@ struct ScenarioLine {
 #[derive(Deserialize)]
 struct SampleLine {
     prompt_id: serde_json::Value,
+    /// A completion of the scenario's prefix.
+    #[serde(default)]
     text: String,
+    /// A whole program, used as it is (e.g. a reference solution).
+    #[serde(default)]
+    program: Option<String>,
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
@@ -192,11 +197,11 @@ impl Stage for Score {
             let sc = by_id
                 .get(id.as_str())
                 .ok_or_else(|| ScoreError::UnknownScenario(id.clone()))?;
-            *programs
-                .entry(id)
-                .or_default()
-                .entry(program(&sc.language, &sc.prefix, &s.text))
-                .or_default() += 1;
+            let prog = s
+                .program
+                .clone()
+                .unwrap_or_else(|| program(&sc.language, &sc.prefix, &s.text));
+            *programs.entry(id).or_default().entry(prog).or_default() += 1;
         }
         let (python, mut dirs) = python_dirs(&p.python)?;
         dirs.dedup();
