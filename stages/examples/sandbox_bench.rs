@@ -11,7 +11,9 @@ use secvec_stages::score::sandbox::{Limits, Sandbox};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100);
-    let out = Command::new("python3").args(["-c", "import sys; print(sys.base_prefix)"]).output()?;
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .output()?;
     let prefix = PathBuf::from(String::from_utf8(out.stdout)?.trim());
     let python = prefix.join("bin/python3").display().to_string();
     let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")])?;
@@ -22,7 +24,10 @@ fn main() -> anyhow::Result<()> {
     for argv in [vec!["/bin/true"], vec![python.as_str(), "-c", "pass"]] {
         let t = Instant::now();
         for _ in 0..n {
-            Command::new(argv[0]).args(&argv[1..]).current_dir(scratch.path()).status()?;
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .current_dir(scratch.path())
+                .status()?;
         }
         let direct = t.elapsed().as_secs_f64() * 1e3 / n as f64;
         let t = Instant::now();
@@ -30,7 +35,11 @@ fn main() -> anyhow::Result<()> {
             sandbox.run(scratch.path(), &argv, &limits)?;
         }
         let boxed = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-        println!("| `{}` | {direct:.2} | {boxed:.2} | {:.2} |", argv.join(" ").replace(&python, "python3"), boxed - direct);
+        println!(
+            "| `{}` | {direct:.2} | {boxed:.2} | {:.2} |",
+            argv.join(" ").replace(&python, "python3"),
+            boxed - direct
+        );
     }
     Ok(())
 }

@@ -196,6 +196,12 @@ impl Sandbox {
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]);
         cmd.args(["--proc", "/proc", "--dev", "/dev"]);
+        // /tmp is a folder of the scratch directory, so nothing is written anywhere else. It is
+        // mounted before the read-only folders, so one that lies under /tmp (a checkout in
+        // /tmp, say) stays visible; its mount point is then made inside the scratch folder.
+        let tmp = scratch.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(SandboxError::Spawn)?;
+        cmd.arg("--bind").arg(&tmp).arg("/tmp");
         for link in ["lib", "lib64", "bin", "sbin"] {
             if Path::new("/usr").join(link).exists() {
                 cmd.args(["--symlink", &format!("usr/{link}"), &format!("/{link}")]);
@@ -206,16 +212,8 @@ impl Sandbox {
                 cmd.arg("--ro-bind").arg(&dir).arg(&dir);
             }
         }
-        // /tmp is a folder of the scratch directory, so nothing is written anywhere else; the
-        // sandbox's own root is remounted read-only once every mount point exists.
-        let tmp = scratch.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(SandboxError::Spawn)?;
-        cmd.arg("--bind")
-            .arg(scratch)
-            .arg(SCRATCH)
-            .arg("--bind")
-            .arg(&tmp)
-            .arg("/tmp");
+        // The sandbox's own root is remounted read-only once every mount point exists.
+        cmd.arg("--bind").arg(scratch).arg(SCRATCH);
         cmd.args(["--remount-ro", "/", "--chdir", SCRATCH, "--setenv", "HOME", SCRATCH]);
         cmd.args([
             "--setenv",
@@ -379,5 +377,35 @@ mod tests {
             std::fs::read_to_string(scratch.path().join("result.txt")).unwrap(),
             "kept"
         );
+    }
+
+    #[test]
+    fn read_only_folders_under_tmp_stay_visible() {
+        if !Path::new("/usr/bin/bwrap").exists() {
+            eprintln!("notice: bubblewrap is not installed; skipping");
+            return;
+        }
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::write(shared.path().join("data.txt"), "visible").unwrap();
+        let sandbox = Sandbox::new(vec![shared.path().to_path_buf()], &[]).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let file = shared.path().join("data.txt");
+        let out = sandbox
+            .run(
+                scratch.path(),
+                &["/bin/cat", file.to_str().unwrap()],
+                &Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            (out.reason, out.stdout.as_str()),
+            (ExitReason::Ok, "visible"),
+            "{out:?}"
+        );
+        let write = format!("echo x > {}/new.txt", shared.path().display());
+        let out = sandbox
+            .run(scratch.path(), &["/bin/sh", "-c", &write], &Limits::default())
+            .unwrap();
+        assert_eq!(out.reason, ExitReason::SandboxViolation, "{out:?}");
     }
 }
