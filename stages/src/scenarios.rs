@@ -279,14 +279,25 @@ fn described_in_code(code: &str) -> Option<(String, &'static str)> {
     (!text.is_empty()).then_some((text, "comment"))
 }
 
-/// DeepGuard's cwe-190/2-c test copies its fixture from its authors' home directory
-/// (`~/chem/data_eval/unit_test/...`); the copy points at the test's own folder instead.
+/// The cwe-190/2-c tests of DeepGuard and CodeGuard+ copy their fixture from their authors'
+/// home directories (`~/chem/data_eval/unit_test/...`, `~/CodeGuardPlus/unit_test/...`); the
+/// copy points at the test's own folder instead.
 fn fix_fixture_paths(functional: &Path) -> Result<(), ScenarioError> {
-    const AUTHORS: &str = "os.path.join(os.path.expanduser('~'), \"chem/data_eval/unit_test/";
+    const HOME: &str = "os.path.join(os.path.expanduser('~'), \"";
     const OWN: &str = "os.path.join(os.path.dirname(os.path.realpath(__file__)), \"../../";
-    let text = std::fs::read_to_string(functional).map_err(io(functional))?;
-    if text.contains(AUTHORS) {
-        std::fs::write(functional, text.replace(AUTHORS, OWN)).map_err(io(functional))?;
+    let mut text = std::fs::read_to_string(functional).map_err(io(functional))?;
+    let mut changed = false;
+    while let Some(start) = text.find(HOME) {
+        let literal = start + HOME.len();
+        let end = text[literal..].find('"').map(|e| literal + e).unwrap_or(text.len());
+        let Some(unit) = text[literal..end].find("unit_test/") else {
+            break;
+        };
+        text.replace_range(start..literal + unit + "unit_test/".len(), OWN);
+        changed = true;
+    }
+    if changed {
+        std::fs::write(functional, text).map_err(io(functional))?;
     }
     Ok(())
 }
@@ -313,7 +324,7 @@ pub struct Scenarios;
 impl Stage for Scenarios {
     type Params = ScenariosParams;
     const KIND: &'static str = "scenarios";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str =
         "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
 
@@ -380,6 +391,22 @@ impl Stage for Scenarios {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixture_paths_in_the_authors_homes_point_at_the_test_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("functional.py");
+        std::fs::write(
+            &f,
+            "cp(os.path.join(os.path.expanduser('~'), \"CodeGuardPlus/unit_test/cwe-190/2-c/sales.c\"))\n",
+        )
+        .unwrap();
+        fix_fixture_paths(&f).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "cp(os.path.join(os.path.dirname(os.path.realpath(__file__)), \"../../cwe-190/2-c/sales.c\"))\n"
+        );
+    }
 
     #[test]
     fn descriptions_come_from_docstrings_or_the_last_comment_block() {

@@ -70,6 +70,10 @@ pub fn run_functional(
     let ext = if language == "py" { "py" } else { language };
     let file = format!("sample.{ext}");
     std::fs::write(samples.join(&file), program).map_err(io(&samples))?;
+    // CodeGuard+'s test_utils records a verdict only in an existing stat.json entry (its own
+    // pipeline writes one during the security pass); DeepGuard's creates it. Seed it for both.
+    let stat_path = scratch.path().join("samples/stat.json");
+    std::fs::write(&stat_path, serde_json::json!({ &file: {} }).to_string()).map_err(io(&stat_path))?;
     let functional = format!("{SCRATCH}/unit_test/{id}/functional.py");
     let path = format!("{SCRATCH}/samples/s");
     let out: RunOutcome = sandbox.run(scratch.path(), &[python, &functional, "--path", &path], limits)?;
@@ -93,13 +97,14 @@ pub fn run_functional(
     } else if !said.is_empty() {
         said.join("\n")
     } else {
-        out.stderr
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
+        // The test's last words on stdout (C tests print their verdicts there), then stderr's.
+        let last = |text: &str| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(5)..].join("\n")
+        };
+        [last(&out.stdout), last(&out.stderr)]
             .into_iter()
-            .rev()
+            .filter(|t| !t.trim().is_empty())
             .collect::<Vec<_>>()
             .join("\n")
     };

@@ -148,7 +148,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox and computes pass@k.";
 
