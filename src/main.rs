@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use secvec_cache::{Cache, Digest};
 use secvec_engine::exec::{self, RunOptions};
-use secvec_engine::manifest::{self, LoadedManifest};
+use secvec_engine::manifest;
 use secvec_engine::plan::{self, Plan};
 use secvec_engine::progress::{Bars, JsonLines, Lines, Reporter, Status};
 use secvec_engine::{ManifestError, Registry};
@@ -38,9 +38,6 @@ enum Command {
     Run {
         #[command(flatten)]
         target: Target,
-        /// Rerun these stages even when cached.
-        #[arg(long)]
-        force: Vec<String>,
         /// One JSON event per finished stage on stdout.
         #[arg(long)]
         json: bool,
@@ -55,8 +52,7 @@ enum Command {
     Plan {
         #[command(flatten)]
         target: Target,
-        #[arg(long)]
-        force: Vec<String>,
+        /// One JSON line per stage.
         #[arg(long)]
         json: bool,
     },
@@ -90,6 +86,9 @@ struct Target {
     /// Only these stages and what they depend on.
     #[arg(long)]
     only: Vec<String>,
+    /// Rerun these stages even when cached.
+    #[arg(long)]
+    force: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -127,10 +126,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_plan(registry: &Registry, t: &Target) -> Result<(LoadedManifest, Plan)> {
-    let loaded = manifest::load(&t.manifest, &t.overlays, &t.sets)?;
-    let plan = plan::build(&loaded, registry)?;
-    Ok((loaded, plan))
+fn load_plan(registry: &Registry, manifest: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Plan> {
+    let loaded = manifest::load(manifest, overlays, sets)?;
+    Ok(plan::build(&loaded, registry)?)
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -138,14 +136,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             target,
-            force,
             json,
             jobs,
             gpus,
         } => {
-            let (_, plan) = load_plan(&registry, &target)?;
+            let plan = load_plan(&registry, &target.manifest, &target.overlays, &target.sets)?;
             // Selectors are checked before the cache is touched, like the manifest itself.
-            exec::selection(&plan, &target.only, &force)?;
+            exec::selection(&plan, &target.only, &target.force)?;
             let cache =
                 Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
             let reporter: Arc<dyn Reporter> = if json {
@@ -160,7 +157,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .unwrap_or(1);
             let opts = RunOptions {
                 only: target.only,
-                force,
+                force: target.force,
                 cpu_slots: jobs.unwrap_or(cpus),
                 gpu_slots: gpus,
                 out_dir: cli.out.clone(),
@@ -202,10 +199,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { target, force, json } => {
-            let (_, plan) = load_plan(&registry, &target)?;
+        Command::Plan { target, json } => {
+            let plan = load_plan(&registry, &target.manifest, &target.overlays, &target.sets)?;
             let cache = open_if_present(&cli.cache)?;
-            let rows = exec::explain(&plan, cache.as_ref(), &target.only, &force)?;
+            let rows = exec::explain(&plan, cache.as_ref(), &target.only, &target.force)?;
             if json {
                 for r in &rows {
                     println!("{}", serde_json::to_string(r)?);
@@ -282,15 +279,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             let plans = manifests
                 .iter()
-                .map(|m| {
-                    let t = Target {
-                        manifest: m.clone(),
-                        overlays: overlays.clone(),
-                        sets: sets.clone(),
-                        only: vec![],
-                    };
-                    load_plan(&registry, &t).map(|(_, p)| p)
-                })
+                .map(|m| load_plan(&registry, m, &overlays, &sets))
                 .collect::<Result<Vec<_>>>()?;
             let cache = Cache::open_exclusive(&cli.cache)?;
             let mut keep = std::collections::HashSet::new();

@@ -28,6 +28,19 @@ def write_stat(path, results):
     print(f"Total tests: {len(results)}\nFunctional: {sum(results.values())}")
 
 
+def test_python(path, check):
+    """Runs `check(module)` on every sample module in `path` and records the verdicts."""
+    results = {}
+    for f in sample_files(path, ".py"):
+        try:
+            check(load_module(path, f))
+            results[f] = True
+        except Exception as e:
+            print(f"{f}: Fail - {e}")
+            results[f] = False
+    write_stat(path, results)
+
+
 def compile_c_file(filename, cc="gcc", cc_args=("-std=c99", "-o", "a.out")):
     done = subprocess.run([cc, *cc_args, filename], capture_output=True)
     if done.returncode != 0:

@@ -6,7 +6,7 @@ import sys
 import tempfile
 
 sys.path.append(os.path.abspath(os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..")))
-from test_utils import load_module, sample_files, write_stat  # noqa: E402
+from test_utils import test_python  # noqa: E402
 
 
 def check(module):
@@ -20,13 +20,4 @@ def check(module):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--path")
-    path = parser.parse_args().path
-    results = {}
-    for f in sample_files(path, ".py"):
-        try:
-            check(load_module(path, f))
-            results[f] = True
-        except Exception as e:
-            print(f"{f}: Fail - {e}")
-            results[f] = False
-    write_stat(path, results)
+    test_python(parser.parse_args().path, check)
