@@ -35,7 +35,6 @@ pub struct Node {
     pub labels: IndexMap<String, String>,
     pub inputs: Vec<(String, Vec<Source>)>,
     pub resources: Resources,
-    pub location: Option<Location>,
 }
 
 impl Node {
@@ -54,10 +53,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
-    }
-
     /// Nodes matching a selector: an exact node name, or a manifest stage name (all its variants).
     pub fn select(&self, selector: &str) -> Result<Vec<usize>, ManifestError> {
         let hits: Vec<usize> = (0..self.nodes.len())
@@ -306,7 +301,6 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                 labels: p.labels,
                 inputs,
                 resources,
-                location: loc(stage_path(name)),
             });
         }
         variants.insert(name, mine);

@@ -112,14 +112,6 @@ impl KvCache {
         }
     }
 
-    pub fn len(&self) -> i64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn capacity(&self) -> i64 {
         self.k.first().map(|t| t.size()[2]).unwrap_or(0)
     }

@@ -168,10 +168,6 @@ impl Weights {
         self.entries.contains_key(name)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.entries.keys()
-    }
-
     /// Reads one tensor, checks its shape, and returns it in `kind` on `device`.
     pub fn get(&self, name: &str, want: &[i64], kind: Kind, device: Device) -> Result<Tensor, WeightsError> {
         let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
