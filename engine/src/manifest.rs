@@ -209,10 +209,7 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
     let (path, raw) = set
         .split_once('=')
         .ok_or_else(|| ManifestError::new(here(), "expected KEY=VALUE, e.g. stages.train.params.lr=0.0002"))?;
-    let parts: Vec<&str> = path.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(ManifestError::new(here(), format!("`{path}` is not a dotted key path")));
-    }
+    let parts = dotted(path).map_err(|what| ManifestError::new(here(), what))?;
     if parts[0] == "stages" {
         let known = root.get("stages").and_then(|s| s.as_mapping());
         match parts.get(1) {
@@ -234,6 +231,21 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
     }
     let value: Value = serde_yaml::from_str(raw)
         .map_err(|e| ManifestError::new(here(), format!("value `{raw}` is not valid YAML: {e}")))?;
+    set_path(root, path, value).map_err(|what| ManifestError::new(here(), what))
+}
+
+fn dotted(path: &str) -> Result<Vec<&str>, String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{path}` is not a dotted key path"));
+    }
+    Ok(parts)
+}
+
+/// Sets the value at a dotted path (`params.lora.r`, list items by index), creating mappings
+/// on the way; a `null` value deletes the key. Shared by `--set` and matrix values.
+pub(crate) fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let parts = dotted(path)?;
     let mut node = root;
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
@@ -254,12 +266,11 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
                 map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()))
             }
             Value::Sequence(seq) => {
-                let idx: usize = part.parse().ok().filter(|i| *i < seq.len()).ok_or_else(|| {
-                    ManifestError::new(
-                        here(),
-                        format!("`{part}` is not an index of the list at that point of `{path}`"),
-                    )
-                })?;
+                let idx: usize = part
+                    .parse()
+                    .ok()
+                    .filter(|i| *i < seq.len())
+                    .ok_or_else(|| format!("`{part}` is not an index of the list at that point of `{path}`"))?;
                 if last {
                     seq[idx] = value;
                     return Ok(());
@@ -267,9 +278,9 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
                 &mut seq[idx]
             }
             _ => {
-                return Err(ManifestError::new(
-                    here(),
-                    format!("`{}` is a scalar; cannot set a key inside it", parts[..i].join(".")),
+                return Err(format!(
+                    "`{}` is a scalar; cannot set a key inside it",
+                    parts[..i].join(".")
                 ))
             }
         };

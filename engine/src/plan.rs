@@ -213,6 +213,8 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
         let name = graph[id];
         let spec = &m.stages[name];
         let kind = kinds[name].clone();
+        // Which manifest defaults apply: the same for every variant, so read once.
+        let accepted = kind.param_names();
         let mut partials = own_combinations(spec);
         for item in spec.inputs.values().flat_map(|b| b.items()) {
             let InputItem::Stage(r) = item else { continue };
@@ -291,7 +293,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                 let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{name}@{}", labels.join(","))
             };
-            let (params, resources) = resolve_params(loaded, name, spec, &kind, &p.assignments)?;
+            let (params, resources) = resolve_params(loaded, name, spec, &kind, &accepted, &p.assignments)?;
             mine.push(nodes.len());
             nodes.push(Node {
                 name: node_name,
@@ -463,6 +465,7 @@ fn resolve_params(
     name: &str,
     spec: &StageSpec,
     kind: &Arc<dyn DynStage>,
+    accepted: &[String],
     assignments: &[(String, serde_yaml::Value)],
 ) -> Result<(Value, Resources), ManifestError> {
     let params_path = format!("stages.{name}.params");
@@ -477,14 +480,10 @@ fn resolve_params(
         }
     };
     for (key, value) in assignments {
-        crate::manifest::apply_set(
-            &mut params,
-            &format!("{key}={}", serde_yaml::to_string(value).unwrap_or_default().trim()),
-        )
-        .map_err(|e| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), e.message))?;
+        crate::manifest::set_path(&mut params, key, value.clone())
+            .map_err(|what| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), what))?;
     }
     let defaults = serde_json::to_value(&loaded.manifest.defaults).expect("defaults serialise");
-    let accepted = kind.param_names();
     if let (serde_yaml::Value::Mapping(map), Value::Object(defaults)) = (&mut params, defaults) {
         for (k, v) in defaults {
             let key = serde_yaml::Value::String(k.clone());
