@@ -3,7 +3,6 @@
 //!
 //!   cargo run --release --example sandbox_bench -p secvec-stages [N]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -11,12 +10,7 @@ use secvec_stages::score::sandbox::{Limits, Sandbox};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100);
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.base_prefix)"])
-        .output()?;
-    let prefix = PathBuf::from(String::from_utf8(out.stdout)?.trim());
-    let python = prefix.join("bin/python3").display().to_string();
-    let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")])?;
+    let (sandbox, python) = Sandbox::for_python("python3")?;
     let scratch = tempfile::tempdir()?;
     let limits = Limits::default();
     println!("| command ({n} runs) | direct (ms/run) | sandboxed (ms/run) | overhead (ms/run) |");

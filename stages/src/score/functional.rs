@@ -122,16 +122,11 @@ mod tests {
     use crate::score::postprocess::program;
 
     fn setup() -> Option<(Sandbox, String, PathBuf)> {
-        let py = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.base_prefix)"])
-            .output()
-            .ok()?;
-        let prefix = PathBuf::from(String::from_utf8(py.stdout).ok()?.trim());
-        let sandbox = Sandbox::new(vec![prefix.clone()], &[prefix.join("bin")])
+        let (sandbox, python) = Sandbox::for_python("python3")
             .map_err(|e| eprintln!("notice: {e}; skipping"))
             .ok()?;
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/data/quickstart-scenarios");
-        Some((sandbox, prefix.join("bin/python3").display().to_string(), data))
+        Some((sandbox, python, data))
     }
 
     fn prefix(data: &Path, id: &str, ext: &str) -> String {

@@ -61,6 +61,8 @@ pub enum SandboxError {
     NoBwrap,
     #[error("starting the sandbox: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot run `{python}` to find its installation: {what}")]
+    Python { python: String, what: String },
 }
 
 /// Where the scratch directory appears inside the sandbox (its working directory and HOME).
@@ -190,6 +192,33 @@ impl Sandbox {
         })
     }
 
+    /// A sandbox that can run the Python interpreter `python` (a name on PATH or a path): it
+    /// sees the interpreter's installation and virtual environment read-only. Returns the
+    /// interpreter's absolute path with it.
+    pub fn for_python(python: &str) -> Result<(Sandbox, String), SandboxError> {
+        let err = |what: String| SandboxError::Python {
+            python: python.into(),
+            what,
+        };
+        let out = Command::new(python)
+            .args([
+                "-c",
+                "import sys; print(sys.executable); print(sys.base_prefix); print(sys.prefix)",
+            ])
+            .output()
+            .map_err(|e| err(e.to_string()))?;
+        if !out.status.success() {
+            return Err(err(String::from_utf8_lossy(&out.stderr).to_string()));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let exe = lines.next().unwrap_or_default().to_string();
+        let mut dirs: Vec<PathBuf> = lines.map(PathBuf::from).collect();
+        dirs.dedup();
+        let bins: Vec<PathBuf> = dirs.iter().map(|d| d.join("bin")).collect();
+        Ok((Sandbox::new(dirs, &bins)?, exe))
+    }
+
     /// Runs `argv` in `scratch` (the only writable place, seen as [`SCRATCH`]) and reports how
     /// it ended.
     pub fn run(&self, scratch: &Path, argv: &[&str], limits: &Limits) -> Result<RunOutcome, SandboxError> {
@@ -303,18 +332,9 @@ mod tests {
     use super::*;
 
     fn python() -> Option<(Sandbox, String)> {
-        let py = std::process::Command::new("python3")
-            .args(["-c", "import sys; print(sys.base_prefix)"])
-            .output()
-            .ok()?;
-        let prefix = String::from_utf8(py.stdout).ok()?.trim().to_string();
-        match Sandbox::new(vec![PathBuf::from(&prefix)], &[PathBuf::from(&prefix).join("bin")]) {
-            Ok(s) => Some((s, format!("{prefix}/bin/python3"))),
-            Err(e) => {
-                eprintln!("notice: {e}; skipping");
-                None
-            }
-        }
+        Sandbox::for_python("python3")
+            .map_err(|e| eprintln!("notice: {e}; skipping"))
+            .ok()
     }
 
     fn hostile(code: &str) -> (RunOutcome, tempfile::TempDir) {

@@ -58,8 +58,6 @@ pub enum ScoreError {
     BadLine { path: PathBuf, line: usize, what: String },
     #[error("samples name scenario `{0}`, which the scenarios input does not have")]
     UnknownScenario(String),
-    #[error("cannot run `{python}` to find its installation: {what}")]
-    Python { python: String, what: String },
 }
 
 #[derive(Deserialize)]
@@ -98,28 +96,6 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
             })
         })
         .collect()
-}
-
-/// The installation folders a Python interpreter needs (base prefix and virtual environment).
-fn python_dirs(python: &str) -> Result<(String, Vec<PathBuf>), ScoreError> {
-    let err = |what: String| ScoreError::Python {
-        python: python.into(),
-        what,
-    };
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys; print(sys.executable); print(sys.base_prefix); print(sys.prefix)",
-        ])
-        .output()
-        .map_err(|e| err(e.to_string()))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).to_string()));
-    }
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut lines = text.lines();
-    let exe = lines.next().unwrap_or_default().to_string();
-    Ok((exe, lines.map(PathBuf::from).collect()))
 }
 
 /// Which programs parse: Python's own `ast` for Python (nothing is executed), gcc's syntax
@@ -203,10 +179,7 @@ impl Stage for Score {
                 .unwrap_or_else(|| program(&sc.language, &sc.prefix, &s.text));
             *programs.entry(id).or_default().entry(prog).or_default() += 1;
         }
-        let (python, mut dirs) = python_dirs(&p.python)?;
-        dirs.dedup();
-        let bins: Vec<PathBuf> = dirs.iter().map(|d| d.join("bin")).collect();
-        let sandbox = Sandbox::new(dirs, &bins)?;
+        let (sandbox, python) = Sandbox::for_python(&p.python)?;
         let limits = Limits {
             wall: Duration::from_secs(p.timeout_seconds),
             cpu_seconds: p.timeout_seconds,
