@@ -60,6 +60,20 @@ pub enum ScoreError {
     UnknownScenario(String),
 }
 
+/// The verdict on one distinct program of a scenario, as `judged.jsonl` records it.
+#[derive(Serialize)]
+struct JudgedProgram<'a> {
+    scenario: &'a str,
+    /// How many samples were this program.
+    count: usize,
+    valid: bool,
+    functional: bool,
+    reason: ExitReason,
+    detail: String,
+    seconds: f64,
+    program: &'a str,
+}
+
 #[derive(Deserialize)]
 struct ScenarioLine {
     id: String,
@@ -199,47 +213,55 @@ impl Stage for Score {
             p.jobs
         };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
-        let judged: Vec<anyhow::Result<serde_json::Value>> =
-            pool.install(|| {
-                work.par_iter()
-                .map(|(id, prog, count)| {
+        let judged: Vec<anyhow::Result<JudgedProgram>> = pool.install(|| {
+            work.par_iter()
+                .map(|&(id, prog, count)| {
                     ctx.check_cancelled()?;
                     let sc = by_id[id];
                     let valid = parses(&python, &sc.language, prog);
                     let result = if valid {
-                        Some(run_functional(&sandbox, &python, &unit_test, id, &sc.language, prog, &limits)?)
+                        Some(run_functional(
+                            &sandbox,
+                            &python,
+                            &unit_test,
+                            id,
+                            &sc.language,
+                            prog,
+                            &limits,
+                        )?)
                     } else {
                         None
                     };
                     ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    Ok(json!({
-                        "scenario": id,
-                        "count": count,
-                        "valid": valid,
-                        "functional": result.as_ref().is_some_and(|r| r.passed),
-                        "reason": result.as_ref().map(|r| r.reason).unwrap_or(ExitReason::Fail),
-                        "detail": result.as_ref().map(|r| r.detail.clone()).unwrap_or_else(|| "does not parse".into()),
-                        "seconds": result.as_ref().map(|r| r.seconds).unwrap_or(0.0),
-                        "program": prog,
-                    }))
+                    Ok(JudgedProgram {
+                        scenario: id,
+                        count,
+                        valid,
+                        functional: result.as_ref().is_some_and(|r| r.passed),
+                        reason: result.as_ref().map(|r| r.reason).unwrap_or(ExitReason::Fail),
+                        detail: result
+                            .as_ref()
+                            .map(|r| r.detail.clone())
+                            .unwrap_or_else(|| "does not parse".into()),
+                        seconds: result.as_ref().map(|r| r.seconds).unwrap_or(0.0),
+                        program: prog,
+                    })
                 })
                 .collect()
-            });
-        let judged: Vec<serde_json::Value> = judged.into_iter().collect::<anyhow::Result<_>>()?;
+        });
+        let judged: Vec<JudgedProgram> = judged.into_iter().collect::<anyhow::Result<_>>()?;
         let mut lines = String::new();
         let mut per_scenario: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
         for j in &judged {
-            lines.push_str(&j.to_string());
+            lines.push_str(&serde_json::to_string(j)?);
             lines.push('\n');
-            per_scenario
-                .entry(j["scenario"].as_str().expect("str"))
-                .or_default()
-                .push(Judged {
-                    count: j["count"].as_u64().unwrap_or(0) as usize,
-                    valid: j["valid"].as_bool().unwrap_or(false),
-                    functional: j["functional"].as_bool().unwrap_or(false),
-                    secure: false,
-                });
+            // No security oracle yet: `secure` is not reported on, only carried.
+            per_scenario.entry(j.scenario).or_default().push(Judged {
+                count: j.count,
+                valid: j.valid,
+                functional: j.functional,
+                secure: false,
+            });
         }
         ctx.write("judged.jsonl", lines)?;
         let rows: Vec<serde_json::Value> = per_scenario
