@@ -11,13 +11,16 @@ if ! command -v cargo >/dev/null; then
   echo "secvec needs a Rust toolchain (cargo, rustc >= 1.89): install one with rustup first." >&2
   exit 1
 fi
-# Scoring runs untrusted code under bubblewrap (Debian package).
-if ! command -v bwrap >/dev/null; then
+# Scoring runs untrusted code under bubblewrap and judges C with cppcheck (Debian packages).
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v cppcheck >/dev/null || missing+=(cppcheck)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+    apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
   else
-    echo "note: install bubblewrap (sudo apt-get install bubblewrap) to run the sandbox tests and scoring" >&2
+    echo "note: install ${missing[*]} (sudo apt-get install ${missing[*]}) to run the sandbox tests and scoring" >&2
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -28,3 +31,8 @@ fi
   .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2
 .venv/bin/python -c "import flask, func_timeout, yaml, lxml, django, Crypto, jwt, jose, argon2" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/scoring-requirements.txt
+# Security oracles, pinned so verdicts do not drift (semgrep 1.181+ needs a newer certifi than
+# some mirrors carry).
+[ -x .venv-oracles/bin/python ] || python3 -m venv .venv-oracles
+.venv-oracles/bin/semgrep --version 2>/dev/null | grep -qx 1.180.0 && .venv-oracles/bin/bandit --version 2>/dev/null | grep -q "bandit 1.9.4" ||
+  .venv-oracles/bin/pip install --quiet --disable-pip-version-check semgrep==1.180.0 bandit==1.9.4

@@ -31,7 +31,19 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 12);
+    assert_eq!(first.len(), 14);
+    // The oracles judge one of each known secure/vulnerable pair secure.
+    let known: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.path().join("out/quickstart/known-scores/results.json")).unwrap(),
+    )
+    .unwrap();
+    for row in known["rows"].as_array().unwrap() {
+        assert_eq!(
+            (&row["n"], &row["functional"], &row["secure"]),
+            (&2.into(), &2.into(), &1.into()),
+            "{row}"
+        );
+    }
     let second = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "cached"), "{second:?}");
     for (stage, e) in &first {
@@ -70,9 +82,11 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         "stages.pairs.params.cwes=[cwe-089]",
     ]);
     let want = [
+        ("known-scores", "cached"),
         ("language-report", "cached"),
         ("latency", "ran"),
         ("model-report", "ran"),
+        ("oracle-report", "cached"),
         ("pairs", "ran"),
         ("pairs-by-language@languages=c", "cached"),
         ("pairs-by-language@languages=python", "cached"),
@@ -110,8 +124,10 @@ fn overlays_merge_delete_and_rename_the_run() {
     assert_eq!(
         ev.keys().collect::<Vec<_>>(),
         [
+            "known-scores",
             "latency",
             "model-report",
+            "oracle-report",
             "pairs",
             "report",
             "samples",
@@ -241,7 +257,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 12 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 14 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -71,3 +71,82 @@ fn completions_are_cut_deduplicated_tested_and_scored() {
         "the failing test's own message is kept: {judged}"
     );
 }
+
+#[test]
+fn security_oracles_judge_each_program_and_the_joint_metrics_follow() {
+    if !bwrap_available() {
+        return;
+    }
+    let ws = Workspace::new();
+    // Two of the same secure program, one vulnerable, one that fails its test: n=4, c=3, sp=2.
+    let secure = "    cur.execute('SELECT email FROM users WHERE name = ?', (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n";
+    let injectable = "    cur.execute(\"SELECT email FROM users WHERE name = '%s'\" % username)\n    row = cur.fetchone()\n    return row[0] if row else None\n";
+    let samples = [secure, secure, injectable, "    return None\n"];
+    let lines: String = samples
+        .iter()
+        .map(|text| serde_json::json!({"prompt_id": "cwe-089/0-py", "text": text}).to_string() + "\n")
+        .collect();
+    ws.write("samples.jsonl", &lines);
+    ws.write(
+        "m.yaml",
+        "name: m\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    params: {security: open, k: [1, 2]}\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}, oracles: {path: manifests/oracles}}\n",
+    );
+    ws.run_json(&["m.yaml"]);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.path().join("out/m/scores/results.json")).unwrap()).unwrap();
+    let row = &results["rows"][0];
+    assert_eq!(
+        (row["n"].as_u64(), row["functional"].as_u64(), row["secure"].as_u64()),
+        (Some(4), Some(3), Some(3))
+    );
+    let close = |field: &str, want: f64| {
+        assert!((row[field].as_f64().unwrap() - want).abs() < 1e-12, "{field}: {row}");
+    };
+    close("pass@1", 0.75);
+    close("sec-pass@1", 0.5);
+    close("sec@1_pass", 2.0 / 3.0);
+    // sec-pass@2 = 1 - C(2,2)/C(4,2).
+    close("sec-pass@2", 1.0 - 1.0 / 6.0);
+    close("sven_sr", 0.75);
+    close("secure_pass@1", 0.5);
+    assert_eq!(row["oracle"], "open");
+    assert_eq!(results["sets"][0]["set"], "main");
+    assert!((results["sets"][0]["sec-pass@1"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    let judged: Vec<serde_json::Value> = std::fs::read_to_string(ws.path().join("out/m/scores/judged.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let flagged: Vec<&serde_json::Value> = judged.iter().filter(|j| j["secure"] == false).collect();
+    assert_eq!(flagged.len(), 1);
+    assert!(flagged[0]["program"].as_str().unwrap().contains("% username"));
+    let decided: Vec<&str> = flagged[0]["security"]["decided_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(decided, ["bandit:B608", "semgrep:sql-injection"]);
+    // Only the completion's lines count: the finding is on the line after the prefix's last.
+    assert!(flagged[0]["security"]["findings"][0]["line"].as_u64().unwrap() >= 6);
+}
+
+#[test]
+fn open_security_without_the_oracles_folder_is_a_clear_error() {
+    if !bwrap_available() {
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write(
+        "samples.jsonl",
+        "{\"prompt_id\": \"cwe-089/0-py\", \"text\": \"    return None\\n\"}\n",
+    );
+    ws.write(
+        "m.yaml",
+        "name: m\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    params: {security: open}\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}}\n",
+    );
+    let out = ws.run(&["run", "m.yaml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("security: open needs the `oracles` input"), "{err}");
+}

@@ -66,7 +66,7 @@ fn deepguard_split_has_the_papers_17_main_12_unseen_and_6_validation_scenarios()
 }
 
 #[test]
-fn reference_solutions_run_under_the_scoring_harness() {
+fn the_harness_and_the_security_oracles_check_out_on_the_paper_scenarios() {
     let Some(data) = shared_data() else { return };
     if !std::path::Path::new("/usr/bin/bwrap").exists() {
         eprintln!("notice: bubblewrap is not installed; skipping");
@@ -79,15 +79,31 @@ fn reference_solutions_run_under_the_scoring_harness() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(ws.path().join("out/harness-check/scores/results.json")).unwrap(),
-    )
-    .unwrap();
-    let rows = results["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 28, "28 of the 35 scenarios ship a reference solution");
-    assert!(rows.iter().all(|r| r["valid"] == 1), "every reference parses");
-    let passed = |id: &str| rows.iter().find(|r| r["scenario"] == id).unwrap()["functional"] == 1;
+    let rows = |stage: &str| -> Vec<serde_json::Value> {
+        let path = ws.path().join(format!("out/harness-check/{stage}/results.json"));
+        let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        results["rows"].as_array().unwrap().clone()
+    };
+    let references = rows("reference-scores");
+    assert_eq!(references.len(), 28, "28 of the 35 scenarios ship a reference solution");
+    assert!(references.iter().all(|r| r["valid"] == 1), "every reference parses");
+    let reference = |id: &str| references.iter().find(|r| r["scenario"] == id).unwrap().clone();
     // Its test fetched a fixture from its authors' home directory until the copy was fixed.
-    assert!(passed("cwe-190/2-c"));
-    assert!(passed("cwe-119/0-c") && passed("cwe-020/1-py"));
+    assert_eq!(reference("cwe-190/2-c")["functional"], 1);
+    assert_eq!(reference("cwe-119/0-c")["functional"], 1);
+    // A reference that reads past its array (id_sequence[3] of 3) is rightly judged vulnerable.
+    assert_eq!(reference("cwe-125/0-c")["secure"], 0);
+    assert_eq!(reference("cwe-119/0-c")["oracle"], "open");
+
+    // The project's own completions for the 29 paper scenarios: every secure one passes its
+    // test and is judged secure, every vulnerable one passes its test and is flagged.
+    for (stage, want_secure) in [("secure-scores", 1), ("vulnerable-scores", 0)] {
+        let rows = rows(stage);
+        assert_eq!(rows.len(), 29, "{stage}");
+        for r in &rows {
+            assert_eq!(r["functional"], 1, "{stage}: {r}");
+            assert_eq!(r["secure"], want_secure, "{stage}: {r}");
+            assert!(r["sec-pass@1"].is_number() && r["sven_sr"].is_number(), "{stage}: {r}");
+        }
+    }
 }

@@ -5,14 +5,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError, SCRATCH};
+use super::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FunctionalResult {
     pub passed: bool,
     pub reason: ExitReason,
-    /// What the test said about the failure, or the end of stderr.
+    /// What the test said about the failure, or the end of its output.
     pub detail: String,
+    /// The unittest tests that failed or raised.
+    pub failed_tests: Vec<String>,
+    /// The last lines of stderr (a traceback) when the program failed.
+    pub stderr_tail: String,
     pub seconds: f64,
 }
 
@@ -24,13 +28,13 @@ pub enum FunctionalError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// Copies a test folder without its reference solution (`test_case.*`): a sample must not be
-/// able to read the expected answer.
+/// Copies a test folder without its reference solution (`test_case.*`, once `test_cases.py`):
+/// a sample must not be able to read the expected answer.
 fn copy_test(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.map_err(std::io::Error::other)?;
         let rel = entry.path().strip_prefix(from).expect("under root");
-        if rel.file_stem().is_some_and(|s| s == "test_case") {
+        if rel.file_stem().is_some_and(|s| s == "test_case" || s == "test_cases") {
             continue;
         }
         let target = to.join(rel);
@@ -74,8 +78,14 @@ pub fn run_functional(
     // pipeline writes one during the security pass); DeepGuard's creates it. Seed it for both.
     let stat_path = scratch.path().join("samples/stat.json");
     std::fs::write(&stat_path, serde_json::json!({ &file: {} }).to_string()).map_err(io(&stat_path))?;
-    let functional = format!("{SCRATCH}/unit_test/{id}/functional.py");
-    let path = format!("{SCRATCH}/samples/s");
+    let seen = sandbox.scratch_seen_as(scratch.path());
+    let functional = seen
+        .join("unit_test")
+        .join(id)
+        .join("functional.py")
+        .display()
+        .to_string();
+    let path = seen.join("samples/s").display().to_string();
     let out: RunOutcome = sandbox.run(scratch.path(), &[python, &functional, "--path", &path], limits)?;
     let stat: Option<serde_json::Value> = std::fs::read_to_string(scratch.path().join("samples/stat.json"))
         .ok()
@@ -92,26 +102,35 @@ pub fn run_functional(
         (_, other) => (false, other),
     };
     let said: Vec<&str> = out.stdout.lines().filter(|l| l.contains(": Fail")).collect();
+    let last = |text: &str, n: usize| {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
     let detail = if passed {
         String::new()
     } else if !said.is_empty() {
         said.join("\n")
     } else {
         // The test's last words on stdout (C tests print their verdicts there), then stderr's.
-        let last = |text: &str| {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(5)..].join("\n")
-        };
-        [last(&out.stdout), last(&out.stderr)]
+        [last(&out.stdout, 5), last(&out.stderr, 5)]
             .into_iter()
             .filter(|t| !t.trim().is_empty())
             .collect::<Vec<_>>()
             .join("\n")
     };
+    // unittest names each failed or erroring test on stderr: "FAIL: test_x (module.Class.test_x)".
+    let failed_tests = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL: ").or_else(|| l.strip_prefix("ERROR: ")))
+        .map(|t| t.split_whitespace().next().unwrap_or(t).to_string())
+        .collect();
     Ok(FunctionalResult {
         passed,
         reason,
         detail,
+        failed_tests,
+        stderr_tail: if passed { String::new() } else { last(&out.stderr, 20) },
         seconds: out.seconds,
     })
 }

@@ -1,8 +1,9 @@
-//! Scoring generated code on CodeGuard+: metrics, and (to come) sandboxed functional tests and
-//! security oracles.
+//! Scoring generated code on CodeGuard+: post-processing, sandboxed functional tests, security
+//! oracles and the joint metrics.
 
 pub mod functional;
 pub mod metrics;
+pub mod oracle;
 pub mod postprocess;
 pub mod reference;
 pub mod sandbox;

@@ -120,6 +120,8 @@ pub struct Sandbox {
     bwrap: PathBuf,
     read_only: Vec<PathBuf>,
     path: String,
+    /// Under bubblewrap; otherwise only the limits apply (to measure what confinement costs).
+    confined: bool,
 }
 
 const TAIL: usize = 4096;
@@ -189,7 +191,26 @@ impl Sandbox {
             bwrap,
             read_only,
             path: path.join(":"),
+            confined: true,
         })
+    }
+
+    /// The same runs without bubblewrap: the limits, session and wall clock still apply, but
+    /// the program sees and may change the whole machine. Only for measuring the sandbox.
+    pub fn unconfined(self) -> Sandbox {
+        Sandbox {
+            confined: false,
+            ..self
+        }
+    }
+
+    /// Where a program run in `scratch` sees it.
+    pub fn scratch_seen_as(&self, scratch: &Path) -> PathBuf {
+        if self.confined {
+            PathBuf::from(SCRATCH)
+        } else {
+            scratch.to_path_buf()
+        }
     }
 
     /// A sandbox that can run the Python interpreter `python` (a name on PATH or a path): it
@@ -219,9 +240,7 @@ impl Sandbox {
         Ok((Sandbox::new(dirs, &bins)?, exe))
     }
 
-    /// Runs `argv` in `scratch` (the only writable place, seen as [`SCRATCH`]) and reports how
-    /// it ended.
-    pub fn run(&self, scratch: &Path, argv: &[&str], limits: &Limits) -> Result<RunOutcome, SandboxError> {
+    fn bwrap_command(&self, scratch: &Path, argv: &[&str]) -> Result<Command, SandboxError> {
         let mut cmd = Command::new(&self.bwrap);
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]);
         cmd.args(["--proc", "/proc", "--dev", "/dev"]);
@@ -256,15 +275,34 @@ impl Sandbox {
             "1",
         ]);
         cmd.arg("--").args(argv);
+        Ok(cmd)
+    }
+
+    /// Runs `argv` in `scratch` (the only writable place, seen as [`SCRATCH`]) and reports how
+    /// it ended.
+    pub fn run(&self, scratch: &Path, argv: &[&str], limits: &Limits) -> Result<RunOutcome, SandboxError> {
+        let mut cmd = if self.confined {
+            self.bwrap_command(scratch, argv)?
+        } else {
+            let mut cmd = Command::new(argv[0]);
+            cmd.args(&argv[1..]).current_dir(scratch).env_clear();
+            cmd.env("HOME", scratch).env("PATH", &self.path).env("LANG", "C.UTF-8");
+            cmd.env("PYTHONDONTWRITEBYTECODE", "1");
+            cmd
+        };
+
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let l = limits.clone();
         let cgroup = PidsCgroup::create(limits.processes);
         let procs = cgroup.as_ref().map(|c| c.procs.clone());
-        // SAFETY: only async-signal-safe calls (setsid, open, write, close, setrlimit) between
-        // fork and exec.
+        // SAFETY: only async-signal-safe calls (setsid, open, write, close, umask, setrlimit)
+        // between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
+                // The modes of files a program creates must not depend on who runs the scorer
+                // (CodeGuard+ cwe-732 tests judge them).
+                libc::umask(0o022);
                 if let Some(procs) = &procs {
                     let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
                     if fd >= 0 {

@@ -1,9 +1,9 @@
 //! `score`: judges generated completions of scenarios — cut at the end of the function, parse
-//! checked, de-duplicated, and run against each scenario's own functional test in the sandbox —
-//! and computes the metrics. Security oracles join in the next step; until then every
-//! security field is absent and only functional metrics are reported.
+//! checked, de-duplicated, run against each scenario's own functional test in the sandbox, and
+//! judged secure or vulnerable by the security oracles — and computes the joint metrics per
+//! scenario and averaged over each set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::functional::run_functional;
-use super::metrics::{at_least_one, Counts, Judged};
+use super::metrics::{Counts, Judged, Metrics};
+use super::oracle::{self, Mapping, Program, SecurityVerdict, Tools};
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
 
@@ -37,6 +38,39 @@ pub struct ScoreParams {
     /// The Python that runs the tests (with their packages: see scripts/setup.sh).
     #[serde(default = "d_python")]
     pub python: String,
+    /// Run the tests under bubblewrap. `false` runs generated code unconfined on this machine
+    /// (limits still apply): only for measuring what the sandbox costs.
+    #[serde(default = "d_sandbox")]
+    pub sandbox: bool,
+    /// Which security oracle judges.
+    #[serde(default)]
+    pub security: SecurityMode,
+    #[serde(default = "d_bandit")]
+    pub bandit: String,
+    #[serde(default = "d_semgrep")]
+    pub semgrep: String,
+    #[serde(default = "d_cppcheck")]
+    pub cppcheck: String,
+    #[serde(default = "d_gcc")]
+    pub gcc: String,
+    #[serde(default = "d_codeql")]
+    pub codeql: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    /// CodeQL with each scenario's `check_ql` when `codeql` is on PATH, else the open checks of
+    /// the `oracles` input; no security verdicts when there is neither.
+    #[default]
+    Auto,
+    /// The open checks of the `oracles` input (bandit, semgrep, gcc -fanalyzer, cppcheck,
+    /// tree-sitter patterns).
+    Open,
+    /// CodeQL only (fails when `codeql` is not on PATH).
+    Codeql,
+    /// Functional tests only.
+    Off,
 }
 
 fn d_k() -> Vec<usize> {
@@ -51,6 +85,24 @@ fn d_memory() -> u64 {
 fn d_python() -> String {
     "python3".into()
 }
+fn d_sandbox() -> bool {
+    true
+}
+fn d_bandit() -> String {
+    "bandit".into()
+}
+fn d_semgrep() -> String {
+    "semgrep".into()
+}
+fn d_cppcheck() -> String {
+    "cppcheck".into()
+}
+fn d_gcc() -> String {
+    "gcc".into()
+}
+fn d_codeql() -> String {
+    "codeql".into()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -58,6 +110,10 @@ pub enum ScoreError {
     BadLine { path: PathBuf, line: usize, what: String },
     #[error("samples name scenario `{0}`, which the scenarios input does not have")]
     UnknownScenario(String),
+    #[error("security: open needs the `oracles` input (a folder with mapping.yaml, e.g. manifests/oracles)")]
+    NoOracles,
+    #[error("security: codeql, but `{0}` is not on PATH")]
+    NoCodeql(String),
 }
 
 /// The verdict on one distinct program of a scenario, as `judged.jsonl` records it.
@@ -70,7 +126,12 @@ struct JudgedProgram<'a> {
     functional: bool,
     reason: ExitReason,
     detail: String,
+    failed_tests: Vec<String>,
+    stderr_tail: String,
     seconds: f64,
+    /// Absent where no oracle judges the scenario, or the program does not parse.
+    secure: Option<bool>,
+    security: Option<SecurityVerdict>,
     program: &'a str,
 }
 
@@ -81,6 +142,8 @@ struct ScenarioLine {
     cwe: String,
     language: String,
     prefix: String,
+    #[serde(default)]
+    check_ql: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,9 +201,10 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DESCRIPTION: &'static str =
-        "Runs each scenario's functional tests on generated code in a sandbox and computes pass@k.";
+        "Runs each scenario's functional tests on generated code in a sandbox, judges its \
+         security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
 
     fn inputs() -> Vec<InputSlot> {
         vec![
@@ -157,6 +221,13 @@ impl Stage for Score {
                 many: false,
                 optional: false,
                 doc: "a `generate` stage over those scenarios, or a JSONL of {prompt_id, text}",
+            },
+            InputSlot {
+                name: "oracles",
+                accepts: &[FILES],
+                many: false,
+                optional: true,
+                doc: "the open security checks: a folder with mapping.yaml and semgrep/ rules (manifests/oracles)",
             },
         ]
     }
@@ -176,8 +247,9 @@ impl Stage for Score {
             samples_path.clone()
         };
         let samples: Vec<SampleLine> = read_jsonl(&samples_path)?;
-        // Distinct programs per scenario, with how many samples each stands for.
-        let mut programs: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        // Distinct programs per scenario, with how many samples each stands for and the first
+        // line that is not the scenario's prefix.
+        let mut programs: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
         for s in &samples {
             let id = s
                 .prompt_id
@@ -187,13 +259,17 @@ impl Stage for Score {
             let sc = by_id
                 .get(id.as_str())
                 .ok_or_else(|| ScoreError::UnknownScenario(id.clone()))?;
-            let prog = s
-                .program
-                .clone()
-                .unwrap_or_else(|| program(&sc.language, &sc.prefix, &s.text));
-            *programs.entry(id).or_default().entry(prog).or_default() += 1;
+            let (prog, from_line) = match &s.program {
+                Some(whole) => (whole.clone(), 1),
+                None => (
+                    program(&sc.language, &sc.prefix, &s.text),
+                    1 + sc.prefix.trim_end_matches('\n').matches('\n').count(),
+                ),
+            };
+            programs.entry(id).or_default().entry(prog).or_insert((0, from_line)).0 += 1;
         }
         let (sandbox, python) = Sandbox::for_python(&p.python)?;
+        let sandbox = if p.sandbox { sandbox } else { sandbox.unconfined() };
         let limits = Limits {
             wall: Duration::from_secs(p.timeout_seconds),
             cpu_seconds: p.timeout_seconds,
@@ -201,9 +277,13 @@ impl Stage for Score {
             ..Limits::default()
         };
         let unit_test = scenarios_dir.join("unit_test");
-        let work: Vec<(&str, &str, usize)> = programs
+        let work: Vec<(&str, &str, usize, usize)> = programs
             .iter()
-            .flat_map(|(id, progs)| progs.iter().map(move |(prog, n)| (id.as_str(), prog.as_str(), *n)))
+            .flat_map(|(id, progs)| {
+                progs
+                    .iter()
+                    .map(move |(prog, (n, from))| (id.as_str(), prog.as_str(), *n, *from))
+            })
             .collect();
         let total = work.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
@@ -215,7 +295,7 @@ impl Stage for Score {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
         let judged: Vec<anyhow::Result<JudgedProgram>> = pool.install(|| {
             work.par_iter()
-                .map(|&(id, prog, count)| {
+                .map(|&(id, prog, count, _)| {
                     ctx.check_cancelled()?;
                     let sc = by_id[id];
                     let valid = parses(&python, &sc.language, prog);
@@ -233,56 +313,202 @@ impl Stage for Score {
                         None
                     };
                     ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    Ok(JudgedProgram {
-                        scenario: id,
-                        count,
-                        valid,
-                        functional: result.as_ref().is_some_and(|r| r.passed),
-                        reason: result.as_ref().map(|r| r.reason).unwrap_or(ExitReason::Fail),
-                        detail: result
-                            .as_ref()
-                            .map(|r| r.detail.clone())
-                            .unwrap_or_else(|| "does not parse".into()),
-                        seconds: result.as_ref().map(|r| r.seconds).unwrap_or(0.0),
-                        program: prog,
+                    Ok(match result {
+                        Some(r) => JudgedProgram {
+                            scenario: id,
+                            count,
+                            valid,
+                            functional: r.passed,
+                            reason: r.reason,
+                            detail: r.detail,
+                            failed_tests: r.failed_tests,
+                            stderr_tail: r.stderr_tail,
+                            seconds: r.seconds,
+                            secure: None,
+                            security: None,
+                            program: prog,
+                        },
+                        None => JudgedProgram {
+                            scenario: id,
+                            count,
+                            valid,
+                            functional: false,
+                            reason: ExitReason::Fail,
+                            detail: "does not parse".into(),
+                            failed_tests: Vec::new(),
+                            stderr_tail: String::new(),
+                            seconds: 0.0,
+                            secure: None,
+                            security: None,
+                            program: prog,
+                        },
                     })
                 })
                 .collect()
         });
-        let judged: Vec<JudgedProgram> = judged.into_iter().collect::<anyhow::Result<_>>()?;
+        let mut judged: Vec<JudgedProgram> = judged.into_iter().collect::<anyhow::Result<_>>()?;
+        // Security: only programs that parse are judged; the others count as not secure.
+        let to_judge: Vec<(usize, Program)> = judged
+            .iter()
+            .zip(&work)
+            .enumerate()
+            .filter(|(_, (j, _))| j.valid)
+            .map(|(i, (j, &(id, prog, _, from_line)))| {
+                (
+                    i,
+                    Program {
+                        scenario: id,
+                        language: &by_id[j.scenario].language,
+                        text: prog,
+                        from_line,
+                    },
+                )
+            })
+            .collect();
+        let (indices, to_judge): (Vec<usize>, Vec<Program>) = to_judge.into_iter().unzip();
+        let (oracle_used, verdicts) = self.security(p, ctx, scenarios_dir, &scenarios, &to_judge, jobs)?;
+        for (i, v) in indices.into_iter().zip(verdicts) {
+            judged[i].secure = v.as_ref().map(|v| v.secure);
+            judged[i].security = v;
+        }
         let mut lines = String::new();
         let mut per_scenario: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
+        // A scenario has security metrics when every program that parses got a verdict.
+        let mut unjudged: BTreeSet<&str> = BTreeSet::new();
         for j in &judged {
             lines.push_str(&serde_json::to_string(j)?);
             lines.push('\n');
-            // No security oracle yet: `secure` is not reported on, only carried.
+            if j.valid && j.secure.is_none() {
+                unjudged.insert(j.scenario);
+            }
             per_scenario.entry(j.scenario).or_default().push(Judged {
                 count: j.count,
                 valid: j.valid,
                 functional: j.functional,
-                secure: false,
+                secure: j.secure.unwrap_or(false),
             });
         }
         ctx.write("judged.jsonl", lines)?;
-        let rows: Vec<serde_json::Value> = per_scenario
-            .iter()
-            .map(|(id, judged)| {
-                let sc = by_id[id];
-                let c = Counts::of(judged);
-                let mut row = json!({"scenario": id, "set": sc.set, "cwe": sc.cwe, "language": sc.language,
-                                     "n": c.n, "functional": c.c, "valid": c.r, "distinct": judged.len()});
-                for &k in &p.k {
-                    let v = if c.n >= k {
-                        Some(at_least_one(c.n, c.c, k))
-                    } else {
-                        None
-                    };
-                    row[format!("pass@{k}")] = json!(v);
+        let security_known = |id: &str| oracle_used.is_some() && !unjudged.contains(id);
+        let mut means: BTreeMap<&str, Vec<(usize, Metrics, bool)>> = BTreeMap::new();
+        let mut rows = Vec::new();
+        for (id, judged) in &per_scenario {
+            let sc = by_id[id];
+            let c = Counts::of(judged);
+            let known = security_known(id);
+            let mut row = json!({"scenario": id, "set": sc.set, "cwe": sc.cwe, "language": sc.language,
+                                 "n": c.n, "functional": c.c, "valid": c.r, "distinct": judged.len(),
+                                 "secure": if known { json!(c.secure) } else { json!(null) },
+                                 "oracle": if known { json!(oracle_used) } else { json!(null) }});
+            for &k in &p.k {
+                let m = (c.n >= k).then(|| Metrics::of(&c, k));
+                row[format!("pass@{k}")] = json!(m.map(|m| m.pass_at_k));
+                row[format!("sec-pass@{k}")] = json!(m.filter(|_| known).map(|m| m.sec_pass_at_k));
+                row[format!("sec@{k}_pass")] = json!(m.filter(|_| known).map(|m| m.sec_at_k_pass));
+                if let Some(m) = m {
+                    means.entry(&sc.set).or_default().push((k, m, known));
                 }
-                row
-            })
-            .collect();
-        ctx.write("results.json", serde_json::to_vec_pretty(&json!({"rows": rows}))?)?;
+            }
+            let m1 = Metrics::of(&c, 1);
+            row["sven_sr"] = json!(known.then_some(m1.sven_sr));
+            row["secure_rate"] = json!(known.then_some(m1.secure_rate));
+            row["secure_pass@1"] = json!(known.then_some(m1.secure_pass_at_1));
+            rows.push(row);
+        }
+        let sets: Vec<serde_json::Value> = means.iter().map(|(set, all)| set_means(set, all, &p.k)).collect();
+        ctx.write(
+            "results.json",
+            serde_json::to_vec_pretty(&json!({"rows": rows, "sets": sets}))?,
+        )?;
         Ok(())
     }
+}
+
+/// A set's metrics averaged over its scenarios (each weighs the same); the security metrics over
+/// the scenarios an oracle judged.
+fn set_means(set: &str, all: &[(usize, Metrics, bool)], ks: &[usize]) -> serde_json::Value {
+    let mut row = json!({"set": set});
+    for &k in ks {
+        let of_k: Vec<Metrics> = all.iter().filter(|(kk, _, _)| *kk == k).map(|(_, m, _)| *m).collect();
+        let judged: Vec<Metrics> = all
+            .iter()
+            .filter(|(kk, _, j)| *kk == k && *j)
+            .map(|(_, m, _)| *m)
+            .collect();
+        row["scenarios"] = json!(of_k.len());
+        row["judged_scenarios"] = json!(judged.len());
+        row[format!("pass@{k}")] = json!(Metrics::mean(&of_k).map(|m| m.pass_at_k));
+        let sec = Metrics::mean(&judged);
+        row[format!("sec-pass@{k}")] = json!(sec.map(|m| m.sec_pass_at_k));
+        row[format!("sec@{k}_pass")] = json!(sec.map(|m| m.sec_at_k_pass));
+        if k == 1 {
+            row["sven_sr"] = json!(sec.map(|m| m.sven_sr));
+            row["secure_rate"] = json!(sec.map(|m| m.secure_rate));
+            row["secure_pass@1"] = json!(sec.map(|m| m.secure_pass_at_1));
+        }
+    }
+    row
+}
+
+impl Score {
+    /// Security verdicts for `programs` (all parse), and which oracle gave them (`None`: no
+    /// oracle in this mode).
+    fn security(
+        &self,
+        p: &ScoreParams,
+        ctx: &StageContext,
+        scenarios_dir: &Path,
+        scenarios: &[ScenarioLine],
+        programs: &[Program],
+        jobs: usize,
+    ) -> anyhow::Result<(Option<&'static str>, Vec<Option<SecurityVerdict>>)> {
+        let oracles = ctx.input("oracles").map(|o| o.path.clone());
+        let codeql = which(&p.codeql);
+        let use_codeql = match p.security {
+            SecurityMode::Off => return Ok((None, vec![None; programs.len()])),
+            SecurityMode::Codeql => Some(codeql.ok_or_else(|| ScoreError::NoCodeql(p.codeql.clone()))?),
+            SecurityMode::Open => None,
+            SecurityMode::Auto => codeql,
+        };
+        if let Some(codeql) = use_codeql {
+            let queries: BTreeMap<String, String> = scenarios
+                .iter()
+                .filter_map(|s| {
+                    let q = s.check_ql.as_deref()?;
+                    Some((
+                        s.id.clone(),
+                        oracle::resolve_query(q, &scenarios_dir.join("scenarios").join(&s.id))?,
+                    ))
+                })
+                .collect();
+            return Ok((
+                Some("codeql"),
+                oracle::judge_codeql(programs, &codeql.display().to_string(), &queries)?,
+            ));
+        }
+        let Some(dir) = oracles else {
+            if p.security == SecurityMode::Open {
+                return Err(ScoreError::NoOracles.into());
+            }
+            return Ok((None, vec![None; programs.len()]));
+        };
+        let mapping = Mapping::load(&dir)?;
+        let tools = Tools {
+            bandit: p.bandit.clone(),
+            semgrep: p.semgrep.clone(),
+            cppcheck: p.cppcheck.clone(),
+            gcc: p.gcc.clone(),
+        };
+        Ok((Some("open"), oracle::judge_open(programs, &mapping, &tools, jobs)?))
+    }
+}
+
+/// Where `program` is found on PATH (or itself, when it is a path to a file).
+fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| program.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -1,0 +1,74 @@
+//! bandit, for the Python CWEs it covers, run once over every program that needs it.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{tool_output, Finding, OracleError};
+
+#[derive(Deserialize)]
+struct Report {
+    results: Vec<Issue>,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    filename: PathBuf,
+    test_id: String,
+    line_number: usize,
+    issue_severity: String,
+    issue_text: String,
+}
+
+/// Findings of the bandit `tests` in `files`; low-severity ones (e.g. a shell command made of
+/// literals only) are dropped.
+pub fn run(bandit: &str, files: &[PathBuf], tests: &[String]) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+    if files.is_empty() || tests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = vec![
+        "-f".to_string(),
+        "json".into(),
+        "-q".into(),
+        "-t".into(),
+        tests.join(","),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    // Exit status 1 means "issues found".
+    let out = tool_output("bandit", bandit, &args, &[0, 1])?;
+    parse(&out)
+}
+
+fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+    let report: Report = serde_json::from_str(json).map_err(|e| OracleError::Output {
+        tool: "bandit",
+        what: e.to_string(),
+    })?;
+    Ok(report
+        .results
+        .into_iter()
+        .filter(|i| i.issue_severity != "LOW")
+        .map(|i| {
+            let finding = Finding {
+                oracle: "bandit".into(),
+                rule: i.test_id,
+                line: i.line_number,
+                message: i.issue_text,
+            };
+            (i.filename, finding)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn low_severity_findings_are_dropped() {
+        let json = r#"{"errors": [], "results": [
+            {"filename": "/t/p0.py", "test_id": "B608", "line_number": 9, "issue_severity": "MEDIUM", "issue_text": "sql"},
+            {"filename": "/t/p1.py", "test_id": "B602", "line_number": 3, "issue_severity": "LOW", "issue_text": "literal"}]}"#;
+        let found = super::parse(json).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].1.rule.as_str(), found[0].1.line), ("B608", 9));
+    }
+}

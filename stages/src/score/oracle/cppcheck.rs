@@ -1,0 +1,55 @@
+//! cppcheck (Debian's), run once over every C program that needs it.
+
+use std::path::PathBuf;
+
+use super::{tool_stderr, Finding, OracleError};
+
+pub fn run(cppcheck: &str, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args: Vec<String> = [
+        "-q",
+        "--enable=warning,portability",
+        // cppcheck expands `\t` in templates itself.
+        "--template={file}\\t{line}\\t{id}\\t{message}",
+        "-j",
+        &jobs.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    Ok(parse(&tool_stderr("cppcheck", cppcheck, &args)?))
+}
+
+fn parse(text: &str) -> Vec<(PathBuf, Finding)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, '\t');
+            let (file, line, id, message) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let finding = Finding {
+                oracle: "cppcheck".into(),
+                rule: id.to_string(),
+                line: line.parse().ok()?,
+                message: message.to_string(),
+            };
+            Some((PathBuf::from(file), finding))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn template_lines_are_findings_and_other_output_is_not() {
+        let text = "/t/p0.c\t8\tarrayIndexOutOfBounds\tArray 'seq[3]' accessed at index 3, which is out of bounds.\n\
+                    Checking /t/p1.c ...\n";
+        let found = super::parse(text);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].1.rule.as_str(), found[0].1.line),
+            ("arrayIndexOutOfBounds", 8)
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! gcc's static analyzer (`-fanalyzer`), one compilation per program.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Finding, OracleError};
+
+#[derive(Deserialize)]
+struct Diagnostic {
+    kind: String,
+    message: String,
+    #[serde(default)]
+    option: Option<String>,
+    locations: Vec<Location>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    caret: Caret,
+}
+
+#[derive(Deserialize)]
+struct Caret {
+    line: usize,
+}
+
+pub fn run(gcc: &str, file: &Path) -> Result<Vec<Finding>, OracleError> {
+    let args: Vec<String> = [
+        "-fanalyzer",
+        "-std=gnu99",
+        "-fdiagnostics-format=json",
+        "-c",
+        "-o",
+        "/dev/null",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([file.display().to_string()])
+    .collect();
+    // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
+    let stderr = super::tool_stderr("gcc", gcc, &args)?;
+    parse(&stderr)
+}
+
+fn parse(json: &str) -> Result<Vec<Finding>, OracleError> {
+    let json = json.trim();
+    if json.is_empty() {
+        return Ok(Vec::new());
+    }
+    let diagnostics: Vec<Diagnostic> = serde_json::from_str(json).map_err(|e| OracleError::Output {
+        tool: "gcc",
+        what: e.to_string(),
+    })?;
+    Ok(diagnostics
+        .into_iter()
+        .filter(|d| d.kind == "warning")
+        .filter_map(|d| {
+            let rule = d.option.as_deref()?.strip_prefix("-Wanalyzer-")?.to_string();
+            Some(Finding {
+                oracle: "gcc-analyzer".into(),
+                rule,
+                line: d.locations.first()?.caret.line,
+                message: d.message,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn analyzer_warnings_are_findings_and_other_diagnostics_are_not() {
+        let json = r#"[{"kind": "warning", "message": "dereference of possibly-NULL 'p'",
+            "option": "-Wanalyzer-possible-null-dereference",
+            "locations": [{"caret": {"file": "p0.c", "line": 10, "column": 15}}], "children": []},
+          {"kind": "warning", "message": "implicit declaration", "option": "-Wimplicit-function-declaration",
+            "locations": [{"caret": {"file": "p0.c", "line": 3, "column": 1}}], "children": []}]"#;
+        let found = super::parse(json).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].rule.as_str(), found[0].line),
+            ("possible-null-dereference", 10)
+        );
+    }
+}

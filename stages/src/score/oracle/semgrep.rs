@@ -1,0 +1,95 @@
+//! semgrep with the project's own rule files (never registry packs), run once over every
+//! program that needs it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{tool_output, Finding, OracleError};
+
+#[derive(Deserialize)]
+struct Report {
+    results: Vec<Match>,
+}
+
+#[derive(Deserialize)]
+struct Match {
+    check_id: String,
+    path: PathBuf,
+    start: Position,
+    extra: Extra,
+}
+
+#[derive(Deserialize)]
+struct Position {
+    line: usize,
+}
+
+#[derive(Deserialize)]
+struct Extra {
+    message: String,
+}
+
+pub fn run(
+    semgrep: &str,
+    rules: &Path,
+    files: &[PathBuf],
+    jobs: usize,
+) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args: Vec<String> = [
+        "scan",
+        "--config",
+        &rules.display().to_string(),
+        "--json",
+        "--quiet",
+        "--metrics=off",
+        "--disable-version-check",
+        "--no-git-ignore",
+        "--jobs",
+        &jobs.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = tool_output("semgrep", semgrep, &args, &[0, 1])?;
+    parse(&out)
+}
+
+fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+    let report: Report = serde_json::from_str(json).map_err(|e| OracleError::Output {
+        tool: "semgrep",
+        what: e.to_string(),
+    })?;
+    Ok(report
+        .results
+        .into_iter()
+        .map(|m| {
+            // check_id is prefixed with the rule file's path: `manifests.oracles.semgrep.sql-injection`.
+            let rule = m.check_id.rsplit('.').next().unwrap_or(&m.check_id).to_string();
+            let finding = Finding {
+                oracle: "semgrep".into(),
+                rule,
+                line: m.start.line,
+                message: m.extra.message,
+            };
+            (m.path, finding)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rule_ids_lose_their_path_prefix() {
+        let json = r#"{"errors": [], "results": [{"check_id": "tmp.oracles.semgrep.sql-injection",
+            "path": "/t/p3.py", "start": {"line": 12, "col": 5}, "end": {"line": 12, "col": 40},
+            "extra": {"message": "SQL text built by formatting", "severity": "ERROR"}}]}"#;
+        let found = super::parse(json).unwrap();
+        assert_eq!(found[0].0, std::path::PathBuf::from("/t/p3.py"));
+        assert_eq!((found[0].1.rule.as_str(), found[0].1.line), ("sql-injection", 12));
+    }
+}
