@@ -201,7 +201,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
          security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
@@ -390,7 +390,7 @@ impl Stage for Score {
         }
         ctx.write("judged.jsonl", lines)?;
         let security_known = |id: &str| oracle_used.is_some() && !unjudged.contains(id);
-        let mut means: BTreeMap<&str, Vec<(usize, Metrics, bool)>> = BTreeMap::new();
+        let mut means: BTreeMap<&str, Vec<ScenarioMetrics>> = BTreeMap::new();
         let mut rows = Vec::new();
         for (id, judged) in &per_scenario {
             let sc = by_id[id];
@@ -400,20 +400,27 @@ impl Stage for Score {
                                  "n": c.n, "functional": c.c, "valid": c.r, "distinct": judged.len(),
                                  "secure": if known { json!(c.secure) } else { json!(null) },
                                  "oracle": if known { json!(oracle_used) } else { json!(null) }});
+            let at_k: Vec<(usize, Metrics)> =
+                p.k.iter()
+                    .filter(|&&k| c.n >= k)
+                    .map(|&k| (k, Metrics::of(&c, k)))
+                    .collect();
             for &k in &p.k {
-                let m = (c.n >= k).then(|| Metrics::of(&c, k));
+                let m = at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| m);
                 row[format!("pass@{k}")] = json!(m.map(|m| m.pass_at_k));
                 row[format!("sec-pass@{k}")] = json!(m.filter(|_| known).map(|m| m.sec_pass_at_k));
                 row[format!("sec@{k}_pass")] = json!(m.filter(|_| known).map(|m| m.sec_at_k_pass));
-                if let Some(m) = m {
-                    means.entry(&sc.set).or_default().push((k, m, known));
-                }
             }
-            let m1 = Metrics::of(&c, 1);
-            row["sven_sr"] = json!(known.then_some(m1.sven_sr));
-            row["secure_rate"] = json!(known.then_some(m1.secure_rate));
-            row["secure_pass@1"] = json!(known.then_some(m1.secure_pass_at_1));
+            let at_1 = Metrics::of(&c, 1);
+            row["sven_sr"] = json!(known.then_some(at_1.sven_sr));
+            row["secure_rate"] = json!(known.then_some(at_1.secure_rate));
+            row["secure_pass@1"] = json!(known.then_some(at_1.secure_pass_at_1));
             rows.push(row);
+            means.entry(&sc.set).or_default().push(ScenarioMetrics {
+                at_k,
+                at_1,
+                judged: known,
+            });
         }
         let sets: Vec<serde_json::Value> = means.iter().map(|(set, all)| set_means(set, all, &p.k)).collect();
         ctx.write(
@@ -424,29 +431,38 @@ impl Stage for Score {
     }
 }
 
+/// One scenario's metrics, as set means need them: per sample budget k (where n >= k), at k = 1
+/// (SVEN-SR, SecureRate and SecurePass@1 do not depend on k), and whether an oracle judged it.
+struct ScenarioMetrics {
+    at_k: Vec<(usize, Metrics)>,
+    at_1: Metrics,
+    judged: bool,
+}
+
 /// A set's metrics averaged over its scenarios (each weighs the same); the security metrics over
 /// the scenarios an oracle judged.
-fn set_means(set: &str, all: &[(usize, Metrics, bool)], ks: &[usize]) -> serde_json::Value {
-    let mut row = json!({"set": set});
+fn set_means(set: &str, all: &[ScenarioMetrics], ks: &[usize]) -> serde_json::Value {
+    let judged: Vec<&ScenarioMetrics> = all.iter().filter(|m| m.judged).collect();
+    let mut row = json!({"set": set, "scenarios": all.len(), "judged_scenarios": judged.len()});
     for &k in ks {
-        let of_k: Vec<Metrics> = all.iter().filter(|(kk, _, _)| *kk == k).map(|(_, m, _)| *m).collect();
-        let judged: Vec<Metrics> = all
-            .iter()
-            .filter(|(kk, _, j)| *kk == k && *j)
-            .map(|(_, m, _)| *m)
-            .collect();
-        row["scenarios"] = json!(of_k.len());
-        row["judged_scenarios"] = json!(judged.len());
-        row[format!("pass@{k}")] = json!(Metrics::mean(&of_k).map(|m| m.pass_at_k));
-        let sec = Metrics::mean(&judged);
+        let of = |ms: &[&ScenarioMetrics]| -> Option<Metrics> {
+            let at: Vec<Metrics> = ms
+                .iter()
+                .filter_map(|m| m.at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| *m))
+                .collect();
+            Metrics::mean(&at)
+        };
+        let everything: Vec<&ScenarioMetrics> = all.iter().collect();
+        row[format!("pass@{k}")] = json!(of(&everything).map(|m| m.pass_at_k));
+        let sec = of(&judged);
         row[format!("sec-pass@{k}")] = json!(sec.map(|m| m.sec_pass_at_k));
         row[format!("sec@{k}_pass")] = json!(sec.map(|m| m.sec_at_k_pass));
-        if k == 1 {
-            row["sven_sr"] = json!(sec.map(|m| m.sven_sr));
-            row["secure_rate"] = json!(sec.map(|m| m.secure_rate));
-            row["secure_pass@1"] = json!(sec.map(|m| m.secure_pass_at_1));
-        }
     }
+    let at_1: Vec<Metrics> = judged.iter().map(|m| m.at_1).collect();
+    let sec = Metrics::mean(&at_1);
+    row["sven_sr"] = json!(sec.map(|m| m.sven_sr));
+    row["secure_rate"] = json!(sec.map(|m| m.secure_rate));
+    row["secure_pass@1"] = json!(sec.map(|m| m.secure_pass_at_1));
     row
 }
 

@@ -1,6 +1,6 @@
 //! bandit, for the Python CWEs it covers, run once over every program that needs it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -22,7 +22,12 @@ struct Issue {
 
 /// Findings of the bandit `tests` in `files`; low-severity ones (e.g. a shell command made of
 /// literals only) are dropped.
-pub fn run(bandit: &str, files: &[PathBuf], tests: &[String]) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+pub fn run(
+    bandit: &str,
+    cwd: &Path,
+    files: &[PathBuf],
+    tests: &[String],
+) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
     if files.is_empty() || tests.is_empty() {
         return Ok(Vec::new());
     }
@@ -35,7 +40,7 @@ pub fn run(bandit: &str, files: &[PathBuf], tests: &[String]) -> Result<Vec<(Pat
     ];
     args.extend(files.iter().map(|f| f.display().to_string()));
     // Exit status 1 means "issues found".
-    let out = tool_output("bandit", bandit, &args, &[0, 1])?;
+    let out = tool_output("bandit", bandit, &args, cwd, &[0, 1])?;
     parse(&out)
 }
 

@@ -43,7 +43,7 @@ pub fn run(codeql: &str, dir: &Path, language: &str, query: &str) -> Result<Vec<
             s("--command=sh -c 'for f in *.c; do gcc -c \"$f\" -o /dev/null; done'"),
         ]);
     }
-    tool_output("codeql", codeql, &create, &[0])?;
+    tool_output("codeql", codeql, &create, dir, &[0])?;
     // CSV is what CodeGuard+ reads; SARIF is read the same way where a user asks for it.
     let results = dir.join("results.csv");
     let analyze = [
@@ -54,7 +54,7 @@ pub fn run(codeql: &str, dir: &Path, language: &str, query: &str) -> Result<Vec<
         s("--format=csv"),
         format!("--output={}", results.display()),
     ];
-    tool_output("codeql", codeql, &analyze, &[0])?;
+    tool_output("codeql", codeql, &analyze, dir, &[0])?;
     Ok(read_results(&results)?
         .into_iter()
         .map(|(uri, f)| (dir.join(uri.trim_start_matches("file://").trim_start_matches('/')), f))

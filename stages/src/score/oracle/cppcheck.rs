@@ -1,10 +1,10 @@
 //! cppcheck (Debian's), run once over every C program that needs it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{tool_stderr, Finding, OracleError};
 
-pub fn run(cppcheck: &str, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+pub fn run(cppcheck: &str, cwd: &Path, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -20,7 +20,7 @@ pub fn run(cppcheck: &str, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBu
     .map(|s| s.to_string())
     .collect();
     args.extend(files.iter().map(|f| f.display().to_string()));
-    Ok(parse(&tool_stderr("cppcheck", cppcheck, &args)?))
+    Ok(parse(&tool_stderr("cppcheck", cppcheck, &args, cwd)?))
 }
 
 fn parse(text: &str) -> Vec<(PathBuf, Finding)> {

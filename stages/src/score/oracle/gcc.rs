@@ -25,7 +25,7 @@ struct Caret {
     line: usize,
 }
 
-pub fn run(gcc: &str, file: &Path) -> Result<Vec<Finding>, OracleError> {
+pub fn run(gcc: &str, cwd: &Path, file: &Path) -> Result<Vec<Finding>, OracleError> {
     let args: Vec<String> = [
         "-fanalyzer",
         "-std=gnu99",
@@ -39,7 +39,7 @@ pub fn run(gcc: &str, file: &Path) -> Result<Vec<Finding>, OracleError> {
     .chain([file.display().to_string()])
     .collect();
     // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
-    let stderr = super::tool_stderr("gcc", gcc, &args)?;
+    let stderr = super::tool_stderr("gcc", gcc, &args, cwd)?;
     parse(&stderr)
 }
 

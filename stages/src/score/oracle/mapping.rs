@@ -74,7 +74,8 @@ impl Mapping {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         let file: MappingFile = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let semgrep_rules = dir.join("semgrep");
+        // Absolute: the tools run in the programs' folder.
+        let semgrep_rules = std::path::absolute(dir.join("semgrep")).map_err(|e| bad(e.to_string()))?;
         let known_semgrep = semgrep_rule_ids(&semgrep_rules).map_err(bad)?;
         for (key, checks) in &file.scenarios {
             let shape = key.split_once('/').is_some_and(|(cwe, rest)| {

@@ -32,6 +32,7 @@ struct Extra {
 
 pub fn run(
     semgrep: &str,
+    cwd: &Path,
     rules: &Path,
     files: &[PathBuf],
     jobs: usize,
@@ -55,7 +56,7 @@ pub fn run(
     .map(|s| s.to_string())
     .collect();
     args.extend(files.iter().map(|f| f.display().to_string()));
-    let out = tool_output("semgrep", semgrep, &args, &[0, 1])?;
+    let out = tool_output("semgrep", semgrep, &args, cwd, &[0, 1])?;
     parse(&out)
 }
 
