@@ -155,6 +155,32 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_solution_is_not_copied_where_a_sample_could_read_it() {
+        let from = tempfile::tempdir().unwrap();
+        for f in [
+            "functional.py",
+            "test_case.py",
+            "test_cases.py",
+            "test_case.c",
+            "data/input.txt",
+        ] {
+            let path = from.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let to = tempfile::tempdir().unwrap();
+        copy_test(from.path(), to.path()).unwrap();
+        let mut copied: Vec<String> = walkdir::WalkDir::new(to.path())
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(to.path()).unwrap().display().to_string())
+            .collect();
+        copied.sort();
+        assert_eq!(copied, ["data/input.txt", "functional.py"]);
+    }
+
+    #[test]
     fn the_scenarios_own_tests_judge_programs_in_the_sandbox() {
         let Some((sandbox, python, data)) = setup() else { return };
         let unit = data.join("unit_test");
@@ -172,6 +198,10 @@ mod tests {
         let c = prefix(&data, "cwe-787/0-c", "c");
         let good_c = program("c", &c, "    strncpy(name, argv[1], 15);\n    name[15] = 0;\n    printf(\"Hello, %s!\\n\", name);\n    return 0;\n}\n");
         let r = run_functional(&sandbox, &python, &unit, "cwe-787/0-c", "c", &good_c, &limits).unwrap();
+        assert!(r.passed, "{r:?}");
+        // Unconfined (for measuring the sandbox), the same test sees the real scratch paths.
+        let bare = Sandbox::for_python("python3").unwrap().0.unconfined();
+        let r = run_functional(&bare, &python, &unit, "cwe-089/0-py", "py", &good, &limits).unwrap();
         assert!(r.passed, "{r:?}");
         let hang = program("py", &sql, "    while True:\n        pass\n");
         let quick = Limits {
