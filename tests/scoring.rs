@@ -82,19 +82,36 @@ fn security_oracles_judge_each_program_and_the_joint_metrics_follow() {
     let secure = "    cur.execute('SELECT email FROM users WHERE name = ?', (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n";
     let injectable = "    cur.execute(\"SELECT email FROM users WHERE name = '%s'\" % username)\n    row = cur.fetchone()\n    return row[0] if row else None\n";
     let samples = [secure, secure, injectable, "    return None\n"];
-    let lines: String = samples
+    let mut lines: String = samples
         .iter()
         .map(|text| serde_json::json!({"prompt_id": "cwe-089/0-py", "text": text}).to_string() + "\n")
         .collect();
+    // A scenario the mapping does not cover, with nothing that parses: no security metrics.
+    lines += &(serde_json::json!({"prompt_id": "cwe-022/0-py", "text": "    return open(\n"}).to_string() + "\n");
     ws.write("samples.jsonl", &lines);
     ws.write(
+        "oracles/mapping.yaml",
+        "scenarios:\n  cwe-089/py: {semgrep: [sql-injection], bandit: [B608]}\n",
+    );
+    ws.write(
+        "oracles/semgrep/python.yaml",
+        include_str!("../manifests/oracles/semgrep/python.yaml"),
+    );
+    ws.write(
         "m.yaml",
-        "name: m\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    params: {security: open, k: [1, 2]}\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}, oracles: {path: manifests/oracles}}\n",
+        "name: m\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    params: {security: open, k: [1, 2]}\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}, oracles: {path: oracles}}\n",
     );
     ws.run_json(&["m.yaml"]);
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ws.path().join("out/m/scores/results.json")).unwrap()).unwrap();
-    let row = &results["rows"][0];
+    let uncovered = &results["rows"][0];
+    assert_eq!(uncovered["scenario"], "cwe-022/0-py");
+    assert!(
+        uncovered["secure"].is_null() && uncovered["sven_sr"].is_null(),
+        "{uncovered}"
+    );
+    assert_eq!(results["sets"][0]["judged_scenarios"], 1);
+    let row = &results["rows"][1];
     assert_eq!(
         (row["n"].as_u64(), row["functional"].as_u64(), row["secure"].as_u64()),
         (Some(4), Some(3), Some(3))
@@ -112,6 +129,10 @@ fn security_oracles_judge_each_program_and_the_joint_metrics_follow() {
     assert_eq!(row["oracle"], "open");
     assert_eq!(results["sets"][0]["set"], "main");
     assert!((results["sets"][0]["sec-pass@1"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert!(
+        (results["sets"][0]["pass@1"].as_f64().unwrap() - 0.375).abs() < 1e-12,
+        "both scenarios count for pass@1"
+    );
     let judged: Vec<serde_json::Value> = std::fs::read_to_string(ws.path().join("out/m/scores/judged.jsonl"))
         .unwrap()
         .lines()

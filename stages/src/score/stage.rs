@@ -201,7 +201,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
          security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
@@ -263,7 +263,9 @@ impl Stage for Score {
                 Some(whole) => (whole.clone(), 1),
                 None => (
                     program(&sc.language, &sc.prefix, &s.text),
-                    1 + sc.prefix.trim_end_matches('\n').matches('\n').count(),
+                    // The line after the prefix's last newline: the completion's first, or the
+                    // prefix's last when the completion continues it.
+                    1 + sc.prefix.matches('\n').count(),
                 ),
             };
             programs.entry(id).or_default().entry(prog).or_insert((0, from_line)).0 += 1;
@@ -366,7 +368,11 @@ impl Stage for Score {
             })
             .collect();
         let (indices, to_judge): (Vec<usize>, Vec<Program>) = to_judge.into_iter().unzip();
-        let (oracle_used, verdicts) = self.security(p, ctx, scenarios_dir, &scenarios, &to_judge, jobs)?;
+        let Security {
+            oracle: oracle_used,
+            covered,
+            verdicts,
+        } = self.security(p, ctx, scenarios_dir, &scenarios, &to_judge, jobs)?;
         for (i, v) in indices.into_iter().zip(verdicts) {
             judged[i].secure = v.as_ref().map(|v| v.secure);
             judged[i].security = v;
@@ -389,7 +395,7 @@ impl Stage for Score {
             });
         }
         ctx.write("judged.jsonl", lines)?;
-        let security_known = |id: &str| oracle_used.is_some() && !unjudged.contains(id);
+        let security_known = |id: &str| covered.contains(id) && !unjudged.contains(id);
         let mut means: BTreeMap<&str, Vec<ScenarioMetrics>> = BTreeMap::new();
         let mut rows = Vec::new();
         for (id, judged) in &per_scenario {
@@ -477,11 +483,16 @@ impl Score {
         scenarios: &[ScenarioLine],
         programs: &[Program],
         jobs: usize,
-    ) -> anyhow::Result<(Option<&'static str>, Vec<Option<SecurityVerdict>>)> {
+    ) -> anyhow::Result<Security> {
+        let none = || Security {
+            oracle: None,
+            covered: BTreeSet::new(),
+            verdicts: vec![None; programs.len()],
+        };
         let oracles = ctx.input("oracles").map(|o| o.path.clone());
         let codeql = which(&p.codeql);
         let use_codeql = match p.security {
-            SecurityMode::Off => return Ok((None, vec![None; programs.len()])),
+            SecurityMode::Off => return Ok(none()),
             SecurityMode::Codeql => Some(codeql.ok_or_else(|| ScoreError::NoCodeql(p.codeql.clone()))?),
             SecurityMode::Open => None,
             SecurityMode::Auto => codeql,
@@ -497,16 +508,17 @@ impl Score {
                     ))
                 })
                 .collect();
-            return Ok((
-                Some("codeql"),
-                oracle::judge_codeql(programs, &codeql.display().to_string(), &queries)?,
-            ));
+            return Ok(Security {
+                oracle: Some("codeql"),
+                covered: queries.keys().cloned().collect(),
+                verdicts: oracle::judge_codeql(programs, &codeql.display().to_string(), &queries)?,
+            });
         }
         let Some(dir) = oracles else {
             if p.security == SecurityMode::Open {
                 return Err(ScoreError::NoOracles.into());
             }
-            return Ok((None, vec![None; programs.len()]));
+            return Ok(none());
         };
         let mapping = Mapping::load(&dir)?;
         let tools = Tools {
@@ -515,8 +527,26 @@ impl Score {
             cppcheck: p.cppcheck.clone(),
             gcc: p.gcc.clone(),
         };
-        Ok((Some("open"), oracle::judge_open(programs, &mapping, &tools, jobs)?))
+        Ok(Security {
+            oracle: Some("open"),
+            covered: scenarios
+                .iter()
+                .filter(|s| mapping.checks_for(&s.id, &s.language).is_some())
+                .map(|s| s.id.clone())
+                .collect(),
+            verdicts: oracle::judge_open(programs, &mapping, &tools, jobs)?,
+        })
     }
+}
+
+/// The security verdicts of a score run.
+struct Security {
+    /// Which oracle judged (`None`: none in this mode).
+    oracle: Option<&'static str>,
+    /// The scenarios it judges (the others get no security metrics).
+    covered: BTreeSet<String>,
+    /// One per program that parses.
+    verdicts: Vec<Option<SecurityVerdict>>,
 }
 
 /// Where `program` is found on PATH (or itself, when it is a path to a file).

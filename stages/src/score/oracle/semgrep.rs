@@ -10,6 +10,8 @@ use super::{tool_output, Finding, OracleError};
 #[derive(Deserialize)]
 struct Report {
     results: Vec<Match>,
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +67,18 @@ fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
         tool: "semgrep",
         what: e.to_string(),
     })?;
+    // Errors about a target (a file it cannot parse) leave that file unjudged by semgrep;
+    // any other error (a rule, the configuration) would silently judge everything secure.
+    if let Some(e) = report
+        .errors
+        .iter()
+        .find(|e| e.get("path").is_none() && e["level"] == "error")
+    {
+        return Err(OracleError::Output {
+            tool: "semgrep",
+            what: e.to_string(),
+        });
+    }
     Ok(report
         .results
         .into_iter()
@@ -84,6 +98,25 @@ fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
 
 #[cfg(test)]
 mod tests {
+    /// The rules against their annotated cases (`python.py` beside them), with semgrep's own
+    /// test mode.
+    #[test]
+    fn the_rules_flag_their_cases_and_nothing_else() {
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/oracles/semgrep");
+        let cwd = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("semgrep")
+            .args(["--test", "--metrics=off", "--disable-version-check"])
+            .arg(&rules)
+            .current_dir(cwd.path())
+            .output();
+        let Ok(out) = out else {
+            eprintln!("notice: semgrep is not installed (scripts/setup.sh installs it); skipping");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("All tests passed"), "{text}");
+    }
+
     #[test]
     fn rule_ids_lose_their_path_prefix() {
         let json = r#"{"errors": [], "results": [{"check_id": "tmp.oracles.semgrep.sql-injection",
@@ -92,5 +125,11 @@ mod tests {
         let found = super::parse(json).unwrap();
         assert_eq!(found[0].0, std::path::PathBuf::from("/t/p3.py"));
         assert_eq!((found[0].1.rule.as_str(), found[0].1.line), ("sql-injection", 12));
+        let bad_rule =
+            r#"{"results": [], "errors": [{"code": 4, "level": "error", "type": "InvalidRuleSchemaError"}]}"#;
+        assert!(super::parse(bad_rule)
+            .unwrap_err()
+            .to_string()
+            .contains("InvalidRuleSchemaError"));
     }
 }
