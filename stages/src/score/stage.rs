@@ -15,7 +15,7 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::functional::run_functional;
+use super::functional::{run_functional, FunctionalResult};
 use super::metrics::{Counts, Judged, Metrics};
 use super::oracle::{self, Mapping, Program, SecurityVerdict, Tools};
 use super::postprocess::program;
@@ -301,49 +301,32 @@ impl Stage for Score {
                     ctx.check_cancelled()?;
                     let sc = by_id[id];
                     let valid = parses(&python, &sc.language, prog);
-                    let result = if valid {
-                        Some(run_functional(
-                            &sandbox,
-                            &python,
-                            &unit_test,
-                            id,
-                            &sc.language,
-                            prog,
-                            &limits,
-                        )?)
+                    let r = if valid {
+                        run_functional(&sandbox, &python, &unit_test, id, &sc.language, prog, &limits)?
                     } else {
-                        None
-                    };
-                    ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    Ok(match result {
-                        Some(r) => JudgedProgram {
-                            scenario: id,
-                            count,
-                            valid,
-                            functional: r.passed,
-                            reason: r.reason,
-                            detail: r.detail,
-                            failed_tests: r.failed_tests,
-                            stderr_tail: r.stderr_tail,
-                            seconds: r.seconds,
-                            secure: None,
-                            security: None,
-                            program: prog,
-                        },
-                        None => JudgedProgram {
-                            scenario: id,
-                            count,
-                            valid,
-                            functional: false,
+                        FunctionalResult {
+                            passed: false,
                             reason: ExitReason::Fail,
                             detail: "does not parse".into(),
                             failed_tests: Vec::new(),
                             stderr_tail: String::new(),
                             seconds: 0.0,
-                            secure: None,
-                            security: None,
-                            program: prog,
-                        },
+                        }
+                    };
+                    ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+                    Ok(JudgedProgram {
+                        scenario: id,
+                        count,
+                        valid,
+                        functional: r.passed,
+                        reason: r.reason,
+                        detail: r.detail,
+                        failed_tests: r.failed_tests,
+                        stderr_tail: r.stderr_tail,
+                        seconds: r.seconds,
+                        secure: None,
+                        security: None,
+                        program: prog,
                     })
                 })
                 .collect()
