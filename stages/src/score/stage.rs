@@ -175,16 +175,50 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
         .collect()
 }
 
-/// Which programs parse: Python's own `ast` for Python (nothing is executed), gcc's syntax
-/// check for C.
-fn parses(python: &str, language: &str, program: &str) -> bool {
-    let (prog, args): (&str, Vec<&str>) = match language {
-        "py" => (python, vec!["-c", "import ast, sys; ast.parse(sys.stdin.read())"]),
-        "cpp" => ("g++", vec!["-fsyntax-only", "-x", "c++", "-"]),
-        _ => ("gcc", vec!["-std=c99", "-fsyntax-only", "-x", "c", "-"]),
+/// Which of these Python programs parse, by Python's own `ast` in one interpreter for all of
+/// them (nothing is executed).
+fn python_parses(python: &str, programs: &[&str]) -> anyhow::Result<Vec<bool>> {
+    if programs.is_empty() {
+        return Ok(Vec::new());
+    }
+    const CHECK: &str = "import ast, json, sys\nok = []\nfor p in json.load(sys.stdin):\n    try:\n        ast.parse(p)\n        ok.append(True)\n    except Exception:\n        ok.append(False)\nprint(json.dumps(ok))";
+    let mut child = Command::new(python)
+        .args(["-c", CHECK])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running {python} to parse-check the programs: {e}"))?;
+    // The checker reads all of stdin before it writes anything.
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&serde_json::to_vec(programs)?)?;
+    let out = child.wait_with_output()?;
+    let valid: Vec<bool> = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "{python}'s parse check failed ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    anyhow::ensure!(
+        valid.len() == programs.len(),
+        "{python}'s parse check answered for {} of {} programs",
+        valid.len(),
+        programs.len()
+    );
+    Ok(valid)
+}
+
+/// Whether a C (or C++) program passes gcc's syntax check.
+fn c_parses(language: &str, program: &str) -> bool {
+    let (prog, args): (&str, &[&str]) = match language {
+        "cpp" => ("g++", &["-fsyntax-only", "-x", "c++", "-"]),
+        _ => ("gcc", &["-std=c99", "-fsyntax-only", "-x", "c", "-"]),
     };
     let Ok(mut child) = Command::new(prog)
-        .args(&args)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -294,13 +328,21 @@ impl Stage for Score {
         } else {
             p.jobs
         };
+        let is_python = |id: &str| by_id[id].language == "py";
+        let python_programs: Vec<&str> = work.iter().filter(|w| is_python(w.0)).map(|w| w.1).collect();
+        let mut python_valid = python_parses(&python, &python_programs)?.into_iter();
+        let python_valid: Vec<Option<bool>> = work
+            .iter()
+            .map(|w| if is_python(w.0) { python_valid.next() } else { None })
+            .collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
         let judged: Vec<anyhow::Result<JudgedProgram>> = pool.install(|| {
             work.par_iter()
-                .map(|&(id, prog, count, _)| {
+                .zip(&python_valid)
+                .map(|(&(id, prog, count, _), python_valid)| {
                     ctx.check_cancelled()?;
                     let sc = by_id[id];
-                    let valid = parses(&python, &sc.language, prog);
+                    let valid = python_valid.unwrap_or_else(|| c_parses(&sc.language, prog));
                     let r = if valid {
                         run_functional(&sandbox, &python, &unit_test, id, &sc.language, prog, &limits)?
                     } else {
