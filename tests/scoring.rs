@@ -3,15 +3,7 @@
 
 mod common;
 
-use common::Workspace;
-
-fn bwrap_available() -> bool {
-    let ok = std::path::Path::new("/usr/bin/bwrap").exists();
-    if !ok {
-        eprintln!("notice: bubblewrap is not installed (scripts/setup.sh installs it); skipping");
-    }
-    ok
-}
+use common::{bwrap_available, Workspace};
 
 #[test]
 fn completions_are_cut_deduplicated_tested_and_scored() {

@@ -68,8 +68,7 @@ fn deepguard_split_has_the_papers_17_main_12_unseen_and_6_validation_scenarios()
 #[test]
 fn the_harness_and_the_security_oracles_check_out_on_the_paper_scenarios() {
     let Some(data) = shared_data() else { return };
-    if !std::path::Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("notice: bubblewrap is not installed; skipping");
+    if !common::bwrap_available() {
         return;
     }
     let ws = common::Workspace::new();

@@ -6,6 +6,15 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// Whether the scoring sandbox can run here; says so when it cannot (the caller skips).
+pub fn bwrap_available() -> bool {
+    let ok = Path::new("/usr/bin/bwrap").exists();
+    if !ok {
+        eprintln!("notice: bubblewrap is not installed (scripts/setup.sh installs it); skipping");
+    }
+    ok
+}
+
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
