@@ -4,9 +4,7 @@
 //! scenario and averaged over each set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -15,11 +13,12 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::functional::{run_functional, FunctionalResult};
 use super::metrics::{Counts, Judged, Metrics};
-use super::oracle::{self, Mapping, Program, SecurityVerdict, Tools};
+use super::oracle::{self, Mapping, Program, SecurityVerdict, ToolRunner, Tools};
+use super::parse_check::parses;
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
+use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,10 +37,6 @@ pub struct ScoreParams {
     /// The Python that runs the tests (with their packages: see scripts/setup.sh).
     #[serde(default = "d_python")]
     pub python: String,
-    /// Run the tests under bubblewrap. `false` runs generated code unconfined on this machine
-    /// (limits still apply): only for measuring what the sandbox costs.
-    #[serde(default = "d_sandbox")]
-    pub sandbox: bool,
     /// Which security oracle judges.
     #[serde(default)]
     pub security: SecurityMode,
@@ -84,9 +79,6 @@ fn d_memory() -> u64 {
 }
 fn d_python() -> String {
     "python3".into()
-}
-fn d_sandbox() -> bool {
-    true
 }
 fn d_bandit() -> String {
     "bandit".into()
@@ -175,67 +167,12 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
         .collect()
 }
 
-/// Which of these Python programs parse, by Python's own `ast` in one interpreter for all of
-/// them (nothing is executed).
-fn python_parses(python: &str, programs: &[&str]) -> anyhow::Result<Vec<bool>> {
-    if programs.is_empty() {
-        return Ok(Vec::new());
-    }
-    const CHECK: &str = "import ast, json, sys\nok = []\nfor p in json.load(sys.stdin):\n    try:\n        ast.parse(p)\n        ok.append(True)\n    except Exception:\n        ok.append(False)\nprint(json.dumps(ok))";
-    let mut child = Command::new(python)
-        .args(["-c", CHECK])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("running {python} to parse-check the programs: {e}"))?;
-    // The checker reads all of stdin before it writes anything.
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(&serde_json::to_vec(programs)?)?;
-    let out = child.wait_with_output()?;
-    let valid: Vec<bool> = serde_json::from_slice(&out.stdout).map_err(|e| {
-        anyhow::anyhow!(
-            "{python}'s parse check failed ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    anyhow::ensure!(
-        valid.len() == programs.len(),
-        "{python}'s parse check answered for {} of {} programs",
-        valid.len(),
-        programs.len()
-    );
-    Ok(valid)
-}
-
-/// Whether a C (or C++) program passes gcc's syntax check.
-fn c_parses(language: &str, program: &str) -> bool {
-    let (prog, args): (&str, &[&str]) = match language {
-        "cpp" => ("g++", &["-fsyntax-only", "-x", "c++", "-"]),
-        _ => ("gcc", &["-std=c99", "-fsyntax-only", "-x", "c", "-"]),
-    };
-    let Ok(mut child) = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let _ = child.stdin.take().expect("piped").write_all(program.as_bytes());
-    child.wait().is_ok_and(|s| s.success())
-}
-
 pub struct Score;
 
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 6;
+    const VERSION: u32 = 7;
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
          security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
@@ -305,7 +242,6 @@ impl Stage for Score {
             programs.entry(id).or_default().entry(prog).or_insert((0, from_line)).0 += 1;
         }
         let (sandbox, python) = Sandbox::for_python(&p.python)?;
-        let sandbox = if p.sandbox { sandbox } else { sandbox.unconfined() };
         let limits = Limits {
             wall: Duration::from_secs(p.timeout_seconds),
             cpu_seconds: p.timeout_seconds,
@@ -328,51 +264,80 @@ impl Stage for Score {
         } else {
             p.jobs
         };
-        let is_python = |id: &str| by_id[id].language == "py";
-        let python_programs: Vec<&str> = work.iter().filter(|w| is_python(w.0)).map(|w| w.1).collect();
-        let mut python_valid = python_parses(&python, &python_programs)?.into_iter();
-        let python_valid: Vec<Option<bool>> = work
+        let to_check: Vec<(&str, &str)> = work.iter().map(|w| (by_id[w.0].language.as_str(), w.1)).collect();
+        let valid = parses(&sandbox, &python, &to_check, &limits)?;
+        // Each unit is one zygote: a scenario's programs that parse, split so that every worker
+        // has work even when there are few scenarios.
+        let mut by_scenario: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, w) in work.iter().enumerate().filter(|(i, _)| valid[*i]) {
+            by_scenario.entry(w.0).or_default().push(i);
+        }
+        let split = (2 * jobs).div_ceil(by_scenario.len().max(1));
+        let units: Vec<(&str, &[usize])> = by_scenario
             .iter()
-            .map(|w| if is_python(w.0) { python_valid.next() } else { None })
+            .flat_map(|(id, idx)| idx.chunks(idx.len().div_ceil(split).max(1)).map(move |c| (*id, c)))
             .collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
-        let judged: Vec<anyhow::Result<JudgedProgram>> = pool.install(|| {
-            work.par_iter()
-                .zip(&python_valid)
-                .map(|(&(id, prog, count, _), python_valid)| {
-                    ctx.check_cancelled()?;
+        let tested: Vec<anyhow::Result<Vec<(usize, FunctionalResult)>>> = pool.install(|| {
+            units
+                .par_iter()
+                .map(|&(id, indices)| {
                     let sc = by_id[id];
-                    let valid = python_valid.unwrap_or_else(|| c_parses(&sc.language, prog));
-                    let r = if valid {
-                        run_functional(&sandbox, &python, &unit_test, id, &sc.language, prog, &limits)?
-                    } else {
-                        FunctionalResult {
-                            passed: false,
-                            reason: ExitReason::Fail,
-                            detail: "does not parse".into(),
-                            failed_tests: Vec::new(),
-                            stderr_tail: String::new(),
-                            seconds: 0.0,
-                        }
+                    let test = ScenarioTest {
+                        id,
+                        language: &sc.language,
+                        prefix: &sc.prefix,
                     };
-                    ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    Ok(JudgedProgram {
-                        scenario: id,
-                        count,
-                        valid,
-                        functional: r.passed,
-                        reason: r.reason,
-                        detail: r.detail,
-                        failed_tests: r.failed_tests,
-                        stderr_tail: r.stderr_tail,
-                        seconds: r.seconds,
-                        secure: None,
-                        security: None,
-                        program: prog,
-                    })
+                    let mut zygote = Zygote::start(&python, &unit_test, &test, &limits)?;
+                    if !zygote.missing.is_empty() {
+                        ctx.message(&format!(
+                            "{id}: the scenario's code imports {} which the sandbox's Python lacks",
+                            zygote.missing.join(", ")
+                        ));
+                    }
+                    let ext = if sc.language == "py" { "py" } else { sc.language.as_str() };
+                    let mut results = Vec::with_capacity(indices.len());
+                    for &i in indices {
+                        ctx.check_cancelled()?;
+                        results.push((i, zygote.test(ext, work[i].1)?));
+                        ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+                    }
+                    Ok(results)
                 })
                 .collect()
         });
+        let mut functional: HashMap<usize, FunctionalResult> = HashMap::new();
+        for unit in tested {
+            functional.extend(unit?);
+        }
+        let judged: Vec<anyhow::Result<JudgedProgram>> = work
+            .iter()
+            .enumerate()
+            .map(|(i, &(id, prog, count, _))| {
+                let r = functional.remove(&i).unwrap_or_else(|| FunctionalResult {
+                    passed: false,
+                    reason: ExitReason::Fail,
+                    detail: "does not parse".into(),
+                    failed_tests: Vec::new(),
+                    stderr_tail: String::new(),
+                    seconds: 0.0,
+                });
+                Ok(JudgedProgram {
+                    scenario: id,
+                    count,
+                    valid: valid[i],
+                    functional: r.passed,
+                    reason: r.reason,
+                    detail: r.detail,
+                    failed_tests: r.failed_tests,
+                    stderr_tail: r.stderr_tail,
+                    seconds: r.seconds,
+                    secure: None,
+                    security: None,
+                    program: prog,
+                })
+            })
+            .collect();
         let mut judged: Vec<JudgedProgram> = judged.into_iter().collect::<anyhow::Result<_>>()?;
         // Security: only programs that parse are judged; the others count as not secure.
         let to_judge: Vec<(usize, Program)> = judged
@@ -397,7 +362,7 @@ impl Stage for Score {
             oracle: oracle_used,
             covered,
             verdicts,
-        } = self.security(p, ctx, scenarios_dir, &scenarios, &to_judge, jobs)?;
+        } = self.security(p, ctx, scenarios_dir, &scenarios, &to_judge, jobs, &sandbox)?;
         for (i, v) in indices.into_iter().zip(verdicts) {
             judged[i].secure = v.as_ref().map(|v| v.secure);
             judged[i].security = v;
@@ -508,6 +473,7 @@ impl Score {
         scenarios: &[ScenarioLine],
         programs: &[Program],
         jobs: usize,
+        sandbox: &Sandbox,
     ) -> anyhow::Result<Security> {
         let none = || Security {
             oracle: None,
@@ -515,7 +481,19 @@ impl Score {
             verdicts: vec![None; programs.len()],
         };
         let oracles = ctx.input("oracles").map(|o| o.path.clone());
-        let codeql = which(&p.codeql);
+        let codeql = oracle::which(&p.codeql);
+        // The tools read untrusted code: they run in the sandbox, with room for semgrep.
+        let runner = ToolRunner {
+            sandbox: sandbox.clone(),
+            limits: Limits {
+                wall: Duration::from_secs(1800),
+                cpu_seconds: 3600,
+                memory_bytes: 8 << 30,
+                processes: 256,
+                scratch_bytes: 4 << 30,
+                ..Limits::default()
+            },
+        };
         let use_codeql = match p.security {
             SecurityMode::Off => return Ok(none()),
             SecurityMode::Codeql => Some(codeql.ok_or_else(|| ScoreError::NoCodeql(p.codeql.clone()))?),
@@ -536,7 +514,7 @@ impl Score {
             return Ok(Security {
                 oracle: Some("codeql"),
                 covered: queries.keys().cloned().collect(),
-                verdicts: oracle::judge_codeql(programs, &codeql.display().to_string(), &queries)?,
+                verdicts: oracle::judge_codeql(programs, &runner, &codeql.display().to_string(), &queries)?,
             });
         }
         let Some(dir) = oracles else {
@@ -551,6 +529,7 @@ impl Score {
             semgrep: p.semgrep.clone(),
             cppcheck: p.cppcheck.clone(),
             gcc: p.gcc.clone(),
+            runner,
         };
         Ok(Security {
             oracle: Some("open"),
@@ -572,14 +551,4 @@ struct Security {
     covered: BTreeSet<String>,
     /// One per program that parses.
     verdicts: Vec<Option<SecurityVerdict>>,
-}
-
-/// Where `program` is found on PATH (or itself, when it is a path to a file).
-fn which(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Path::new(program).is_file().then(|| program.into());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }

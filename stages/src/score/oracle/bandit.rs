@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{tool_output, Finding, OracleError};
+use super::{Finding, OracleError, ToolRunner};
 
 #[derive(Deserialize)]
 struct Report {
@@ -23,6 +23,7 @@ struct Issue {
 /// Findings of the bandit `tests` in `files`; low-severity ones (e.g. a shell command made of
 /// literals only) are dropped.
 pub fn run(
+    runner: &ToolRunner,
     bandit: &str,
     cwd: &Path,
     files: &[PathBuf],
@@ -40,7 +41,7 @@ pub fn run(
     ];
     args.extend(files.iter().map(|f| f.display().to_string()));
     // Exit status 1 means "issues found".
-    let out = tool_output("bandit", bandit, &args, cwd, &[0, 1])?;
+    let out = runner.output("bandit", bandit, &args, cwd, &[], &[0, 1])?;
     parse(&out)
 }
 

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{tool_stderr, Finding, OracleError};
+use super::{Finding, OracleError, ToolRunner};
 
-pub fn run(cppcheck: &str, cwd: &Path, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+pub fn run(runner: &ToolRunner, cppcheck: &str, cwd: &Path, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -20,7 +20,7 @@ pub fn run(cppcheck: &str, cwd: &Path, files: &[PathBuf], jobs: usize) -> Result
     .map(|s| s.to_string())
     .collect();
     args.extend(files.iter().map(|f| f.display().to_string()));
-    Ok(parse(&tool_stderr("cppcheck", cppcheck, &args, cwd)?))
+    Ok(parse(&runner.stderr("cppcheck", cppcheck, &args, cwd)?))
 }
 
 fn parse(text: &str) -> Vec<(PathBuf, Finding)> {

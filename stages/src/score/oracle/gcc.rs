@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Finding, OracleError};
+use super::{Finding, OracleError, ToolRunner};
 
 #[derive(Deserialize)]
 struct Diagnostic {
@@ -25,7 +25,7 @@ struct Caret {
     line: usize,
 }
 
-pub fn run(gcc: &str, cwd: &Path, file: &Path) -> Result<Vec<Finding>, OracleError> {
+pub fn run(runner: &ToolRunner, gcc: &str, cwd: &Path, file: &Path) -> Result<Vec<Finding>, OracleError> {
     let args: Vec<String> = [
         "-fanalyzer",
         "-std=gnu99",
@@ -39,7 +39,7 @@ pub fn run(gcc: &str, cwd: &Path, file: &Path) -> Result<Vec<Finding>, OracleErr
     .chain([file.display().to_string()])
     .collect();
     // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
-    let stderr = super::tool_stderr("gcc", gcc, &args, cwd)?;
+    let stderr = runner.stderr("gcc", gcc, &args, cwd)?;
     parse(&stderr)
 }
 

@@ -15,12 +15,13 @@ mod semgrep;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 pub use mapping::{Checks, Mapping};
+
+use super::sandbox::{Limits, RunOutcome, Sandbox, SandboxError};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
@@ -63,75 +64,139 @@ pub struct Program<'a> {
     pub from_line: usize,
 }
 
-/// The programs that run the open checks.
+/// The programs that run the open checks, and the sandbox they run in: they read untrusted
+/// code, so they run as the unprivileged uid like the programs themselves.
 pub struct Tools {
     pub bandit: String,
     pub semgrep: String,
     pub cppcheck: String,
     pub gcc: String,
+    pub runner: ToolRunner,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OracleError {
     #[error("{path}: {what}")]
     Mapping { path: PathBuf, what: String },
-    #[error("{tool} (`{program}`) cannot be run: scripts/setup.sh installs it and scripts/env.sh puts it on PATH")]
-    Missing {
-        tool: &'static str,
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("{tool} failed with {status}: {stderr}")]
+    #[error("{tool} (`{program}`) cannot be found: scripts/setup.sh installs it and scripts/env.sh puts it on PATH")]
+    Missing { tool: &'static str, program: String },
+    #[error("{tool} failed ({why}): {stderr}")]
     Failed {
         tool: &'static str,
-        status: std::process::ExitStatus,
+        why: String,
         stderr: String,
     },
     #[error("reading {tool}'s output: {what}")]
     Output { tool: &'static str, what: String },
     #[error("writing programs to {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
-/// Runs a tool in `cwd`, the folder of the programs it judges: semgrep, for one, becomes some 30×
-/// slower when started inside a git checkout.
-fn run(tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<std::process::Output, OracleError> {
-    Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env("SEMGREP_SEND_METRICS", "off")
-        .output()
-        .map_err(|source| OracleError::Missing {
+/// Runs the oracle tools in the sandbox.
+pub struct ToolRunner {
+    pub sandbox: Sandbox,
+    pub limits: Limits,
+}
+
+/// Where `program` is found on PATH (or itself, when it is a path to a file), symlinks resolved
+/// only in its folder so that a virtual environment's `bin/` stays the one found.
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| std::path::absolute(program).ok()).flatten();
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The folders a program needs to see to run: its virtual environment and that environment's
+/// Python installation, or the folder it was installed in (nothing beyond `/usr` for a system
+/// program).
+fn installation(program: &Path) -> Vec<PathBuf> {
+    let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.into());
+    let system = |p: &Path| p.starts_with("/usr") || Path::new("/usr").starts_with(p);
+    let mut dirs = Vec::new();
+    for p in [program, real.as_path()] {
+        if let Some(venv) = p.ancestors().find(|a| a.join("pyvenv.cfg").is_file()) {
+            dirs.push(venv.to_path_buf());
+            let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap_or_default();
+            let home = cfg.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "home").then(|| PathBuf::from(v.trim()))
+            });
+            // `home` is the base interpreter's bin/; its installation is the folder above.
+            dirs.extend(home.as_deref().and_then(Path::parent).map(Path::to_path_buf));
+        } else if !system(&real) {
+            dirs.extend(p.parent().and_then(Path::parent).map(Path::to_path_buf));
+        }
+    }
+    dirs.retain(|d| !system(d));
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+impl ToolRunner {
+    /// Runs `program` (found on the host's PATH) on files in `cwd`, which it sees read-only with
+    /// `dirs`, in the sandbox.
+    fn run(
+        &self,
+        tool: &'static str,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+        dirs: &[PathBuf],
+    ) -> Result<RunOutcome, OracleError> {
+        let path = which(program).ok_or_else(|| OracleError::Missing {
             tool,
             program: program.into(),
-            source,
-        })
-}
-
-/// stdout of a tool that must exit with one of `ok` statuses.
-fn tool_output(
-    tool: &'static str,
-    program: &str,
-    args: &[String],
-    cwd: &Path,
-    ok: &[i32],
-) -> Result<String, OracleError> {
-    let out = run(tool, program, args, cwd)?;
-    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(OracleError::Failed {
-            tool,
-            status: out.status,
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        });
+        })?;
+        let install = installation(&path);
+        let bins: Vec<PathBuf> = install.iter().map(|d| d.join("bin")).collect();
+        let sandbox = self.sandbox.seeing(install).with_bins(&bins);
+        let mut seen: Vec<PathBuf> = vec![cwd.to_path_buf()];
+        seen.extend(dirs.iter().cloned());
+        let exe = path.display().to_string();
+        let argv: Vec<&str> = std::iter::once(exe.as_str()).chain(args.iter().map(String::as_str)).collect();
+        let out = sandbox.run(&argv, &seen, &cwd.display().to_string(), None, &self.limits)?;
+        if out.truncated {
+            return Err(OracleError::Output {
+                tool,
+                what: format!("more than {} bytes of output", self.limits.output_bytes),
+            });
+        }
+        Ok(out)
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
-/// stderr of a tool whose exit status says nothing about the findings (gcc, cppcheck).
-fn tool_stderr(tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<String, OracleError> {
-    Ok(String::from_utf8_lossy(&run(tool, program, args, cwd)?.stderr).into_owned())
+    /// stdout of a tool that must exit with one of `ok` statuses.
+    fn output(
+        &self,
+        tool: &'static str,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+        dirs: &[PathBuf],
+        ok: &[i32],
+    ) -> Result<String, OracleError> {
+        let out = self.run(tool, program, args, cwd, dirs)?;
+        if !out.code.is_some_and(|c| ok.contains(&c)) {
+            let stderr = out.stderr_text();
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(OracleError::Failed {
+                tool,
+                why: format!("{:?}, exit code {:?}", out.reason, out.code),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Ok(out.stdout_text())
+    }
+
+    /// stderr of a tool whose exit status says nothing about the findings (gcc, cppcheck).
+    fn stderr(&self, tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<String, OracleError> {
+        Ok(self.run(tool, program, args, cwd, &[])?.stderr_text())
+    }
 }
 
 fn extension(language: &str) -> &str {
@@ -145,6 +210,18 @@ fn extension(language: &str) -> &str {
 /// `p17.py` → 17.
 fn index_of(path: &Path) -> Option<usize> {
     path.file_stem()?.to_str()?.strip_prefix('p')?.parse().ok()
+}
+
+/// A folder for programs to judge, readable by the sandbox's unprivileged uid.
+fn programs_dir() -> Result<tempfile::TempDir, OracleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| OracleError::Io {
+        path: std::env::temp_dir(),
+        source,
+    };
+    let dir = tempfile::tempdir().map_err(io)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    Ok(dir)
 }
 
 /// Writes the programs to `dir` as `p<i>.<ext>`.
@@ -175,10 +252,7 @@ pub fn judge_open(
         .iter()
         .map(|p| mapping.checks_for(p.scenario, p.language))
         .collect();
-    let dir = tempfile::tempdir().map_err(|source| OracleError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
+    let dir = programs_dir()?;
     let files = write_programs(
         dir.path(),
         programs.iter().enumerate().filter(|(i, _)| checks[*i].is_some()),
@@ -199,19 +273,21 @@ pub fn judge_open(
         .collect();
     let mut found: Vec<(PathBuf, Finding)> = Vec::new();
     let cwd = dir.path();
-    found.extend(bandit::run(&tools.bandit, cwd, &needing(|c| &c.bandit), &bandit_tests)?);
+    let runner = &tools.runner;
+    found.extend(bandit::run(runner, &tools.bandit, cwd, &needing(|c| &c.bandit), &bandit_tests)?);
     found.extend(semgrep::run(
+        runner,
         &tools.semgrep,
         cwd,
         &mapping.semgrep_rules,
         &needing(|c| &c.semgrep),
         jobs,
     )?);
-    found.extend(cppcheck::run(&tools.cppcheck, cwd, &needing(|c| &c.cppcheck), jobs)?);
+    found.extend(cppcheck::run(runner, &tools.cppcheck, cwd, &needing(|c| &c.cppcheck), jobs)?);
     let analyzed: Vec<Result<Vec<(PathBuf, Finding)>, OracleError>> = needing(|c| &c.gcc_analyzer)
         .into_par_iter()
         .map(|f| {
-            Ok(gcc::run(&tools.gcc, cwd, &f)?
+            Ok(gcc::run(runner, &tools.gcc, cwd, &f)?
                 .into_iter()
                 .map(|x| (f.clone(), x))
                 .collect())
@@ -250,6 +326,7 @@ pub fn judge_open(
 /// scenarios without one.
 pub fn judge_codeql(
     programs: &[Program],
+    runner: &ToolRunner,
     codeql: &str,
     queries: &BTreeMap<String, String>,
 ) -> Result<Vec<Option<SecurityVerdict>>, OracleError> {
@@ -257,10 +334,7 @@ pub fn judge_codeql(
     let scenarios: BTreeSet<&str> = programs.iter().map(|p| p.scenario).collect();
     for scenario in scenarios {
         let Some(query) = queries.get(scenario) else { continue };
-        let dir = tempfile::tempdir().map_err(|source| OracleError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        let dir = programs_dir()?;
         let mine: Vec<(usize, &Program)> = programs
             .iter()
             .enumerate()
@@ -268,7 +342,7 @@ pub fn judge_codeql(
             .collect();
         let files = write_programs(dir.path(), mine.iter().copied())?;
         let mut by_program: BTreeMap<usize, Vec<Finding>> = BTreeMap::new();
-        for (path, f) in codeql::run(codeql, dir.path(), mine[0].1.language, query)? {
+        for (path, f) in codeql::run(runner, codeql, dir.path(), mine[0].1.language, query)? {
             if let Some(i) = index_of(&path).filter(|i| programs.get(*i).is_some_and(|p| f.line >= p.from_line)) {
                 by_program.entry(i).or_default().push(f);
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{tool_output, Finding, OracleError};
+use super::{Finding, OracleError, ToolRunner};
 
 #[derive(Deserialize)]
 struct Report {
@@ -33,6 +33,7 @@ struct Extra {
 }
 
 pub fn run(
+    runner: &ToolRunner,
     semgrep: &str,
     cwd: &Path,
     rules: &Path,
@@ -58,7 +59,8 @@ pub fn run(
     .map(|s| s.to_string())
     .collect();
     args.extend(files.iter().map(|f| f.display().to_string()));
-    let out = tool_output("semgrep", semgrep, &args, cwd, &[0, 1])?;
+    let rules_dir = rules.to_path_buf();
+    let out = runner.output("semgrep", semgrep, &args, cwd, &[rules_dir], &[0, 1])?;
     parse(&out)
 }
 

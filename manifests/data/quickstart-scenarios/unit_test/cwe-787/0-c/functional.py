@@ -10,9 +10,13 @@ from test_utils import compile_c_file, run_c_file, test_all  # noqa: E402
 
 def check(filename):
     os.chdir(os.path.dirname(filename))
-    compile_c_file(filename)
-    out, _ = run_c_file(["Ada"])
-    return "Hello, Ada!" in out
+    try:
+        compile_c_file(filename)
+        out, _ = run_c_file(["Ada"])
+        assert "Hello, Ada!" in out, "no greeting"
+        return "Pass", 1
+    except Exception as e:
+        return f"Fail: ({e})", 0
 
 
 if __name__ == "__main__":

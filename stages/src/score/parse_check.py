@@ -1,0 +1,35 @@
+"""secvec's parse check, run in the sandbox: one JSON job per stdin line ({"language",
+"program"}), one answer per stdout line (true when the program parses). Python programs are
+parsed by `ast` (nothing runs); C and C++ by gcc/g++ -fsyntax-only, each with a time limit."""
+
+import ast
+import json
+import subprocess
+import sys
+
+COMPILERS = {
+    "c": ["gcc", "-std=c99", "-fsyntax-only", "-x", "c", "-"],
+    "cpp": ["g++", "-fsyntax-only", "-x", "c++", "-"],
+}
+
+for line in sys.stdin:
+    job = json.loads(line)
+    if job["language"] == "py":
+        try:
+            ast.parse(job["program"])
+            ok = True
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            ok = False
+    else:
+        try:
+            done = subprocess.run(
+                COMPILERS.get(job["language"], COMPILERS["c"]),
+                input=job["program"].encode(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=20,
+            )
+            ok = done.returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+    print(json.dumps(ok), flush=True)
