@@ -59,7 +59,7 @@ fn completions_are_cut_deduplicated_tested_and_scored() {
     );
     let judged = std::fs::read_to_string(ws.path().join("out/m/scores/judged.jsonl")).unwrap();
     assert!(
-        judged.contains("sample.py: Fail"),
+        judged.contains("sample: Fail - 'x' != 'b@x.org'"),
         "the failing test's own message is kept: {judged}"
     );
 }

@@ -127,8 +127,9 @@ pub enum SandboxError {
     Harness { scenario: String, what: String },
 }
 
-/// The directories every sandbox sees read-only, besides those given to [`Sandbox::new`].
-const SYSTEM: [&str; 2] = ["/usr", "/etc/alternatives"];
+/// The directories every sandbox sees read-only, besides those given to [`Sandbox::new`] (semgrep
+/// wants the CA certificates even offline).
+const SYSTEM: [&str; 3] = ["/usr", "/etc/alternatives", "/etc/ssl/certs"];
 
 #[derive(Clone)]
 pub struct Sandbox {

@@ -358,3 +358,43 @@ pub fn judge_codeql(
 }
 
 pub use codeql::resolve_query;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_read_the_programs_read_only_as_the_unprivileged_uid() {
+        let Some((sandbox, _)) = crate::score::sandbox::tests::python() else { return };
+        let runner = ToolRunner {
+            sandbox,
+            limits: Limits::default(),
+        };
+        let dir = programs_dir().unwrap();
+        let program = dir.path().join("p0.c");
+        std::fs::write(&program, "int main(void) { return 0; }\n").unwrap();
+        let uid = runner.output("id", "id", &["-u".into()], dir.path(), &[], &[0]).unwrap();
+        assert_eq!(uid.trim(), "65534");
+        let write = runner
+            .run("sh", "sh", &["-c".into(), "echo x > p0.c".into()], dir.path(), &[])
+            .unwrap();
+        assert_ne!(write.code, Some(0), "{write:?}");
+        assert_eq!(std::fs::read_to_string(&program).unwrap(), "int main(void) { return 0; }\n");
+        let missing = runner.output("nope", "no-such-tool-anywhere", &[], dir.path(), &[], &[0]);
+        assert!(matches!(missing, Err(OracleError::Missing { .. })));
+    }
+
+    #[test]
+    fn a_tool_in_a_virtual_environment_sees_it_and_its_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /opt/python3.11/bin\n").unwrap();
+        std::fs::write(venv.join("bin/semgrep"), "#!/bin/sh\n").unwrap();
+        assert_eq!(
+            installation(&venv.join("bin/semgrep")),
+            [PathBuf::from("/opt/python3.11"), venv.clone()]
+        );
+        assert!(installation(Path::new("/bin/sh")).is_empty(), "system programs need nothing more");
+    }
+}
