@@ -218,7 +218,27 @@ fn forged_verdicts_are_not_functional() {
         ),
         (
             "neutered assertions",
-            "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None".to_string(),
+            "import unittest\nfor name in dir(unittest.TestCase):\n    if name.startswith('assert'):\n        setattr(unittest.TestCase, name, lambda *a, **k: None)".to_string(),
+        ),
+        (
+            "a forged record, then an exit before the test's own",
+            "import test_utils\ntest_utils.TestCase.results.append(('sample', 'Pass', 1))\nraise SystemExit".to_string(),
+        ),
+        (
+            "a forged record, then a hang",
+            "import test_utils\ntest_utils.TestCase.results.append(('sample', 'Pass', 1))\nwhile True: pass".to_string(),
+        ),
+        (
+            "a forged record through a replaced os.write",
+            "import os\nwrite = os.write\nos.write = lambda fd, b: write(fd, b.replace(b' 0 ', b' 1 '))".to_string(),
+        ),
+        (
+            "the channel flooded with what the zygote might choke on",
+            "import os\nfor fd in range(3, 64):\n    try: os.write(fd, b'[' * 5000 + b'\\n')\n    except OSError: pass".to_string(),
+        ),
+        (
+            "the harness's reporting class patched",
+            "import test_utils\ntype(test_utils.TestCase.results).append = lambda self, r: list.append(self, ('sample', 'Pass', 1))".to_string(),
         ),
         (
             "patched through unittest.mock",
@@ -249,7 +269,8 @@ fn forged_verdicts_are_not_functional() {
     for (what, code) in attacks {
         let r = attack(&mut z, &pre, &code);
         assert!(!r.passed, "{what}: {r:?}");
-        assert_eq!(r.reason, ExitReason::Fail, "{what}: {r:?}");
+        let want = if what.contains("hang") { ExitReason::Timeout } else { ExitReason::Fail };
+        assert_eq!(r.reason, want, "{what}: {r:?}");
         assert_honest_passes(&mut z, &pre);
     }
     canaries.assert_untouched();
@@ -265,8 +286,26 @@ fn a_c_program_cannot_reach_the_harness_that_judges_it() {
     let hostile = format!("{headers}{}", program("c", &pre, completion));
     let r = z.test("c", &hostile).unwrap();
     assert!(!r.passed && r.reason == ExitReason::Fail, "{r:?}");
+    // CodeGuard+'s C tests return the verdict they had so far from `finally`: an interrupt
+    // must not end the test with its initial "Pass".
+    let interrupt = format!("#include <signal.h>\n#include <unistd.h>\n{}", program("c", &pre, "    kill(getppid(), SIGINT);\n    return 0;\n}\n"));
+    let r = z.test("c", &interrupt).unwrap();
+    assert!(!r.passed, "{r:?}");
+    // A signal it sends its harness chooses no reason: a SIGXCPU it did not earn is a crash.
+    let xcpu = format!("#include <signal.h>\n#include <unistd.h>\n{}", program("c", &pre, "    kill(getppid(), SIGXCPU);\n    return 0;\n}\n"));
+    let r = z.test("c", &xcpu).unwrap();
+    assert_eq!((r.passed, r.reason), (false, ExitReason::Crash), "{r:?}");
     let honest = z.test("c", &program("c", &pre, HONEST_C)).unwrap();
     assert!(honest.passed, "{honest:?}");
+}
+
+#[test]
+fn tests_find_the_user_database_and_loopback() {
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    // Legitimate code: asyncio's import swaps a function's code object (types.coroutine).
+    let needs = "import asyncio, grp, pwd, socket\nassert grp.getgrnam('root').gr_gid == 0 and pwd.getpwuid(65534)\nsrv = socket.create_server(('127.0.0.1', 0))\nsocket.create_connection(srv.getsockname(), timeout=2).close()";
+    let r = z.test("py", &format!("{pre}{HONEST_SQL}\n{needs}\n")).unwrap();
+    assert!(r.passed, "{r:?}");
 }
 
 #[test]
@@ -288,6 +327,7 @@ fn exit_reasons_come_from_the_kernel_not_the_program() {
         ),
         ("import os\nos._exit(137)", ExitReason::Fail),
         ("import os\nos._exit(152)", ExitReason::Fail),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)", ExitReason::Crash),
         ("import ctypes; ctypes.string_at(0)", ExitReason::Crash),
     ];
     for (code, want) in cases {

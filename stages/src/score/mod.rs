@@ -6,6 +6,7 @@ pub mod oracle;
 pub mod postprocess;
 pub mod reference;
 pub mod cgroup;
+pub mod functional;
 pub mod parse_check;
 pub mod sandbox;
 pub mod stage;

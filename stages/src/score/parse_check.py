@@ -4,6 +4,8 @@ parsed by `ast` (nothing runs); C and C++ by gcc/g++ -fsyntax-only, each with a 
 
 import ast
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -21,15 +23,23 @@ for line in sys.stdin:
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             ok = False
     else:
+        compiler = subprocess.Popen(
+            COMPILERS.get(job["language"], COMPILERS["c"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                COMPILERS.get(job["language"], COMPILERS["c"]),
-                input=job["program"].encode(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=20,
-            )
-            ok = done.returncode == 0
+            compiler.communicate(job["program"].encode(), timeout=20)
+            ok = compiler.returncode == 0
         except subprocess.TimeoutExpired:
             ok = False
+        finally:
+            # gcc's own children (cc1) too, not only the driver.
+            try:
+                os.killpg(compiler.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            compiler.wait()
     print(json.dumps(ok), flush=True)

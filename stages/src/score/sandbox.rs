@@ -90,6 +90,19 @@ impl ExitReason {
     }
 }
 
+impl ExitReason {
+    /// The reason a test did not pass. A program can signal its own test process, so a SIGXCPU
+    /// counts as a timeout only when the process had used its CPU time, and a SIGXFSZ (which
+    /// the Python test process ignores, so the kernel never ends it with one) is a crash.
+    pub fn of_test(events: Events, timed_out: bool, signal: Option<i32>, cpu_exhausted: bool) -> ExitReason {
+        let sent = |s: i32| (s == libc::SIGXCPU && !cpu_exhausted) || s == libc::SIGXFSZ;
+        match ExitReason::of_failure(events, timed_out, signal) {
+            ExitReason::Timeout | ExitReason::FileLimit if !timed_out && signal.is_some_and(sent) => ExitReason::Crash,
+            reason => reason,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunOutcome {
     pub reason: ExitReason,
@@ -127,9 +140,20 @@ pub enum SandboxError {
     Harness { scenario: String, what: String },
 }
 
-/// The directories every sandbox sees read-only, besides those given to [`Sandbox::new`] (semgrep
-/// wants the CA certificates even offline).
-const SYSTEM: [&str; 3] = ["/usr", "/etc/alternatives", "/etc/ssl/certs"];
+/// What every sandbox sees read-only, besides what is given to [`Sandbox::new`]: the system,
+/// the user and host databases that tests query (`getent group root`), and the CA certificates
+/// (semgrep wants them even offline).
+const SYSTEM: [&str; 9] = [
+    "/usr",
+    "/etc/alternatives",
+    "/etc/ssl/certs",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+];
 
 #[derive(Clone)]
 pub struct Sandbox {

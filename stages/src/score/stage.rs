@@ -18,7 +18,8 @@ use super::oracle::{self, Mapping, Program, SecurityVerdict, ToolRunner, Tools};
 use super::parse_check::parses;
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
-use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
+use super::functional::{test_programs, Job};
+use super::zygote::{FunctionalResult, ScenarioTest};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,7 @@ pub struct ScoreParams {
     /// Sample budgets k of pass@k.
     #[serde(default = "d_k")]
     pub k: Vec<usize>,
-    /// Tests run at once (0: one per core).
+    /// Tests run at once (0: two per core, since some tests sleep).
     #[serde(default)]
     pub jobs: usize,
     /// Wall-clock limit of one test, seconds.
@@ -260,56 +261,56 @@ impl Stage for Score {
         let total = work.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let jobs = if p.jobs == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
             p.jobs
         };
         let to_check: Vec<(&str, &str)> = work.iter().map(|w| (by_id[w.0].language.as_str(), w.1)).collect();
-        let valid = parses(&sandbox, &python, &to_check, &limits)?;
-        // Each unit is one zygote: a scenario's programs that parse, split so that every worker
-        // has work even when there are few scenarios.
-        let mut by_scenario: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, w) in work.iter().enumerate().filter(|(i, _)| valid[*i]) {
-            by_scenario.entry(w.0).or_default().push(i);
-        }
-        let split = (2 * jobs).div_ceil(by_scenario.len().max(1));
-        let units: Vec<(&str, &[usize])> = by_scenario
-            .iter()
-            .flat_map(|(id, idx)| idx.chunks(idx.len().div_ceil(split).max(1)).map(move |c| (*id, c)))
-            .collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
-        let tested: Vec<anyhow::Result<Vec<(usize, FunctionalResult)>>> = pool.install(|| {
-            units
-                .par_iter()
-                .map(|&(id, indices)| {
-                    let sc = by_id[id];
-                    let test = ScenarioTest {
-                        id,
-                        language: &sc.language,
-                        prefix: &sc.prefix,
-                    };
-                    let mut zygote = Zygote::start(&python, &unit_test, &test, &limits)?;
-                    if !zygote.missing.is_empty() {
-                        ctx.message(&format!(
-                            "{id}: the scenario's code imports {} which the sandbox's Python lacks",
-                            zygote.missing.join(", ")
-                        ));
-                    }
-                    let ext = if sc.language == "py" { "py" } else { sc.language.as_str() };
-                    let mut results = Vec::with_capacity(indices.len());
-                    for &i in indices {
-                        ctx.check_cancelled()?;
-                        results.push((i, zygote.test(ext, work[i].1)?));
-                        ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    }
-                    Ok(results)
-                })
-                .collect()
-        });
-        let mut functional: HashMap<usize, FunctionalResult> = HashMap::new();
-        for unit in tested {
-            functional.extend(unit?);
-        }
+        // One checker per worker, each over its share of the programs.
+        let valid: Vec<bool> = pool
+            .install(|| {
+                to_check
+                    .par_chunks(to_check.len().div_ceil(jobs).max(1))
+                    .map(|chunk| parses(&sandbox, &python, chunk, &limits))
+                    .collect::<Result<Vec<Vec<bool>>, _>>()
+            })?
+            .concat();
+        let tests: BTreeMap<&str, ScenarioTest> = by_id
+            .iter()
+            .map(|(id, sc)| {
+                let test = ScenarioTest {
+                    id,
+                    language: &sc.language,
+                    prefix: &sc.prefix,
+                };
+                (*id, test)
+            })
+            .collect();
+        let to_test: Vec<Job> = work
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| valid[*i])
+            .map(|(index, w)| Job {
+                index,
+                scenario: w.0,
+                program: w.1,
+            })
+            .collect();
+        let started = |id: &str, missing: &[String]| {
+            if !missing.is_empty() {
+                ctx.message(&format!(
+                    "{id}: the scenario's code imports {}, which the sandbox's Python lacks",
+                    missing.join(", ")
+                ));
+            }
+        };
+        let tested = || ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+        let cancelled = || ctx.check_cancelled().is_err();
+        let mut functional: HashMap<usize, FunctionalResult> =
+            test_programs(&python, &unit_test, &tests, &to_test, &limits, jobs, &started, &tested, &cancelled)?
+                .into_iter()
+                .collect();
         let judged: Vec<anyhow::Result<JudgedProgram>> = work
             .iter()
             .enumerate()

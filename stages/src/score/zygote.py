@@ -13,15 +13,16 @@ The verdict reaches this process through a pipe, never through a file the progra
 
 import ast
 import ctypes
+import fcntl
 import importlib
 import json
 import os
 import re
 import resource
-import runpy
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -45,6 +46,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 24, 38
 SECCOMP_MODE_FILTER = 2
+SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 
 # The protocol channel is a private copy of stdout; fd 1 becomes stderr so that nothing the
 # harness's packages print can corrupt it.
@@ -139,27 +141,66 @@ except Exception as e:  # noqa: BLE001
 
 
 # ---- The verdict channel, armed in each child before the program is imported ---------------
+#
+# Lines on a pipe that only the test process holds, each starting with the run's nonce:
+# "V <sample> <0|1> <message>" per verdict, "T <why>" when the harness was tampered with, and
+# "END" once the test ran to its end (text fields in hex). Everything the writers use is bound
+# now, before a program could replace what they would otherwise look up (os.write, builtins).
 
 CHANNEL = {}
 
 
+def _line(kind, *fields, _write=os.write, _get=dict.get, _join=" ".join, _encode=str.encode):
+    fd = _get(CHANNEL, "fd")
+    if fd is not None:
+        _write(fd, _encode(_join((CHANNEL["nonce"], kind) + fields) + "\n"))
+
+
+def _hex(text, _str=str, _encode=str.encode, _hexed=bytes.hex):
+    return _hexed(_encode(_str(text)[:2000], errors="replace"))
+
+
+# What a program must not replace: the functions and classes of test_utils and functional.py,
+# unittest's assertions, and this file's reporting; taken as the program starts to run.
+SNAPSHOT = {}
+OWNERS = {}
+
+
+def watch(name, owner, _vars=vars, _callable=callable, _isinstance=isinstance):
+    OWNERS[name] = owner
+    for attr, value in list(_vars(owner).items()):
+        if attr == "results" or _callable(value) or _isinstance(value, (classmethod, staticmethod, property)):
+            SNAPSHOT[(name, attr)] = value
+            if _isinstance(value, type) and _isinstance(owner, types.ModuleType) and value.__module__ == owner.__name__:
+                watch(f"{name}.{attr}", value)
+
+
+def changes(_vars=vars, _join=", ".join):
+    """What was replaced since the snapshot."""
+    return _join(f"{n}.{a}" for (n, a), v in SNAPSHOT.items() if _vars(OWNERS[n]).get(a) is not v)
+
+
 def report(sample, passed, message):
-    """The harness's verdict on one sample file: one line on the child's private pipe."""
-    fd = CHANNEL.get("fd")
-    if fd is None:
-        return
-    line = json.dumps({"nonce": CHANNEL["nonce"], "sample": sample, "pass": bool(passed), "message": str(message)[:2000]})
-    os.write(fd, (line + "\n").encode())
+    """The harness's verdict on one sample file."""
+    changed = changes()
+    if changed:
+        _line("T", _hex(f"the program replaced {changed}"))
+    _line("V", _hex(sample), "1" if passed is True else "0", _hex(message))
 
 
 class Results(list):
-    """CodeGuard+'s TestCase.results: each record the harness appends is reported as it comes."""
+    """CodeGuard+'s TestCase.results: each record the harness appends is reported as it comes.
+    Only the test's own code may append."""
 
-    def append(self, record):
-        module_name, status, *rest = record
-        exception = rest[1:]  # (module, status, score, *exception)
-        report(module_name, status == "Pass" and not exception, exception[0] if exception else status)
-        list.append(self, record)
+    def append(self, record, _frame=sys._getframe, _list_append=list.append):
+        caller = _frame(1).f_code.co_filename
+        if caller != CHANNEL["functional"]:
+            _line("T", _hex(f"a verdict was appended from {caller}"))
+        else:
+            module_name, status, *rest = record
+            exception = rest[1:]  # (module, status, score, *exception)
+            report(module_name, status == "Pass" and not exception, exception[0] if exception else status)
+        _list_append(self, record)
 
 
 def run_all(path, test):
@@ -171,10 +212,9 @@ def run_all(path, test):
             continue
         print(f"Testing {name}...", flush=True)
         try:
-            outcome = test(os.path.join(path, name))
+            msg, result = test(os.path.join(path, name))
         except Exception as e:  # noqa: BLE001
-            outcome = (f"Fail: ({e})", 0)
-        msg, result = outcome
+            msg, result = f"Fail: ({e})", 0
         passed = msg == "Pass" and result == 1
         if not passed:
             print(f"{name}: {msg}", flush=True)
@@ -196,30 +236,35 @@ class Sealed(types.ModuleType):
     __delattr__ = __setattr__
 
 
-PROTECTED = ("test_utils", "unittest", "func_timeout", "__main__", "secvec_harness")
-# The harness's own code may change its classes (unittest's runner does); unittest.mock may
-# not, or a program could patch the harness through it.
+def guard(event, args, _isinstance=isinstance, _getattr=getattr, _frame=sys._getframe):
+    """Takes the snapshot when the program's code starts to run; then refuses to let anything
+    but the harness's own code swap the code of the harness's functions."""
+    if event == "exec" and not SNAPSHOT and _getattr(args[0], "co_filename", None) == CHANNEL["sample"]:
+        watch("test_utils", sys.modules["test_utils"])
+        watch("functional", sys.modules["__main__"])
+        watch("unittest.TestCase", unittest.TestCase)
+        watch("secvec.Results", Results)
+        return
+    if event not in ("object.__setattr__", "object.__delattr__") or not _isinstance(args[0], types.FunctionType):
+        return
+    if (_getattr(args[0], "__module__", None) or "").split(".")[0] not in PROTECTED:
+        return
+    if _frame(1).f_code.co_filename.startswith(HARNESS_FILES):
+        return
+    raise RuntimeError(f"secvec: a program may not change the test harness ({args[0].__qualname__}.{args[1]})")
+
+
+PROTECTED = ("test_utils", "unittest", "func_timeout", "__main__")  # __main__: functional.py, this file
+# The harness's own code (unittest's runner changes its classes); not unittest.mock, or a
+# program could patch the harness through it.
 HARNESS_FILES = tuple(
     os.path.join(os.path.dirname(unittest.__file__), f)
     for f in os.listdir(os.path.dirname(unittest.__file__))
     if f.endswith(".py") and f != "mock.py"
-) + tuple(os.path.dirname(m.__file__) + "/" for m in [sys.modules.get("func_timeout")] if m) + (__file__,)
-
-
-def guard(event, args):
-    """Refuses changes to the harness's classes and functions (monkeypatching its assertions or
-    its reporting) made by anything but the harness's own code."""
-    if event not in ("object.__setattr__", "object.__delattr__"):
-        return
-    obj = args[0]
-    if not isinstance(obj, (type, types.FunctionType)):
-        return
-    if (getattr(obj, "__module__", None) or "").split(".")[0] not in PROTECTED:
-        return
-    caller = sys._getframe(1).f_code.co_filename
-    if caller.startswith(HARNESS_FILES) or caller.startswith(os.path.join(SCRATCH, "unit_test") + "/"):
-        return
-    raise RuntimeError(f"secvec: a program may not change the test harness ({obj.__qualname__}.{args[1]})")
+) + tuple(os.path.dirname(m.__file__) + "/" for m in [sys.modules.get("func_timeout")] if m) + (
+    __file__,
+    os.path.join(SCRATCH, "unit_test") + "/",
+)
 
 
 # ---- One child per program ------------------------------------------------------------------
@@ -328,6 +373,13 @@ def isolate():
         os.mkdir(os.path.join(SCRATCH, sub))
         os.chmod(os.path.join(SCRATCH, sub), 0o1777)
         mount(os.path.join(SCRATCH, sub), target, None, MS_BIND)
+    # Loopback, as a test that starts a local server expects (nothing else is reachable).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
+    # The test folder, root's and so out of the program's reach.
+    unit = os.path.join(SCRATCH, "unit_test")
+    shutil.copytree(os.path.join(UNIT, SCENARIO), os.path.join(unit, SCENARIO))
+    shutil.copy(os.path.join(UNIT, "test_utils.py"), unit)
     os.chown(SCRATCH, UID, GID)
     # The cgroup's files stay out of the program's view.
     mount("tmpfs", CONFIG["cgroup_mount"], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k")
@@ -350,27 +402,34 @@ def exit_code(status):
 def harness(job, nonce, verdict_fd, out, err):
     """The test process: unprivileged from here on, then the scenario's own functional.py."""
     os.close(STATUS["w"])
-    drop_privileges()
-    unit = os.path.join(SCRATCH, "unit_test")
-    shutil.copytree(os.path.join(UNIT, SCENARIO), os.path.join(unit, SCENARIO))
-    shutil.copy(os.path.join(UNIT, "test_utils.py"), unit)
-    samples = os.path.join(SCRATCH, "samples", "s")
-    os.makedirs(samples)
-    with open(os.path.join(samples, job["file"]), "w") as f:
-        f.write(job["program"])
-    os.chdir(SCRATCH)
+    CHANNEL.update(fd=verdict_fd, nonce=nonce)
+    try:
+        drop_privileges()
+        samples = os.path.join(SCRATCH, "samples", "s")
+        os.makedirs(samples)
+        sample = os.path.join(samples, job["file"])
+        with open(sample, "w") as f:
+            f.write(job["program"])
+        os.chdir(SCRATCH)
+    except BaseException:  # noqa: BLE001  (the scorer's fault, not the program's: fail the stage)
+        import traceback
+
+        _line("SETUP", _hex(traceback.format_exc()))
+        os._exit(125)
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.close(out)
     os.close(err)
-    CHANNEL.update(fd=verdict_fd, nonce=nonce)
+    functional = os.path.join(SCRATCH, "unit_test", SCENARIO, "functional.py")
+    CHANNEL.update(functional=functional, sample=sample)
     # The channel is the harness's own: processes the program forks do not keep it.
     os.register_at_fork(after_in_child=lambda: (os.close(CHANNEL.pop("fd", -1)) if "fd" in CHANNEL else None))
-    functional = os.path.join(unit, SCENARIO, "functional.py")
+    # A program's C process may signal the harness; an interrupt must not end a test early
+    # with the verdict it had so far (CodeGuard+'s C tests `return status` in `finally`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     main = Sealed("__main__")
     main.__dict__.update(__file__=functional, __name__="__main__", __builtins__=__builtins__)
-    for name in ("test_utils",):
-        sys.modules[name].__class__ = Sealed
+    sys.modules["test_utils"].__class__ = Sealed
     sys.modules["__main__"] = main
     sys.argv = [functional, "--path", samples]
     sys.addaudithook(guard)
@@ -383,6 +442,10 @@ def harness(job, nonce, verdict_fd, out, err):
         import traceback
 
         traceback.print_exc()
+    changed = changes()
+    if changed:
+        _line("T", _hex(f"the program replaced {changed}"))
+    _line("END")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -415,10 +478,12 @@ def child(job, nonce, verdict_fd, out, err):
             os.close(fd)
         # PID 1 reaps every orphan until the test process ends; its exit ends the namespace.
         while True:
-            pid, status = os.wait()
+            pid, status, usage = os.wait4(-1, 0)
             if pid == test:
-                # How the test process ended, by the kernel's wait status, not its exit code.
-                os.write(STATUS["w"], status.to_bytes(4, "little"))
+                # How the test process ended, by the kernel's wait status, not its exit code,
+                # and the CPU time it used (a SIGXCPU it did not earn is not a timeout).
+                cpu = usage.ru_utime + usage.ru_stime
+                os.write(STATUS["w"], b"S" + struct.pack("<id", status, cpu))
                 os._exit(0)
     for fd in keep:
         os.close(fd)
@@ -432,33 +497,57 @@ def tail(fd):
     return os.read(fd, TAIL).decode(errors="replace")
 
 
-def verdict(fd, nonce, sample):
-    """The one record the harness wrote, or why there is none to trust."""
+def read_all(fd, limit=1 << 20):
     os.set_blocking(fd, False)
     data = b""
     try:
-        while len(data) <= 1 << 20:
+        while len(data) <= limit:
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
             data += chunk
     except BlockingIOError:
         pass
-    records = []
+    return data
+
+
+def verdict(data, nonce, sample):
+    """(passed, message, whether it is the test's verdict): what the harness said on the
+    channel, or why it cannot be trusted."""
+    verdicts, tampering, ended = [], [], False
     for line in data.decode(errors="replace").splitlines():
+        fields = line.split(" ")
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            return None, "the verdict channel holds something the harness did not write"
-    genuine = [r for r in records if isinstance(r, dict) and r.get("nonce") == nonce]
-    if len(genuine) != len(records) or len(records) > 1 or any(r.get("sample") != sample for r in records):
-        return None, "the verdict channel was written more than once: the program forged a verdict"
-    if not records:
-        return None, "the test reported no verdict (the program ended its test early)"
-    return records[0], None
+            if fields[0] != nonce:
+                raise ValueError
+            if fields[1:] == ["END"]:
+                ended = True
+            elif fields[1] == "V" and len(fields) == 5 and fields[3] in ("0", "1"):
+                verdicts.append((bytes.fromhex(fields[2]).decode(), fields[3] == "1", bytes.fromhex(fields[4]).decode()))
+            elif fields[1] == "T" and len(fields) == 3:
+                tampering.append(bytes.fromhex(fields[2]).decode())
+            elif fields[1] == "SETUP" and len(fields) == 3:
+                raise SetupError(bytes.fromhex(fields[2]).decode())
+            else:
+                raise ValueError
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return False, "the verdict channel holds lines the harness did not write: the program forged a verdict", False
+    if tampering:
+        return False, f"the program tampered with its test: {'; '.join(dict.fromkeys(tampering))}", False
+    if len(verdicts) > 1 or any(v[0] != sample for v in verdicts):
+        return False, "the verdict channel holds more than the test's one verdict: the program forged a verdict", False
+    if not verdicts:
+        return False, "the test recorded no verdict (it stopped before judging the program, or the program ended it)", False
+    if not ended:
+        return False, f"the test did not run to its end (its verdict so far: {verdicts[0][2]})", False
+    return verdicts[0][1], verdicts[0][2], True
 
 
 STATUS = {}
+
+
+class SetupError(Exception):
+    """A program's sandbox could not be set up: the scorer's fault, so the stage fails."""
 
 
 def run(job):
@@ -475,43 +564,45 @@ def run(job):
     if pid == 0:
         try:
             child(job, nonce, verdict_w, out, err)
-        except BaseException:  # noqa: BLE001  (the zygote's stderr reaches the host's log)
+        except BaseException:  # noqa: BLE001
             import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(125)
+            try:
+                os.write(STATUS["w"], b"E" + traceback.format_exc()[-2000:].encode())
+            finally:
+                os._exit(125)
+        os._exit(125)
     os.close(verdict_w)
     os.close(STATUS["w"])
     pidfd = os.pidfd_open(pid)
     timed_out = not select.select([pidfd], [], [], LIMITS["wall_seconds"])[0]
     if timed_out:
         kill_all()
-    _, status = os.waitpid(pid, 0)
+    os.waitpid(pid, 0)
     os.close(pidfd)
     kill_all()
     seconds = time.monotonic() - started
     oom, pids_max = (a - b for a, b in zip(counters(), before))
-    record, problem = verdict(verdict_r, nonce, os.path.splitext(job["file"])[0])
-    os.close(verdict_r)
-    os.set_blocking(status_r, False)
-    try:
-        raw = os.read(status_r, 4)
-    except BlockingIOError:
-        raw = b""
+    raw = read_all(status_r, 4096)
     os.close(status_r)
-    test_status = int.from_bytes(raw, "little") if len(raw) == 4 else None
+    if raw.startswith(b"E"):
+        raise SetupError(raw[1:].decode(errors="replace"))
+    test_status, cpu = struct.unpack("<id", raw[1:13]) if raw.startswith(b"S") and len(raw) >= 13 else (None, 0.0)
+    passed, message, trusted = verdict(read_all(verdict_r), nonce, os.path.splitext(job["file"])[0])
+    os.close(verdict_r)
+    signaled = test_status is not None and os.WIFSIGNALED(test_status)
     result = {
         "n": job["n"],
-        # The signal that ended the test process, if one did (None also when it never ran).
-        "signal": os.WTERMSIG(test_status) if test_status is not None and os.WIFSIGNALED(test_status) else None,
-        "exit_code": exit_code(status),
+        # The signal that ended the test process, if one did, and the CPU time it had used.
+        "signal": os.WTERMSIG(test_status) if signaled else None,
+        "cpu_seconds": cpu,
         "timed_out": timed_out,
         "oom_kills": oom,
         "process_limit_hits": pids_max,
-        "passed": bool(record and record["pass"]),
-        "message": record["message"] if record else problem,
-        "forged": bool(problem and "forged" in problem),
+        "passed": passed,
+        "message": message,
+        # Whether the message is the test's own (else: why there is no verdict to trust).
+        "verdict": trusted,
         "stdout": tail(out),
         "stderr": tail(err),
         "seconds": seconds,
@@ -523,4 +614,8 @@ def run(job):
 
 send({"ready": True, "missing": MISSING})
 for line in sys.stdin:
-    send(run(json.loads(line)))
+    try:
+        send(run(json.loads(line)))
+    except SetupError as e:
+        send({"error": f"a program's sandbox could not be set up:\n{e}"})
+        sys.exit(1)

@@ -33,15 +33,22 @@ pub struct ScenarioTest<'a> {
 }
 
 /// A zygote's answer about one program.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct Answer {
-    /// The signal that ended the test process.
+    /// Set instead of the rest when the program's sandbox could not be set up.
+    #[serde(default)]
+    error: Option<String>,
+    /// The signal that ended the test process, and the CPU time it had used.
     signal: Option<i32>,
+    cpu_seconds: f64,
     timed_out: bool,
     oom_kills: u64,
     process_limit_hits: u64,
     passed: bool,
     message: String,
+    /// `message` is the test's own verdict (else: why there is none to trust).
+    verdict: bool,
     stdout: String,
     stderr: String,
     seconds: f64,
@@ -176,6 +183,7 @@ impl Zygote {
             "CAP_SETGID",
             "CAP_SETPCAP",
             "CAP_KILL",
+            "CAP_NET_ADMIN",
         ];
         let mut cmd = sandbox.bwrap_command(&binds, &caps, limits.scratch_bytes, HOME);
         cmd.arg("--").arg(&exe).arg(format!("{HOME}/zygote.py")).arg(config.to_string());
@@ -276,6 +284,9 @@ impl Zygote {
             return Err(self.failed(format!("cannot send it a program: {e}")));
         }
         let a: Answer = self.receive(self.limits.wall + Duration::from_secs(30))?;
+        if let Some(what) = a.error {
+            return Err(self.failed(what));
+        }
         let events = super::cgroup::Events {
             oom_kills: a.oom_kills,
             process_limit_hits: a.process_limit_hits,
@@ -283,7 +294,8 @@ impl Zygote {
         let reason = if a.passed {
             ExitReason::Ok
         } else {
-            ExitReason::of_failure(events, a.timed_out, a.signal)
+            let cpu_exhausted = a.cpu_seconds + 0.05 >= self.limits.cpu_seconds as f64;
+            ExitReason::of_test(events, a.timed_out, a.signal, cpu_exhausted)
         };
         let last = |text: &str, n: usize| {
             let lines: Vec<&str> = text.lines().collect();
@@ -292,7 +304,7 @@ impl Zygote {
         let said: Vec<&str> = a.stdout.lines().filter(|l| l.contains(": Fail")).collect();
         let detail = if a.passed {
             String::new()
-        } else if !said.is_empty() {
+        } else if a.verdict && !said.is_empty() {
             said.join("\n")
         } else {
             [a.message.clone(), last(&a.stdout, 5), last(&a.stderr, 5)]

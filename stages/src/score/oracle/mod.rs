@@ -21,7 +21,7 @@ use serde::Serialize;
 
 pub use mapping::{Checks, Mapping};
 
-use super::sandbox::{Limits, RunOutcome, Sandbox, SandboxError};
+use super::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
@@ -193,9 +193,20 @@ impl ToolRunner {
         Ok(out.stdout_text())
     }
 
-    /// stderr of a tool whose exit status says nothing about the findings (gcc, cppcheck).
+    /// stderr of a tool whose exit status says nothing about the findings (gcc, cppcheck), as
+    /// long as it ended on its own: findings cut short by a limit would judge programs secure.
     fn stderr(&self, tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<String, OracleError> {
-        Ok(self.run(tool, program, args, cwd, &[])?.stderr_text())
+        let out = self.run(tool, program, args, cwd, &[])?;
+        if !matches!(out.reason, ExitReason::Ok | ExitReason::Fail) {
+            let stderr = out.stderr_text();
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            return Err(OracleError::Failed {
+                tool,
+                why: format!("{:?}", out.reason),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Ok(out.stderr_text())
     }
 }
 
@@ -209,7 +220,7 @@ fn extension(language: &str) -> &str {
 
 /// `p17.py` → 17.
 fn index_of(path: &Path) -> Option<usize> {
-    path.file_stem()?.to_str()?.strip_prefix('p')?.parse().ok()
+    path.file_stem()?.to_str()?.strip_prefix('p')?.split('-').next()?.parse().ok()
 }
 
 /// A folder for programs to judge, readable by the sandbox's unprivileged uid.
@@ -224,18 +235,28 @@ fn programs_dir() -> Result<tempfile::TempDir, OracleError> {
     Ok(dir)
 }
 
-/// Writes the programs to `dir` as `p<i>.<ext>`.
+/// Writes the programs to `dir` as `p<i>-<random>.<ext>`: a program cannot name another to
+/// `#include` it (in a branch only cppcheck reads) and have its findings counted as the other's.
 fn write_programs<'p>(
     dir: &Path,
     programs: impl Iterator<Item = (usize, &'p Program<'p>)>,
 ) -> Result<Vec<(usize, PathBuf)>, OracleError> {
     programs
         .map(|(i, p)| {
-            let path = dir.join(format!("p{i}.{}", extension(p.language)));
-            std::fs::write(&path, p.text).map_err(|source| OracleError::Io {
-                path: path.clone(),
+            let io = |source| OracleError::Io {
+                path: dir.to_path_buf(),
                 source,
-            })?;
+            };
+            let (mut file, path) = tempfile::Builder::new()
+                .prefix(&format!("p{i}-"))
+                .suffix(&format!(".{}", extension(p.language)))
+                .rand_bytes(16)
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .tempfile_in(dir)
+                .map_err(io)?
+                .keep()
+                .map_err(|e| io(e.error))?;
+            std::io::Write::write_all(&mut file, p.text.as_bytes()).map_err(io)?;
             Ok((i, path))
         })
         .collect()

@@ -1,0 +1,124 @@
+//! Runs the scenarios' functional tests on many programs with a pool of workers, each driving
+//! one scenario's zygote at a time.
+//!
+//! A worker takes the scenario with the fewest workers on it (then the most programs left) and
+//! tests its programs one by one until none is left, so that each scenario's harness is
+//! imported about once per worker, and a scenario whose tests sleep (cwe-190/0-c waits three
+//! seconds a program) gets every idle worker at the end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::sandbox::{Limits, SandboxError};
+use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
+
+/// One program to test: its index (returned with its result), scenario and text.
+pub struct Job<'a> {
+    pub index: usize,
+    pub scenario: &'a str,
+    pub program: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionalError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+struct Queues<'a> {
+    waiting: BTreeMap<&'a str, VecDeque<&'a Job<'a>>>,
+    workers: BTreeMap<&'a str, usize>,
+    failed: bool,
+}
+
+impl<'a> Queues<'a> {
+    fn pick(&mut self) -> Option<&'a str> {
+        let id = self
+            .waiting
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .min_by_key(|(id, q)| (self.workers.get(*id).copied().unwrap_or(0), std::cmp::Reverse(q.len())))
+            .map(|(id, _)| *id)?;
+        *self.workers.entry(id).or_default() += 1;
+        Some(id)
+    }
+}
+
+/// Tests every job with `workers` threads; `started` hears of each zygote (its scenario and
+/// the modules its code imports that the sandbox's Python lacks), `done` of each result, and
+/// `cancelled` is asked before each test.
+#[allow(clippy::too_many_arguments)]
+pub fn test_programs(
+    python: &str,
+    unit_test: &Path,
+    scenarios: &BTreeMap<&str, ScenarioTest>,
+    jobs: &[Job],
+    limits: &Limits,
+    workers: usize,
+    started: &(dyn Fn(&str, &[String]) + Sync),
+    done: &(dyn Fn() + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<(usize, FunctionalResult)>, FunctionalError> {
+    let mut waiting: BTreeMap<&str, VecDeque<&Job>> = BTreeMap::new();
+    for job in jobs {
+        waiting.entry(job.scenario).or_default().push_back(job);
+    }
+    let queues = Mutex::new(Queues {
+        waiting,
+        workers: BTreeMap::new(),
+        failed: false,
+    });
+    let worker = || -> Result<Vec<(usize, FunctionalResult)>, FunctionalError> {
+        let mut results = Vec::new();
+        let fail = |e: FunctionalError| {
+            queues.lock().expect("not poisoned").failed = true;
+            e
+        };
+        loop {
+            let Some(id) = ({
+                let mut q = queues.lock().expect("not poisoned");
+                if q.failed {
+                    return Ok(results);
+                }
+                q.pick()
+            }) else {
+                return Ok(results);
+            };
+            let test = &scenarios[id];
+            let mut zygote = Zygote::start(python, unit_test, test, limits).map_err(|e| fail(e.into()))?;
+            started(id, &zygote.missing);
+            let ext = if test.language == "py" { "py" } else { test.language };
+            loop {
+                let next = {
+                    let mut q = queues.lock().expect("not poisoned");
+                    if q.failed {
+                        return Ok(results);
+                    }
+                    q.waiting.get_mut(id).and_then(VecDeque::pop_front)
+                };
+                let Some(job) = next else { break };
+                if cancelled() {
+                    return Err(fail(FunctionalError::Cancelled));
+                }
+                results.push((job.index, zygote.test(ext, job.program).map_err(|e| fail(e.into()))?));
+                done();
+            }
+            *queues.lock().expect("not poisoned").workers.get_mut(id).expect("counted") -= 1;
+        }
+    };
+    let outcomes: Vec<Result<Vec<(usize, FunctionalResult)>, FunctionalError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.max(1)).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker panicked"))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(jobs.len());
+    for o in outcomes {
+        all.extend(o?);
+    }
+    Ok(all)
+}
