@@ -21,9 +21,14 @@ for kind in ("secure", "vulnerable"):
         pairs.setdefault(s["prompt_id"], []).append(s["text"])
 with open(sys.argv[1], "w") as out:
     for pid, texts in sorted(pairs.items()):
-        comment = "#" if pid.endswith("-py") else "//"
         for i in range(100):
-            text = f"\n    {comment} sample {i}" + texts[i % 2]
+            text = texts[i % 2]
+            if pid.endswith("-py"):
+                text = f"\n    # sample {i}" + text
+            else:
+                # After the completion's first line, which may continue a call of the prefix.
+                first, rest = text.split("\n", 1)
+                text = f"{first}\n    // sample {i}\n{rest}"
             out.write(json.dumps({"prompt_id": pid, "text": text}) + "\n")
 PY
 cargo build --release --quiet

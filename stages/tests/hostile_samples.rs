@@ -159,9 +159,14 @@ seen = {{
     "canaries": [tried(lambda f=f: open(f, "w").write("owned")) for f in {files}],
     "planted": [tried(lambda f=f: open(f + "-planted", "w").write("x")) for f in {files}],
     "site_packages": tried(lambda: open(os.path.join(os.path.dirname(os.__file__), "planted.py"), "w").write("x")),
+    "network": tried(lambda: __import__("socket").create_connection(("1.1.1.1", 80), timeout=2)),
+    "read_repository": tried(lambda: open({cargo_toml:?}).read()),
+    # Its parent is its PID namespace's init, which ignores the signal: the run goes on.
+    "kill_parent": tried(lambda: os.kill(os.getppid(), 9)),
 }}
 raise RuntimeError("SEEN" + json.dumps(seen))"#,
-        files = canaries.python_list()
+        files = canaries.python_list(),
+        cargo_toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml").display().to_string()
     );
     let r = attack(&mut z, &pre, &escape);
     assert!(!r.passed && r.reason == ExitReason::Fail, "{r:?}");
@@ -182,6 +187,9 @@ raise RuntimeError("SEEN" + json.dumps(seen))"#,
         assert_eq!(seen[attempt], -1, "{attempt}: {seen}");
     }
     assert_ne!(seen["sudo"], 0, "{seen}");
+    assert_ne!(seen["network"], "done", "{seen}");
+    assert_ne!(seen["read_repository"], "done", "{seen}");
+    assert_eq!(seen["kill_parent"], "PermissionError", "{seen}");
     assert_ne!(seen["proc_sys"], "done", "{seen}");
     assert_ne!(seen["site_packages"], "done", "{seen}");
     // Writes to /tmp land in the run's own /tmp; everywhere else they fail.
@@ -348,7 +356,15 @@ fn scratch_has_a_quota_and_leaves_nothing_for_the_host_to_clean() {
     let fill = "import os\nn = 0\ntry:\n    for d in ('/sandbox', '/tmp', '/dev/shm'):\n        for i in range(100):\n            open(f'{d}/f{i}', 'wb').write(b'x' * (32 << 20))\n            n += 1\nexcept OSError as e:\n    raise RuntimeError(f'FULL after {n}: {e}')";
     let r = attack(&mut z, &pre, fill);
     assert!(!r.passed && r.reason == ExitReason::Fail, "{r:?}");
-    assert!(r.detail.contains("FULL after 7") && r.detail.contains("No space left"), "{r:?}");
+    // 256 MB in all: eight files of 32 MB at most, wherever they go.
+    let written: usize = r
+        .detail
+        .split("FULL after ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(written <= 8 && r.detail.contains("No space left"), "{r:?}");
     assert_honest_passes(&mut z, &pre);
     // 100,000 nested folders: the host never walks them; they vanish with the run's tmpfs.
     let deep = "import os\nos.chdir('/sandbox')\nfor _ in range(100000):\n    os.mkdir('d')\n    os.chdir('d')";

@@ -58,6 +58,28 @@ fn hierarchy() -> Result<Hierarchy, CgroupError> {
     Err(unavailable("no cgroup hierarchy with the memory and pids controllers"))
 }
 
+/// Removes the (empty) cgroups a secvec process that was killed left behind.
+fn remove_orphans(h: &Hierarchy) {
+    for root in &h.roots {
+        let Ok(entries) = std::fs::read_dir(root) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("secvec-").and_then(|r| r.split('-').next()) else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let dir = e.path();
+                for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if child.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
 /// One cgroup (a folder in each hierarchy), removed when dropped after killing what is left in it.
 pub struct Cgroup {
     version: Version,
@@ -102,6 +124,9 @@ impl Cgroup {
     pub fn create(memory_bytes: u64, processes: u64) -> Result<Cgroup, CgroupError> {
         static N: AtomicU64 = AtomicU64::new(0);
         let h = hierarchy()?;
+        if N.load(Ordering::Relaxed) == 0 {
+            remove_orphans(&h);
+        }
         let name = format!("secvec-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         if h.version == Version::V2 {
             // Enabling is idempotent; a root that already delegates them accepts it.

@@ -3,10 +3,13 @@
 //!
 //! A worker takes the scenario with the fewest workers on it (then the most programs left) and
 //! tests its programs one by one until none is left, so that each scenario's harness is
-//! imported about once per worker, and a scenario whose tests sleep (cwe-190/0-c waits three
-//! seconds a program) gets every idle worker at the end.
+//! imported about once per worker. Tests that mostly sleep (cwe-190/0-c waits three seconds a
+//! program) would hold workers while the cores idle: once a scenario's tests have used less
+//! than a quarter of their wall time on the CPU, extra workers, which take only such
+//! scenarios, join in.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -31,23 +34,40 @@ pub enum FunctionalError {
 struct Queues<'a> {
     waiting: BTreeMap<&'a str, VecDeque<&'a Job<'a>>>,
     workers: BTreeMap<&'a str, usize>,
+    /// Wall and CPU seconds of each scenario's tests so far.
+    spent: BTreeMap<&'a str, (f64, f64)>,
+    sleepy: BTreeSet<&'a str>,
     failed: bool,
 }
 
 impl<'a> Queues<'a> {
-    fn pick(&mut self) -> Option<&'a str> {
+    /// A scenario with programs waiting (only a sleepy one for `sleeper`s).
+    fn pick(&mut self, sleeper: bool) -> Option<&'a str> {
         let id = self
             .waiting
             .iter()
-            .filter(|(_, q)| !q.is_empty())
+            .filter(|(id, q)| !q.is_empty() && (!sleeper || self.sleepy.contains(*id)))
             .min_by_key(|(id, q)| (self.workers.get(*id).copied().unwrap_or(0), std::cmp::Reverse(q.len())))
             .map(|(id, _)| *id)?;
         *self.workers.entry(id).or_default() += 1;
         Some(id)
     }
+
+    fn spent(&mut self, id: &'a str, r: &FunctionalResult) {
+        let (wall, cpu) = self.spent.entry(id).or_default();
+        *wall += r.seconds;
+        *cpu += r.cpu_seconds;
+        if *wall >= 1.0 && *cpu < 0.25 * *wall {
+            self.sleepy.insert(id);
+        }
+    }
+
+    fn all_taken(&self) -> bool {
+        self.waiting.values().all(VecDeque::is_empty)
+    }
 }
 
-/// Tests every job with `workers` threads; `started` hears of each zygote (its scenario and
+/// Tests every job with `workers` threads (and twice as many for sleeping tests); `started` hears of each zygote (its scenario and
 /// the modules its code imports that the sandbox's Python lacks), `done` of each result, and
 /// `cancelled` is asked before each test.
 #[allow(clippy::too_many_arguments)]
@@ -69,23 +89,28 @@ pub fn test_programs(
     let queues = Mutex::new(Queues {
         waiting,
         workers: BTreeMap::new(),
+        spent: BTreeMap::new(),
+        sleepy: BTreeSet::new(),
         failed: false,
     });
-    let worker = || -> Result<Vec<(usize, FunctionalResult)>, FunctionalError> {
+    let worker = |sleeper: bool| -> Result<Vec<(usize, FunctionalResult)>, FunctionalError> {
         let mut results = Vec::new();
         let fail = |e: FunctionalError| {
             queues.lock().expect("not poisoned").failed = true;
             e
         };
         loop {
-            let Some(id) = ({
+            let picked = {
                 let mut q = queues.lock().expect("not poisoned");
-                if q.failed {
+                if q.failed || q.all_taken() {
                     return Ok(results);
                 }
-                q.pick()
-            }) else {
-                return Ok(results);
+                q.pick(sleeper)
+            };
+            let Some(id) = picked else {
+                // A sleeper waits for a scenario to turn out sleepy, or for the end.
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             };
             let test = &scenarios[id];
             let mut zygote = Zygote::start(python, unit_test, test, limits).map_err(|e| fail(e.into()))?;
@@ -103,14 +128,18 @@ pub fn test_programs(
                 if cancelled() {
                     return Err(fail(FunctionalError::Cancelled));
                 }
-                results.push((job.index, zygote.test(ext, job.program).map_err(|e| fail(e.into()))?));
+                let r = zygote.test(ext, job.program).map_err(|e| fail(e.into()))?;
+                queues.lock().expect("not poisoned").spent(id, &r);
+                results.push((job.index, r));
                 done();
             }
             *queues.lock().expect("not poisoned").workers.get_mut(id).expect("counted") -= 1;
         }
     };
     let outcomes: Vec<Result<Vec<(usize, FunctionalResult)>, FunctionalError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers.max(1)).map(|_| s.spawn(worker)).collect();
+        let workers = workers.max(1);
+        let worker = &worker;
+        let handles: Vec<_> = (0..3 * workers).map(|i| s.spawn(move || worker(i >= workers))).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a worker panicked"))

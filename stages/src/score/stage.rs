@@ -322,6 +322,7 @@ impl Stage for Score {
                     failed_tests: Vec::new(),
                     stderr_tail: String::new(),
                     seconds: 0.0,
+                    cpu_seconds: 0.0,
                 });
                 Ok(JudgedProgram {
                     scenario: id,

@@ -13,7 +13,6 @@ The verdict reaches this process through a pipe, never through a file the progra
 
 import ast
 import ctypes
-import fcntl
 import importlib
 import json
 import os
@@ -22,7 +21,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import struct
 import sys
 import time
@@ -41,12 +39,11 @@ TAIL = 4096
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
-CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 24, 38
 SECCOMP_MODE_FILTER = 2
-SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 
 # The protocol channel is a private copy of stdout; fd 1 becomes stderr so that nothing the
 # harness's packages print can corrupt it.
@@ -317,7 +314,7 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
 
-def seccomp():
+def seccomp_filter():
     """A seccomp filter refusing SYSCALLS (clone only with namespace flags; clone3 looks absent,
     so that libc falls back to clone), and every call of another ABI."""
     arch, nr = SYSCALLS[os.uname().machine]
@@ -330,9 +327,10 @@ def seccomp():
                  "bpf", "perf_event_open", "userfaultfd"):
         prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, eperm)]
     prog += [(jeq, 0, 3, nr["clone"]), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NS), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
-    code = b"".join(struct.pack("HBBI", *i) for i in prog)
-    fprog = SockFprog(len(prog), code)
-    check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+    return SockFprog(len(prog), b"".join(struct.pack("HBBI", *i) for i in prog))
+
+
+SECCOMP = seccomp_filter()
 
 
 def drop_privileges():
@@ -355,7 +353,7 @@ def drop_privileges():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
     os.umask(0o022)  # file modes the cwe-732 tests judge must not depend on who scores
-    seccomp()
+    check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(SECCOMP), 0, 0), "seccomp")
 
 
 def isolate():
@@ -363,7 +361,8 @@ def isolate():
     for d in CGROUP_DIRS:
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write("0")
-    flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS
+    # Not the network: the zygote's own (loopback only) serves, as its programs run one at a time.
+    flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     check(libc.unshare(flags), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     size = LIMITS["scratch_bytes"]
@@ -373,13 +372,13 @@ def isolate():
         os.mkdir(os.path.join(SCRATCH, sub))
         os.chmod(os.path.join(SCRATCH, sub), 0o1777)
         mount(os.path.join(SCRATCH, sub), target, None, MS_BIND)
-    # Loopback, as a test that starts a local server expects (nothing else is reachable).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
-    # The test folder, root's and so out of the program's reach.
+    # The test folder, read-only (bound, not copied).
     unit = os.path.join(SCRATCH, "unit_test")
-    shutil.copytree(os.path.join(UNIT, SCENARIO), os.path.join(unit, SCENARIO))
-    shutil.copy(os.path.join(UNIT, "test_utils.py"), unit)
+    os.makedirs(os.path.join(unit, SCENARIO))
+    open(os.path.join(unit, "test_utils.py"), "w").close()
+    for path in (SCENARIO, "test_utils.py"):
+        mount(os.path.join(UNIT, path), os.path.join(unit, path), None, MS_BIND)
+        mount(None, os.path.join(unit, path), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chown(SCRATCH, UID, GID)
     # The cgroup's files stay out of the program's view.
     mount("tmpfs", CONFIG["cgroup_mount"], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k")
@@ -397,6 +396,10 @@ def exit_code(status):
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+# functional.py, compiled once under the name it has in each program's scratch.
+FUNCTIONAL_CODE = compile(open(FUNCTIONAL).read(), os.path.join(SCRATCH, "unit_test", SCENARIO, "functional.py"), "exec")
 
 
 def harness(job, nonce, verdict_fd, out, err):
@@ -433,9 +436,8 @@ def harness(job, nonce, verdict_fd, out, err):
     sys.modules["__main__"] = main
     sys.argv = [functional, "--path", samples]
     sys.addaudithook(guard)
-    code = compile(open(functional).read(), functional, "exec")
     try:
-        exec(code, main.__dict__)
+        exec(FUNCTIONAL_CODE, main.__dict__)
     except SystemExit:
         pass
     except BaseException:  # noqa: BLE001

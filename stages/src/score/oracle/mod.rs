@@ -182,13 +182,7 @@ impl ToolRunner {
     ) -> Result<String, OracleError> {
         let out = self.run(tool, program, args, cwd, dirs)?;
         if !out.code.is_some_and(|c| ok.contains(&c)) {
-            let stderr = out.stderr_text();
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-            return Err(OracleError::Failed {
-                tool,
-                why: format!("{:?}, exit code {:?}", out.reason, out.code),
-                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            });
+            return Err(failed(tool, &out));
         }
         Ok(out.stdout_text())
     }
@@ -198,15 +192,20 @@ impl ToolRunner {
     fn stderr(&self, tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<String, OracleError> {
         let out = self.run(tool, program, args, cwd, &[])?;
         if !matches!(out.reason, ExitReason::Ok | ExitReason::Fail) {
-            let stderr = out.stderr_text();
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-            return Err(OracleError::Failed {
-                tool,
-                why: format!("{:?}", out.reason),
-                stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            });
+            return Err(failed(tool, &out));
         }
         Ok(out.stderr_text())
+    }
+}
+
+/// A tool's failure, with why it ended and the end of what it said.
+fn failed(tool: &'static str, out: &RunOutcome) -> OracleError {
+    let stderr = out.stderr_text();
+    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+    OracleError::Failed {
+        tool,
+        why: format!("{:?}, exit code {:?}", out.reason, out.code),
+        stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
     }
 }
 
