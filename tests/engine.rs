@@ -225,6 +225,9 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         ("bad_set_stage", base.into(), &["--set", "stages.pair.params.cwes=[]"]),
         ("bad_set_value_type", base.into(), &["--set", "stages.pairs.params.languages=[rust]"]),
         ("duplicate_stage", format!("{base}  pairs:\n    kind: pair\n"), &[]),
+        // Names that would put outputs outside out/ and the cache.
+        ("dots_name", base.replace("name: bad", "name: .."), &[]),
+        ("matrix_value_path", format!("{base}    matrix:\n      cwes: [[cwe-089], [a/../../x]]\n"), &[]),
     ];
     for (name, text, extra) in cases {
         ws.write("bad.yaml", text);

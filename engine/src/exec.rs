@@ -314,6 +314,13 @@ fn execute(
 fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()> {
     let plan = &shared.plan;
     let name = &plan.nodes[i].name;
+    // Both become path parts: each must be one plain folder name, so no write leaves out/.
+    for part in [plan.manifest_name.as_str(), name.as_str()] {
+        let mut parts = Path::new(part).components();
+        if !matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None)) {
+            return Err(std::io::Error::other(format!("`{part}` is not a plain folder name")));
+        }
+    }
     let dir = shared.out_dir.join(&plan.manifest_name);
     let link = dir.join(name);
     let provenance = dir.join(format!("{name}.provenance.json"));

@@ -162,24 +162,44 @@ fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> 
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
     };
-    if !ok(&m.name, &['.']) {
+    // The name is a folder under out/ and in the cache: `.` and `..` would leave them.
+    if !ok(&m.name, &['.']) || m.name.chars().all(|c| c == '.') {
         return Err(ManifestError::new(
             lines.find("name"),
             format!(
-                "manifest name `{}` may hold only letters, digits, `.`, `_` and `-`",
+                "manifest name `{}` may hold only letters, digits, `.`, `_` and `-`, and not only dots",
                 m.name
             ),
         ));
     }
-    for name in m.stages.keys() {
+    for (name, spec) in &m.stages {
         if !ok(name, &[]) {
             return Err(ManifestError::new(
                 lines.find(&join("stages", name)),
                 format!("stage name `{name}` may hold only letters, digits, `_` and `-`"),
             ));
         }
+        for (key, values) in &spec.matrix {
+            if let Some(bad) = values.iter().find_map(unsafe_path_part) {
+                return Err(ManifestError::new(
+                    lines.find(&join(&join(&join("stages", name), "matrix"), key)),
+                    format!(
+                        "stage `{name}`: matrix value `{bad}` of `{key}` would be part of a path (out/<manifest>/{name}@{key}=…): it may not hold `/` or NUL, or be `.` or `..`"
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
+}
+
+/// A text in a matrix value that cannot be part of a variant's folder name.
+fn unsafe_path_part(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains(['/', '\0']) || s == "." || s == ".." => Some(s.clone()),
+        Value::Sequence(items) => items.iter().find_map(unsafe_path_part),
+        _ => None,
+    }
 }
 
 /// JSON-merge-patch semantics (RFC 7396) on YAML: mappings merge key by key, `null` deletes a
