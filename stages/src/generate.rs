@@ -79,6 +79,13 @@ pub enum GenerateStageError {
     BadPrompt { path: PathBuf, line: usize, what: String },
     #[error("no prompts in {0}")]
     NoPrompts(PathBuf),
+    #[error("{path}:{line}: prompt id {id} is also the id on line {first}; every prompt needs its own id")]
+    DuplicateId {
+        path: PathBuf,
+        line: usize,
+        first: usize,
+        id: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -97,6 +104,7 @@ pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json:
     let text =
         std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
     let mut out = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -106,6 +114,19 @@ pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json:
             line: i + 1,
             what: e.to_string(),
         })?;
+        // Samples are keyed by the id's text downstream (`score` reads 1 and "1" alike): two
+        // prompts with one id would mix.
+        let key = r.id.as_str().map(String::from).unwrap_or_else(|| r.id.to_string());
+        if let Some(&first) = seen.get(&key) {
+            return Err(GenerateStageError::DuplicateId {
+                path: path.clone(),
+                line: i + 1,
+                first,
+                id: r.id.to_string(),
+            }
+            .into());
+        }
+        seen.insert(key, i + 1);
         out.push((r.id, r.prompt));
     }
     if out.is_empty() {
@@ -230,5 +251,21 @@ impl Stage for Generate {
         }]});
         ctx.write("results.json", serde_json::to_vec_pretty(&rows)?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn duplicate_prompt_ids_name_the_file_and_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prompts.jsonl");
+        std::fs::write(&file, "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"y\"}\n\n{\"id\": \"a\", \"prompt\": \"z\"}\n").unwrap();
+        let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
+        assert!(err.ends_with("prompts.jsonl:4: prompt id \"a\" is also the id on line 1; every prompt needs its own id"), "{err}");
+        // `score` reads the ids 1 and "1" alike.
+        std::fs::write(&file, "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": \"1\", \"prompt\": \"y\"}\n").unwrap();
+        let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
+        assert!(err.contains(":2: prompt id \"1\" is also the id on line 1"), "{err}");
     }
 }
