@@ -2,8 +2,8 @@
 # Scores the 29 scenarios SecVecCoder reports × 100 distinct samples each on this machine, and
 # times its peer in the same run: with the security oracles, without them (`security: off`),
 # and merely starting the scoring Python and importing flask, func_timeout and unittest.mock
-# once per program, as many at once as there are cores. Prints wall time, samples/s, the mean
-# time of one test, and each configuration's wall time over the peer's.
+# once per program, as many at once as there are cores. Prints wall time, samples/s, and each
+# configuration's wall time over the peer's.
 # Samples: the project's secure and vulnerable completions (manifests/oracle-check/), 50 of
 # each per scenario, made distinct by a numbered comment so that none is de-duplicated away.
 set -euo pipefail
@@ -35,14 +35,14 @@ cargo build --release --quiet
 bin=target/release/secvec
 $bin run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --only scenarios >/dev/null
 echo "samples: $(wc -l < "$work/samples.jsonl"), jobs: $(nproc)"
-printf '%-28s %8s %10s %14s %12s\n' config wall_s samples/s mean_test_ms programs
+printf '%-28s %8s %10s %12s\n' config wall_s samples/s programs
 # The peer: a fresh interpreter and the tests' imports per program, nothing else.
 n=$(wc -l < "$work/samples.jsonl")
 start=$(date +%s.%N)
 seq "$n" | xargs -P "$(nproc)" -n 50 sh -c 'for _ in "$@"; do python3 -c "import flask, func_timeout, unittest.mock"; done' _
 end=$(date +%s.%N)
 peer=$(echo "$end - $start" | bc)
-printf '%-28s %8.1f %10.2f %14s %12d\n' "peer: python + imports" "$peer" "$(echo "$n / $peer" | bc -l)" - "$n"
+printf '%-28s %8.1f %10.2f %12d\n' "peer: python + imports" "$peer" "$(echo "$n / $peer" | bc -l)" "$n"
 for config in "sandbox+oracles:open" "sandbox:off"; do
   IFS=: read -r name security <<<"$config"
   start=$(date +%s.%N)
@@ -55,8 +55,7 @@ name, start, end, judged, peer = sys.argv[1], float(sys.argv[2]), float(sys.argv
 rows = [json.loads(l) for l in open(judged)]
 n = sum(r["count"] for r in rows)
 wall = end - start
-mean_ms = 1000 * sum(r["seconds"] for r in rows) / len(rows)
 functional = sum(r["count"] for r in rows if r["functional"])
-print(f"{name:<28} {wall:8.1f} {n / wall:10.2f} {mean_ms:14.1f} {len(rows):12d}  ({wall / peer:.2f}x the peer; {functional} functional)")
+print(f"{name:<28} {wall:8.1f} {n / wall:10.2f} {len(rows):12d}  ({wall / peer:.2f}x the peer; {functional} functional)")
 PY
 done

@@ -121,7 +121,6 @@ struct JudgedProgram<'a> {
     detail: String,
     failed_tests: Vec<String>,
     stderr_tail: String,
-    seconds: f64,
     /// Absent where no oracle judges the scenario, or the program does not parse.
     secure: Option<bool>,
     security: Option<SecurityVerdict>,
@@ -173,7 +172,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 7;
+    const VERSION: u32 = 8;
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
          security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
@@ -333,7 +332,6 @@ impl Stage for Score {
                     detail: r.detail,
                     failed_tests: r.failed_tests,
                     stderr_tail: r.stderr_tail,
-                    seconds: r.seconds,
                     secure: None,
                     security: None,
                     program: prog,
