@@ -53,6 +53,15 @@ fn quickstart_runs_then_is_entirely_cached() {
     insta::assert_snapshot!("quickstart_report", report);
     let sweep = std::fs::read_to_string(ws.path().join("out/quickstart/language-report/report.md")).unwrap();
     insta::assert_snapshot!("quickstart_language_report", sweep);
+    // Params that change only speed are not in the key.
+    let faster = ws.run_json(&[
+        "manifests/quickstart.yaml",
+        "--set",
+        "stages.known-scores.params.jobs=1",
+        "--set",
+        "stages.samples.params.batch_size=1",
+    ]);
+    assert!(statuses(&faster).iter().all(|(_, s)| s == "cached"), "{faster:?}");
     // Recomputed from scratch in another cache, every stage writes the same bytes, but for the
     // timings `latency` measures and the report that shows them.
     let again = ws.run_json(&["manifests/quickstart.yaml", "--cache", "other-cache"]);

@@ -88,10 +88,16 @@ impl Plan {
                 (slot.clone(), Value::Array(items))
             })
             .collect();
+        let mut params = node.params.clone();
+        if let Value::Object(map) = &mut params {
+            for speed in node.kind.speed_params() {
+                map.remove(*speed);
+            }
+        }
         json!({
             "kind": node.kind.kind(),
             "version": node.kind.version(),
-            "params": node.params,
+            "params": params,
             "inputs": inputs,
         })
     }

@@ -65,6 +65,9 @@ pub trait Stage: Send + Sync + 'static {
     /// Bump when the same inputs and params would give different output, to invalidate caches.
     const VERSION: u32;
     const DESCRIPTION: &'static str;
+    /// Params that change only how fast the stage runs, not what it writes: left out of its
+    /// cache key, so that changing them reruns nothing.
+    const SPEED_PARAMS: &'static [&'static str] = &[];
     fn inputs() -> Vec<InputSlot>;
     /// Tags describing what the output tree holds, matched against downstream slots.
     fn output_tags() -> Vec<&'static str>;
@@ -79,6 +82,7 @@ pub trait DynStage: Send + Sync {
     fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
     fn description(&self) -> &'static str;
+    fn speed_params(&self) -> &'static [&'static str];
     fn inputs(&self) -> Vec<InputSlot>;
     fn output_tags(&self) -> Vec<&'static str>;
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
@@ -101,6 +105,9 @@ impl<S: Stage> DynStage for S {
     }
     fn description(&self) -> &'static str {
         S::DESCRIPTION
+    }
+    fn speed_params(&self) -> &'static [&'static str] {
+        S::SPEED_PARAMS
     }
     fn inputs(&self) -> Vec<InputSlot> {
         S::inputs()

@@ -167,6 +167,8 @@ impl Stage for Generate {
     type Params = GenerateParams;
     const KIND: &'static str = "generate";
     const VERSION: u32 = 1;
+    // Each sample has its own seeded stream: batching changes nothing but speed.
+    const SPEED_PARAMS: &'static [&'static str] = &["batch_size"];
     const DESCRIPTION: &'static str =
         "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
 

@@ -173,6 +173,7 @@ impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
     const VERSION: u32 = 8;
+    const SPEED_PARAMS: &'static [&'static str] = &["jobs"];
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
          security with the oracles, and computes pass@k, sec-pass@k, sec@k_pass, SVEN-SR and SecureRate.";
