@@ -68,7 +68,10 @@ fn quickstart_runs_then_is_entirely_cached() {
     assert!(statuses(&again).iter().all(|(_, s)| s == "ran"), "{again:?}");
     for (stage, e) in &first {
         if stage != "latency" && stage != "model-report" {
-            assert_eq!(e["output"], again[stage]["output"], "{stage} is not byte-identical when rerun");
+            assert_eq!(
+                e["output"], again[stage]["output"],
+                "{stage} is not byte-identical when rerun"
+            );
         }
     }
 }

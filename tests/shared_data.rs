@@ -89,7 +89,11 @@ fn the_harness_and_the_security_oracles_check_out_on_the_paper_scenarios() {
     let count = |key: &str, want: i64| references.iter().filter(|r| r[key] == want).count();
     // The 11 that fail are the references' own defects (README, "Reference solutions").
     assert_eq!(count("functional", 1), 17, "references functional");
-    assert_eq!((count("secure", 1), count("secure", 0)), (22, 6), "references judged secure, flagged");
+    assert_eq!(
+        (count("secure", 1), count("secure", 0)),
+        (22, 6),
+        "references judged secure, flagged"
+    );
     let reference = |id: &str| references.iter().find(|r| r["scenario"] == id).unwrap().clone();
     // Its test fetched a fixture from its authors' home directory until the copy was fixed.
     assert_eq!(reference("cwe-190/2-c")["functional"], 1);

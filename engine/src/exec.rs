@@ -317,7 +317,10 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     // Both become path parts: each must be one plain folder name, so no write leaves out/.
     for part in [plan.manifest_name.as_str(), name.as_str()] {
         let mut parts = Path::new(part).components();
-        if !matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None)) {
+        if !matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        ) {
             return Err(std::io::Error::other(format!("`{part}` is not a plain folder name")));
         }
     }

@@ -264,9 +264,16 @@ mod tests {
         let file = dir.path().join("prompts.jsonl");
         std::fs::write(&file, "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"y\"}\n\n{\"id\": \"a\", \"prompt\": \"z\"}\n").unwrap();
         let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
-        assert!(err.ends_with("prompts.jsonl:4: prompt id \"a\" is also the id on line 1; every prompt needs its own id"), "{err}");
+        assert!(
+            err.ends_with("prompts.jsonl:4: prompt id \"a\" is also the id on line 1; every prompt needs its own id"),
+            "{err}"
+        );
         // `score` reads the ids 1 and "1" alike.
-        std::fs::write(&file, "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": \"1\", \"prompt\": \"y\"}\n").unwrap();
+        std::fs::write(
+            &file,
+            "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": \"1\", \"prompt\": \"y\"}\n",
+        )
+        .unwrap();
         let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
         assert!(err.contains(":2: prompt id \"1\" is also the id on line 1"), "{err}");
     }

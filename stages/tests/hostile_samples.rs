@@ -11,7 +11,8 @@ use secvec_stages::score::zygote::{FunctionalResult, ScenarioTest, Zygote};
 
 const HONEST_SQL: &str = "    cur.execute(\"SELECT email FROM users WHERE name = ?\", (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n";
 const WRONG_SQL: &str = "    return 'nobody@x.org'\n";
-const HONEST_C: &str = "    strncpy(name, argv[1], 15);\n    name[15] = 0;\n    printf(\"Hello, %s!\\n\", name);\n    return 0;\n}\n";
+const HONEST_C: &str =
+    "    strncpy(name, argv[1], 15);\n    name[15] = 0;\n    printf(\"Hello, %s!\\n\", name);\n    return 0;\n}\n";
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/data/quickstart-scenarios")
@@ -70,7 +71,10 @@ fn attack(z: &mut Zygote, pre: &str, attack: &str) -> FunctionalResult {
 
 fn assert_honest_passes(z: &mut Zygote, pre: &str) {
     let r = sql(z, pre, HONEST_SQL);
-    assert!(r.passed && r.reason == ExitReason::Ok, "the honest program after it: {r:?}");
+    assert!(
+        r.passed && r.reason == ExitReason::Ok,
+        "the honest program after it: {r:?}"
+    );
 }
 
 /// Files outside the scratch that hostile programs try to change or add to: in $HOME, /tmp,
@@ -102,7 +106,11 @@ impl Canaries {
 
     /// A Python list of the canaries' paths, for a program to attack.
     fn python_list(&self) -> String {
-        let quoted: Vec<String> = self.files.iter().map(|f| format!("{:?}", f.display().to_string())).collect();
+        let quoted: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("{:?}", f.display().to_string()))
+            .collect();
         format!("[{}]", quoted.join(", "))
     }
 
@@ -134,7 +142,9 @@ impl Drop for Canaries {
 
 #[test]
 fn a_program_runs_as_nobody_and_cannot_remount_plant_or_regain_privileges() {
-    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
     let canaries = Canaries::plant("root");
     let escape = format!(
         r#"
@@ -166,7 +176,10 @@ seen = {{
 }}
 raise RuntimeError("SEEN" + json.dumps(seen))"#,
         files = canaries.python_list(),
-        cargo_toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml").display().to_string()
+        cargo_toml = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("Cargo.toml")
+            .display()
+            .to_string()
     );
     let r = attack(&mut z, &pre, &escape);
     assert!(!r.passed && r.reason == ExitReason::Fail, "{r:?}");
@@ -180,8 +193,21 @@ raise RuntimeError("SEEN" + json.dumps(seen))"#,
             .unwrap(),
     )
     .unwrap();
-    assert_eq!((seen["uid"].as_u64(), seen["euid"].as_u64()), (Some(65534), Some(65534)), "{seen}");
-    assert_eq!(seen["caps"], serde_json::json!(["0000000000000000", "0000000000000000", "0000000000000000", "0000000000000000"]), "{seen}");
+    assert_eq!(
+        (seen["uid"].as_u64(), seen["euid"].as_u64()),
+        (Some(65534), Some(65534)),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["caps"],
+        serde_json::json!([
+            "0000000000000000",
+            "0000000000000000",
+            "0000000000000000",
+            "0000000000000000"
+        ]),
+        "{seen}"
+    );
     assert_eq!(seen["no_new_privs"], "1");
     for attempt in ["remount_usr", "remount_root", "user_namespace"] {
         assert_eq!(seen[attempt], -1, "{attempt}: {seen}");
@@ -205,7 +231,9 @@ raise RuntimeError("SEEN" + json.dumps(seen))"#,
 
 #[test]
 fn forged_verdicts_are_not_functional() {
-    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
     let canaries = Canaries::plant("forge");
     let home_canary = &canaries.files[0];
     let attacks = [
@@ -277,7 +305,11 @@ fn forged_verdicts_are_not_functional() {
     for (what, code) in attacks {
         let r = attack(&mut z, &pre, &code);
         assert!(!r.passed, "{what}: {r:?}");
-        let want = if what.contains("hang") { ExitReason::Timeout } else { ExitReason::Fail };
+        let want = if what.contains("hang") {
+            ExitReason::Timeout
+        } else {
+            ExitReason::Fail
+        };
         assert_eq!(r.reason, want, "{what}: {r:?}");
         assert_honest_passes(&mut z, &pre);
     }
@@ -286,7 +318,9 @@ fn forged_verdicts_are_not_functional() {
 
 #[test]
 fn a_c_program_cannot_reach_the_harness_that_judges_it() {
-    let Some((mut z, pre)) = zygote("cwe-787/0-c", "c") else { return };
+    let Some((mut z, pre)) = zygote("cwe-787/0-c", "c") else {
+        return;
+    };
     // It greets (and so passes) only if it could attach to, or read the memory of, the Python
     // harness that runs it; it also leaves a forged stat.json behind.
     let completion = "    FILE *s = fopen(\"../stat.json\", \"w\");\n    if (s) { fputs(\"{\\\"sample.c\\\": {\\\"functional\\\": true}}\", s); fclose(s); }\n    pid_t parent = getppid();\n    char mem[64];\n    snprintf(mem, sizeof mem, \"/proc/%d/mem\", (int)parent);\n    FILE *m = fopen(mem, \"r\");\n    long attached = ptrace(PTRACE_ATTACH, parent, 0, 0);\n    if (m || attached == 0) printf(\"Hello, %s!\\n\", argv[1]);\n    return 0;\n}\n";
@@ -296,11 +330,17 @@ fn a_c_program_cannot_reach_the_harness_that_judges_it() {
     assert!(!r.passed && r.reason == ExitReason::Fail, "{r:?}");
     // CodeGuard+'s C tests return the verdict they had so far from `finally`: an interrupt
     // must not end the test with its initial "Pass".
-    let interrupt = format!("#include <signal.h>\n#include <unistd.h>\n{}", program("c", &pre, "    kill(getppid(), SIGINT);\n    return 0;\n}\n"));
+    let interrupt = format!(
+        "#include <signal.h>\n#include <unistd.h>\n{}",
+        program("c", &pre, "    kill(getppid(), SIGINT);\n    return 0;\n}\n")
+    );
     let r = z.test("c", &interrupt).unwrap();
     assert!(!r.passed, "{r:?}");
     // A signal it sends its harness chooses no reason: a SIGXCPU it did not earn is a crash.
-    let xcpu = format!("#include <signal.h>\n#include <unistd.h>\n{}", program("c", &pre, "    kill(getppid(), SIGXCPU);\n    return 0;\n}\n"));
+    let xcpu = format!(
+        "#include <signal.h>\n#include <unistd.h>\n{}",
+        program("c", &pre, "    kill(getppid(), SIGXCPU);\n    return 0;\n}\n")
+    );
     let r = z.test("c", &xcpu).unwrap();
     assert_eq!((r.passed, r.reason), (false, ExitReason::Crash), "{r:?}");
     let honest = z.test("c", &program("c", &pre, HONEST_C)).unwrap();
@@ -309,7 +349,9 @@ fn a_c_program_cannot_reach_the_harness_that_judges_it() {
 
 #[test]
 fn tests_find_the_user_database_and_loopback() {
-    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
     // Legitimate code: asyncio's import swaps a function's code object (types.coroutine).
     let needs = "import asyncio, grp, pwd, socket\nassert grp.getgrnam('root').gr_gid == 0 and pwd.getpwuid(65534)\nsrv = socket.create_server(('127.0.0.1', 0))\nsocket.create_connection(srv.getsockname(), timeout=2).close()";
     let r = z.test("py", &format!("{pre}{HONEST_SQL}\n{needs}\n")).unwrap();
@@ -318,7 +360,9 @@ fn tests_find_the_user_database_and_loopback() {
 
 #[test]
 fn exit_reasons_come_from_the_kernel_not_the_program() {
-    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
     let canaries = Canaries::plant("reasons");
     let cases = [
         ("x = bytearray(10 * 1024**3)", ExitReason::Oom),
@@ -335,14 +379,21 @@ fn exit_reasons_come_from_the_kernel_not_the_program() {
         ),
         ("import os\nos._exit(137)", ExitReason::Fail),
         ("import os\nos._exit(152)", ExitReason::Fail),
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)", ExitReason::Crash),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)",
+            ExitReason::Crash,
+        ),
         ("import ctypes; ctypes.string_at(0)", ExitReason::Crash),
     ];
     for (code, want) in cases {
         let started = Instant::now();
         let r = attack(&mut z, &pre, code);
         assert_eq!((r.passed, r.reason), (false, want), "{code}: {r:?}");
-        assert!(started.elapsed() < Duration::from_secs(15), "{code} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{code} took {:?}",
+            started.elapsed()
+        );
         assert_honest_passes(&mut z, &pre);
     }
     canaries.assert_untouched();
@@ -350,7 +401,9 @@ fn exit_reasons_come_from_the_kernel_not_the_program() {
 
 #[test]
 fn scratch_has_a_quota_and_leaves_nothing_for_the_host_to_clean() {
-    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else { return };
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
     let canaries = Canaries::plant("scratch");
     // Fills the scratch, /tmp and /dev/shm (one quota) with files under the file-size limit.
     let fill = "import os\nn = 0\ntry:\n    for d in ('/sandbox', '/tmp', '/dev/shm'):\n        for i in range(100):\n            open(f'{d}/f{i}', 'wb').write(b'x' * (32 << 20))\n            n += 1\nexcept OSError as e:\n    raise RuntimeError(f'FULL after {n}: {e}')";
@@ -400,7 +453,10 @@ fn a_test_that_cannot_import_its_harness_fails_the_zygote_with_the_reason() {
         language: "py",
         prefix: "",
     };
-    let err = Zygote::start("python3", &unit, &test, &limits()).err().expect("the self-check fails").to_string();
+    let err = Zygote::start("python3", &unit, &test, &limits())
+        .err()
+        .expect("the self-check fails")
+        .to_string();
     assert!(
         err.contains("cwe-000/0-py") && err.contains("cannot import `not_installed_anywhere`"),
         "{err}"

@@ -132,7 +132,12 @@ impl Cgroup {
             // Enabling is idempotent; a root that already delegates them accepts it.
             let _ = std::fs::write(h.roots[0].join("cgroup.subtree_control"), "+memory +pids");
         }
-        Self::make(h.version, h.roots.iter().map(|r| r.join(&name)).collect(), memory_bytes, processes)
+        Self::make(
+            h.version,
+            h.roots.iter().map(|r| r.join(&name)).collect(),
+            memory_bytes,
+            processes,
+        )
     }
 
     /// A cgroup inside this one (its limits apply on top of this one's).

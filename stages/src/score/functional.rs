@@ -9,9 +9,9 @@
 //! scenarios, join in.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Duration;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::sandbox::{Limits, SandboxError};
 use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
@@ -133,13 +133,20 @@ pub fn test_programs(
                 results.push((job.index, r));
                 done();
             }
-            *queues.lock().expect("not poisoned").workers.get_mut(id).expect("counted") -= 1;
+            *queues
+                .lock()
+                .expect("not poisoned")
+                .workers
+                .get_mut(id)
+                .expect("counted") -= 1;
         }
     };
     let outcomes: Vec<Result<Vec<(usize, FunctionalResult)>, FunctionalError>> = std::thread::scope(|s| {
         let workers = workers.max(1);
         let worker = &worker;
-        let handles: Vec<_> = (0..3 * workers).map(|i| s.spawn(move || worker(i >= workers))).collect();
+        let handles: Vec<_> = (0..3 * workers)
+            .map(|i| s.spawn(move || worker(i >= workers)))
+            .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a worker panicked"))

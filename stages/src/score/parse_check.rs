@@ -11,7 +11,12 @@ use super::sandbox::{ExitReason, Limits, Sandbox, SandboxError, SCRATCH};
 const SCRIPT: &str = include_str!("parse_check.py");
 
 /// One answer per program, in order: whether it parses (`language`: `py`, `c` or `cpp`).
-pub fn parses(sandbox: &Sandbox, python: &str, programs: &[(&str, &str)], limits: &Limits) -> Result<Vec<bool>, SandboxError> {
+pub fn parses(
+    sandbox: &Sandbox,
+    python: &str,
+    programs: &[(&str, &str)],
+    limits: &Limits,
+) -> Result<Vec<bool>, SandboxError> {
     let dir = tempfile::tempdir().map_err(SandboxError::Spawn)?;
     let script = dir.path().join("parse_check.py");
     std::fs::write(&script, SCRIPT).map_err(SandboxError::Spawn)?;
@@ -65,7 +70,9 @@ mod tests {
 
     #[test]
     fn hostile_programs_do_not_parse_and_the_others_are_still_checked() {
-        let Some((sandbox, python)) = crate::score::sandbox::tests::python() else { return };
+        let Some((sandbox, python)) = crate::score::sandbox::tests::python() else {
+            return;
+        };
         let programs = [
             ("py", "def f(x):\n    return x\n"),
             ("py", "def f(:\n"),
@@ -74,7 +81,10 @@ mod tests {
             ("py", &*format!("x = {}1{}\n", "(".repeat(100_000), ")".repeat(100_000))),
             ("c", "#include \"/etc/shadow\"\nint main(void) { return 0; }\n"),
             ("c", "int main(void) { return 0 }\n"),
-            ("cpp", "#include <vector>\nint main() { std::vector<int> v; return v.size(); }\n"),
+            (
+                "cpp",
+                "#include <vector>\nint main() { std::vector<int> v; return v.size(); }\n",
+            ),
         ];
         let limits = Limits {
             memory_bytes: 512 << 20,

@@ -257,7 +257,11 @@ impl Sandbox {
     pub fn with_bins(&self, bin_dirs: &[PathBuf]) -> Sandbox {
         let mut s = self.clone();
         let first: Vec<String> = bin_dirs.iter().map(|p| p.display().to_string()).collect();
-        s.path = first.into_iter().chain([self.path.clone()]).collect::<Vec<_>>().join(":");
+        s.path = first
+            .into_iter()
+            .chain([self.path.clone()])
+            .collect::<Vec<_>>()
+            .join(":");
         s
     }
 
@@ -308,7 +312,9 @@ impl Sandbox {
             cmd.args(["--perms", "0755", "--dir"]).arg(p);
         }
         for (host, at, writable) in &all {
-            cmd.arg(if *writable { "--bind" } else { "--ro-bind" }).arg(host).arg(at);
+            cmd.arg(if *writable { "--bind" } else { "--ro-bind" })
+                .arg(host)
+                .arg(at);
         }
         for dir in [SCRATCH, "/dev/shm"] {
             cmd.args(["--perms", "01777", "--size"])
@@ -528,7 +534,13 @@ pub(crate) mod tests {
             .unwrap();
         assert!(out.truncated && out.stdout.len() == 1000, "{out:?}");
         let input = sandbox
-            .run(&[&py, "-c", "import sys; print(len(sys.stdin.read()))"], &[], SCRATCH, Some(vec![b'a'; 100_000]), &quick())
+            .run(
+                &[&py, "-c", "import sys; print(len(sys.stdin.read()))"],
+                &[],
+                SCRATCH,
+                Some(vec![b'a'; 100_000]),
+                &quick(),
+            )
             .unwrap();
         assert_eq!(input.stdout_text().trim(), "100000");
     }
@@ -540,12 +552,28 @@ pub(crate) mod tests {
         std::fs::write(shared.path().join("data.txt"), "visible").unwrap();
         let file = shared.path().join("data.txt");
         let out = sandbox
-            .run(&["/bin/cat", file.to_str().unwrap()], &[shared.path().into()], SCRATCH, None, &quick())
+            .run(
+                &["/bin/cat", file.to_str().unwrap()],
+                &[shared.path().into()],
+                SCRATCH,
+                None,
+                &quick(),
+            )
             .unwrap();
-        assert_eq!((out.reason, out.stdout_text().as_str()), (ExitReason::Ok, "visible"), "{out:?}");
+        assert_eq!(
+            (out.reason, out.stdout_text().as_str()),
+            (ExitReason::Ok, "visible"),
+            "{out:?}"
+        );
         let write = format!("echo x > {}/new.txt", shared.path().display());
         let out = sandbox
-            .run(&["/bin/sh", "-c", &write], &[shared.path().into()], SCRATCH, None, &quick())
+            .run(
+                &["/bin/sh", "-c", &write],
+                &[shared.path().into()],
+                SCRATCH,
+                None,
+                &quick(),
+            )
             .unwrap();
         assert_eq!(out.reason, ExitReason::Fail, "{out:?}");
         assert!(!shared.path().join("new.txt").exists());

@@ -13,12 +13,12 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::functional::{test_programs, Job};
 use super::metrics::{Counts, Judged, Metrics};
 use super::oracle::{self, Mapping, Program, SecurityVerdict, ToolRunner, Tools};
 use super::parse_check::parses;
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
-use super::functional::{test_programs, Job};
 use super::zygote::{FunctionalResult, ScenarioTest};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -307,10 +307,11 @@ impl Stage for Score {
         };
         let tested = || ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
         let cancelled = || ctx.check_cancelled().is_err();
-        let mut functional: HashMap<usize, FunctionalResult> =
-            test_programs(&python, &unit_test, &tests, &to_test, &limits, jobs, &started, &tested, &cancelled)?
-                .into_iter()
-                .collect();
+        let mut functional: HashMap<usize, FunctionalResult> = test_programs(
+            &python, &unit_test, &tests, &to_test, &limits, jobs, &started, &tested, &cancelled,
+        )?
+        .into_iter()
+        .collect();
         let judged: Vec<anyhow::Result<JudgedProgram>> = work
             .iter()
             .enumerate()

@@ -131,7 +131,12 @@ impl Zygote {
     /// Starts the zygote of `scenario`, whose test is in `unit_test/<id>/functional.py`, with
     /// the interpreter `python`; fails with the harness's own message when it cannot import
     /// what the test needs (the self-check).
-    pub fn start(python: &str, unit_test: &Path, scenario: &ScenarioTest, limits: &Limits) -> Result<Zygote, SandboxError> {
+    pub fn start(
+        python: &str,
+        unit_test: &Path,
+        scenario: &ScenarioTest,
+        limits: &Limits,
+    ) -> Result<Zygote, SandboxError> {
         let io = |e: std::io::Error| SandboxError::Harness {
             scenario: scenario.id.into(),
             what: format!("preparing its test folder: {e}"),
@@ -153,7 +158,11 @@ impl Zygote {
         let sandbox = Sandbox::new(py_dirs, &bins)?;
         let mut binds = vec![
             (dir.path().join("tests"), PathBuf::from(format!("{HOME}/tests")), false),
-            (dir.path().join("zygote.py"), PathBuf::from(format!("{HOME}/zygote.py")), false),
+            (
+                dir.path().join("zygote.py"),
+                PathBuf::from(format!("{HOME}/zygote.py")),
+                false,
+            ),
         ];
         let cgroup_mount = format!("{HOME}/cgroup");
         for (i, d) in run.dirs().iter().enumerate() {
@@ -187,7 +196,10 @@ impl Zygote {
             "CAP_KILL",
         ];
         let mut cmd = sandbox.bwrap_command(&binds, &caps, limits.scratch_bytes, HOME);
-        cmd.arg("--").arg(&exe).arg(format!("{HOME}/zygote.py")).arg(config.to_string());
+        cmd.arg("--")
+            .arg(&exe)
+            .arg(format!("{HOME}/zygote.py"))
+            .arg(config.to_string());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let procs = own.procs_files();
         // SAFETY: only async-signal-safe calls (setsid, open, write, close) between fork and exec.

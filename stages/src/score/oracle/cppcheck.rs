@@ -4,7 +4,13 @@ use std::path::{Path, PathBuf};
 
 use super::{Finding, OracleError, ToolRunner};
 
-pub fn run(runner: &ToolRunner, cppcheck: &str, cwd: &Path, files: &[PathBuf], jobs: usize) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+pub fn run(
+    runner: &ToolRunner,
+    cppcheck: &str,
+    cwd: &Path,
+    files: &[PathBuf],
+    jobs: usize,
+) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
     if files.is_empty() {
         return Ok(Vec::new());
     }

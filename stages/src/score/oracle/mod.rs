@@ -104,7 +104,10 @@ pub struct ToolRunner {
 /// only in its folder so that a virtual environment's `bin/` stays the one found.
 pub fn which(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
-        return Path::new(program).is_file().then(|| std::path::absolute(program).ok()).flatten();
+        return Path::new(program)
+            .is_file()
+            .then(|| std::path::absolute(program).ok())
+            .flatten();
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(program))
@@ -159,7 +162,9 @@ impl ToolRunner {
         let mut seen: Vec<PathBuf> = vec![cwd.to_path_buf()];
         seen.extend(dirs.iter().cloned());
         let exe = path.display().to_string();
-        let argv: Vec<&str> = std::iter::once(exe.as_str()).chain(args.iter().map(String::as_str)).collect();
+        let argv: Vec<&str> = std::iter::once(exe.as_str())
+            .chain(args.iter().map(String::as_str))
+            .collect();
         let out = sandbox.run(&argv, &seen, &cwd.display().to_string(), None, &self.limits)?;
         if out.truncated {
             return Err(OracleError::Output {
@@ -219,7 +224,13 @@ fn extension(language: &str) -> &str {
 
 /// `p17.py` → 17.
 fn index_of(path: &Path) -> Option<usize> {
-    path.file_stem()?.to_str()?.strip_prefix('p')?.split('-').next()?.parse().ok()
+    path.file_stem()?
+        .to_str()?
+        .strip_prefix('p')?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A folder for programs to judge, readable by the sandbox's unprivileged uid.
@@ -294,7 +305,13 @@ pub fn judge_open(
     let mut found: Vec<(PathBuf, Finding)> = Vec::new();
     let cwd = dir.path();
     let runner = &tools.runner;
-    found.extend(bandit::run(runner, &tools.bandit, cwd, &needing(|c| &c.bandit), &bandit_tests)?);
+    found.extend(bandit::run(
+        runner,
+        &tools.bandit,
+        cwd,
+        &needing(|c| &c.bandit),
+        &bandit_tests,
+    )?);
     found.extend(semgrep::run(
         runner,
         &tools.semgrep,
@@ -303,7 +320,13 @@ pub fn judge_open(
         &needing(|c| &c.semgrep),
         jobs,
     )?);
-    found.extend(cppcheck::run(runner, &tools.cppcheck, cwd, &needing(|c| &c.cppcheck), jobs)?);
+    found.extend(cppcheck::run(
+        runner,
+        &tools.cppcheck,
+        cwd,
+        &needing(|c| &c.cppcheck),
+        jobs,
+    )?);
     let analyzed: Vec<Result<Vec<(PathBuf, Finding)>, OracleError>> = needing(|c| &c.gcc_analyzer)
         .into_par_iter()
         .map(|f| {
@@ -385,7 +408,9 @@ mod tests {
 
     #[test]
     fn tools_read_the_programs_read_only_as_the_unprivileged_uid() {
-        let Some((sandbox, _)) = crate::score::sandbox::tests::python() else { return };
+        let Some((sandbox, _)) = crate::score::sandbox::tests::python() else {
+            return;
+        };
         let runner = ToolRunner {
             sandbox,
             limits: Limits::default(),
@@ -393,13 +418,18 @@ mod tests {
         let dir = programs_dir().unwrap();
         let program = dir.path().join("p0.c");
         std::fs::write(&program, "int main(void) { return 0; }\n").unwrap();
-        let uid = runner.output("id", "id", &["-u".into()], dir.path(), &[], &[0]).unwrap();
+        let uid = runner
+            .output("id", "id", &["-u".into()], dir.path(), &[], &[0])
+            .unwrap();
         assert_eq!(uid.trim(), "65534");
         let write = runner
             .run("sh", "sh", &["-c".into(), "echo x > p0.c".into()], dir.path(), &[])
             .unwrap();
         assert_ne!(write.code, Some(0), "{write:?}");
-        assert_eq!(std::fs::read_to_string(&program).unwrap(), "int main(void) { return 0; }\n");
+        assert_eq!(
+            std::fs::read_to_string(&program).unwrap(),
+            "int main(void) { return 0; }\n"
+        );
         let missing = runner.output("nope", "no-such-tool-anywhere", &[], dir.path(), &[], &[0]);
         assert!(matches!(missing, Err(OracleError::Missing { .. })));
     }
@@ -415,6 +445,9 @@ mod tests {
             installation(&venv.join("bin/semgrep")),
             [PathBuf::from("/opt/python3.11"), venv.clone()]
         );
-        assert!(installation(Path::new("/bin/sh")).is_empty(), "system programs need nothing more");
+        assert!(
+            installation(Path::new("/bin/sh")).is_empty(),
+            "system programs need nothing more"
+        );
     }
 }
