@@ -88,12 +88,16 @@ impl Plan {
                 (slot.clone(), Value::Array(items))
             })
             .collect();
-        let mut params = node.params.clone();
-        if let Value::Object(map) = &mut params {
-            for speed in node.kind.speed_params() {
-                map.remove(*speed);
-            }
-        }
+        let speed = node.kind.speed_params();
+        let params = match &node.params {
+            Value::Object(map) if !speed.is_empty() => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| !speed.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => node.params.clone(),
+        };
         json!({
             "kind": node.kind.kind(),
             "version": node.kind.version(),

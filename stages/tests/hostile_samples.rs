@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use secvec_stages::score::postprocess::program;
-use secvec_stages::score::sandbox::{Cgroup, ExitReason, Limits};
+use secvec_stages::score::sandbox::{Cgroup, ExitReason, Limits, Sandbox};
 use secvec_stages::score::zygote::{FunctionalResult, ScenarioTest, Zygote};
 
 const HONEST_SQL: &str = "    cur.execute(\"SELECT email FROM users WHERE name = ?\", (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n";
@@ -46,7 +46,8 @@ fn zygote(id: &str, language: &str) -> Option<(Zygote, String)> {
         language,
         prefix: &pre,
     };
-    match Zygote::start("python3", &data().join("unit_test"), &test, &limits()) {
+    let (sandbox, python) = Sandbox::for_python("python3").ok()?;
+    match Zygote::start(&sandbox, &python, &data().join("unit_test"), &test, &limits()) {
         Ok(z) => Some((z, pre)),
         Err(e) => {
             eprintln!("notice: {e}; skipping");
@@ -453,7 +454,8 @@ fn a_test_that_cannot_import_its_harness_fails_the_zygote_with_the_reason() {
         language: "py",
         prefix: "",
     };
-    let err = Zygote::start("python3", &unit, &test, &limits())
+    let (sandbox, python) = Sandbox::for_python("python3").unwrap();
+    let err = Zygote::start(&sandbox, &python, &unit, &test, &limits())
         .err()
         .expect("the self-check fails")
         .to_string();

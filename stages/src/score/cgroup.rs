@@ -94,15 +94,6 @@ pub struct Events {
     pub process_limit_hits: u64,
 }
 
-impl Events {
-    pub fn since(self, before: Events) -> Events {
-        Events {
-            oom_kills: self.oom_kills - before.oom_kills,
-            process_limit_hits: self.process_limit_hits - before.process_limit_hits,
-        }
-    }
-}
-
 fn write(path: &Path, text: &str) -> Result<(), CgroupError> {
     std::fs::write(path, text).map_err(|source| CgroupError::Io {
         path: path.into(),

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::sandbox::{Limits, SandboxError};
+use super::sandbox::{Limits, Sandbox, SandboxError};
 use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
 
 /// One program to test: its index (returned with its result), scenario and text.
@@ -72,6 +72,7 @@ impl<'a> Queues<'a> {
 /// `cancelled` is asked before each test.
 #[allow(clippy::too_many_arguments)]
 pub fn test_programs(
+    sandbox: &Sandbox,
     python: &str,
     unit_test: &Path,
     scenarios: &BTreeMap<&str, ScenarioTest>,
@@ -113,7 +114,7 @@ pub fn test_programs(
                 continue;
             };
             let test = &scenarios[id];
-            let mut zygote = Zygote::start(python, unit_test, test, limits).map_err(|e| fail(e.into()))?;
+            let mut zygote = Zygote::start(sandbox, python, unit_test, test, limits).map_err(|e| fail(e.into()))?;
             started(id, &zygote.missing);
             let ext = if test.language == "py" { "py" } else { test.language };
             loop {

@@ -88,9 +88,7 @@ impl ExitReason {
             ExitReason::Fail
         }
     }
-}
 
-impl ExitReason {
     /// The reason a test did not pass. A program can signal its own test process, so a SIGXCPU
     /// counts as a timeout only when the process had used its CPU time, and a SIGXFSZ (which
     /// the Python test process ignores, so the kernel never ends it with one) is a crash.
@@ -103,7 +101,7 @@ impl ExitReason {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub reason: ExitReason,
     pub code: Option<i32>,
@@ -185,8 +183,16 @@ fn find(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
+/// A temporary folder the host writes and the sandbox's unprivileged uid may read.
+pub fn shared_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
 /// Sets the resource limits of the calling process (between fork and exec: async-signal-safe).
-pub(crate) fn set_rlimits(limits: &Limits) {
+fn set_rlimits(limits: &Limits) {
     let set = |res, soft: u64, hard: u64| {
         let r = libc::rlimit {
             rlim_cur: soft as libc::rlim_t,
@@ -364,7 +370,7 @@ impl Sandbox {
 }
 
 /// The folders of a Python interpreter's installation and virtual environment, and its path.
-pub(crate) fn python_dirs(python: &str) -> Result<(Vec<PathBuf>, String), SandboxError> {
+fn python_dirs(python: &str) -> Result<(Vec<PathBuf>, String), SandboxError> {
     let err = |what: String| SandboxError::Python {
         python: python.into(),
         what,
@@ -387,9 +393,9 @@ pub(crate) fn python_dirs(python: &str) -> Result<(Vec<PathBuf>, String), Sandbo
     Ok((dirs, exe))
 }
 
-/// Starts `cmd` (a bubblewrap command) in a new session inside `cgroup`, feeds it `stdin`, and
-/// waits for it within the wall-clock limit, then kills whatever is left of it.
-pub(crate) fn run_in(
+/// Starts `cmd` (a bubblewrap command) in a new session inside `cgroup` (a new one), feeds it
+/// `stdin`, and waits for it within the wall-clock limit, then kills whatever is left of it.
+fn run_in(
     mut cmd: Command,
     cgroup: &Cgroup,
     stdin: Option<Vec<u8>>,
@@ -410,7 +416,6 @@ pub(crate) fn run_in(
             Ok(())
         });
     }
-    let before = cgroup.events();
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
     let pgid = child.id() as i32;
@@ -443,7 +448,7 @@ pub(crate) fn run_in(
     if let Some(f) = feeder {
         let _ = f.join();
     }
-    let events = cgroup.events().since(before);
+    let events = cgroup.events();
     let (code, signal) = (status.code(), status.signal());
     // bubblewrap reports a command killed by signal N as exit code 128 + N.
     let signal = signal.or(code.filter(|c| *c > 128).map(|c| c - 128));

@@ -308,11 +308,11 @@ impl Stage for Score {
         let tested = || ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
         let cancelled = || ctx.check_cancelled().is_err();
         let mut functional: HashMap<usize, FunctionalResult> = test_programs(
-            &python, &unit_test, &tests, &to_test, &limits, jobs, &started, &tested, &cancelled,
+            &sandbox, &python, &unit_test, &tests, &to_test, &limits, jobs, &started, &tested, &cancelled,
         )?
         .into_iter()
         .collect();
-        let judged: Vec<anyhow::Result<JudgedProgram>> = work
+        let mut judged: Vec<JudgedProgram> = work
             .iter()
             .enumerate()
             .map(|(i, &(id, prog, count, _))| {
@@ -325,7 +325,7 @@ impl Stage for Score {
                     seconds: 0.0,
                     cpu_seconds: 0.0,
                 });
-                Ok(JudgedProgram {
+                JudgedProgram {
                     scenario: id,
                     count,
                     valid: valid[i],
@@ -337,10 +337,9 @@ impl Stage for Score {
                     secure: None,
                     security: None,
                     program: prog,
-                })
+                }
             })
             .collect();
-        let mut judged: Vec<JudgedProgram> = judged.into_iter().collect::<anyhow::Result<_>>()?;
         // Security: only programs that parse are judged; the others count as not secure.
         let to_judge: Vec<(usize, Program)> = judged
             .iter()

@@ -13,11 +13,11 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::cgroup::Cgroup;
-use super::sandbox::{join_cgroup, python_dirs, ExitReason, Limits, Sandbox, SandboxError, UNPRIVILEGED};
+use super::sandbox::{join_cgroup, shared_dir, ExitReason, Limits, Sandbox, SandboxError, UNPRIVILEGED};
 
 const SCRIPT: &str = include_str!("zygote.py");
 
@@ -37,7 +37,6 @@ pub struct ScenarioTest<'a> {
 #[serde(default)]
 struct Answer {
     /// Set instead of the rest when the program's sandbox could not be set up.
-    #[serde(default)]
     error: Option<String>,
     /// The signal that ended the test process, and the CPU time it had used.
     signal: Option<i32>,
@@ -65,7 +64,7 @@ struct Greeting {
     missing: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct FunctionalResult {
     pub passed: bool,
     pub reason: ExitReason,
@@ -99,7 +98,8 @@ fn copy_test(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes a folder the host wrote readable by the unprivileged uid.
+/// Makes what the host wrote in a folder readable by the unprivileged uid (a test folder may
+/// hold files only their owner reads).
 fn world_readable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in walkdir::WalkDir::new(dir) {
@@ -117,7 +117,6 @@ pub struct Zygote {
     stdin: ChildStdin,
     answers: Receiver<String>,
     stderr: std::thread::JoinHandle<Vec<u8>>,
-    next: u64,
     /// Dropped in this order: the per-program cgroup, the zygote's, then their parent.
     _run: Cgroup,
     _own: Cgroup,
@@ -129,9 +128,10 @@ pub struct Zygote {
 
 impl Zygote {
     /// Starts the zygote of `scenario`, whose test is in `unit_test/<id>/functional.py`, with
-    /// the interpreter `python`; fails with the harness's own message when it cannot import
-    /// what the test needs (the self-check).
+    /// the interpreter `python` that `sandbox` can run ([`Sandbox::for_python`]); fails with the
+    /// harness's own message when it cannot import what the test needs (the self-check).
     pub fn start(
+        sandbox: &Sandbox,
         python: &str,
         unit_test: &Path,
         scenario: &ScenarioTest,
@@ -141,8 +141,7 @@ impl Zygote {
             scenario: scenario.id.into(),
             what: format!("preparing its test folder: {e}"),
         };
-        let (py_dirs, exe) = python_dirs(python)?;
-        let dir = tempfile::tempdir().map_err(io)?;
+        let dir = shared_dir().map_err(io)?;
         let tests = dir.path().join("tests/unit_test");
         copy_test(&unit_test.join(scenario.id), &tests.join(scenario.id)).map_err(io)?;
         std::fs::copy(unit_test.join("test_utils.py"), tests.join("test_utils.py")).map_err(io)?;
@@ -154,8 +153,6 @@ impl Zygote {
         let own = all.child("zygote", 1 << 30, 64)?;
         let run = all.child("run", limits.memory_bytes, limits.processes)?;
 
-        let bins: Vec<PathBuf> = py_dirs.iter().map(|d| d.join("bin")).collect();
-        let sandbox = Sandbox::new(py_dirs, &bins)?;
         let mut binds = vec![
             (dir.path().join("tests"), PathBuf::from(format!("{HOME}/tests")), false),
             (
@@ -197,7 +194,7 @@ impl Zygote {
         ];
         let mut cmd = sandbox.bwrap_command(&binds, &caps, limits.scratch_bytes, HOME);
         cmd.arg("--")
-            .arg(&exe)
+            .arg(python)
             .arg(format!("{HOME}/zygote.py"))
             .arg(config.to_string());
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -243,7 +240,6 @@ impl Zygote {
             stdin,
             answers,
             stderr,
-            next: 0,
             _run: run,
             _own: own,
             _all: all,
@@ -290,8 +286,7 @@ impl Zygote {
 
     /// Runs the scenario's test on `program` (saved as `sample.<ext>`).
     pub fn test(&mut self, ext: &str, program: &str) -> Result<FunctionalResult, SandboxError> {
-        let job = json!({"n": self.next, "file": format!("sample.{ext}"), "program": program});
-        self.next += 1;
+        let job = json!({"file": format!("sample.{ext}"), "program": program});
         let sent = writeln!(self.stdin, "{job}").and_then(|_| self.stdin.flush());
         if let Err(e) = sent {
             return Err(self.failed(format!("cannot send it a program: {e}")));

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 pub use mapping::{Checks, Mapping};
 
-use super::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError};
+use super::sandbox::{shared_dir, ExitReason, Limits, RunOutcome, Sandbox, SandboxError};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Finding {
@@ -235,14 +235,10 @@ fn index_of(path: &Path) -> Option<usize> {
 
 /// A folder for programs to judge, readable by the sandbox's unprivileged uid.
 fn programs_dir() -> Result<tempfile::TempDir, OracleError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |source| OracleError::Io {
+    shared_dir().map_err(|source| OracleError::Io {
         path: std::env::temp_dir(),
         source,
-    };
-    let dir = tempfile::tempdir().map_err(io)?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(io)?;
-    Ok(dir)
+    })
 }
 
 /// Writes the programs to `dir` as `p<i>-<random>.<ext>`: a program cannot name another to
