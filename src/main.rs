@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use secvec_cache::{Cache, Digest};
+use secvec_cache::{Cache, Digest, StatCache};
 use secvec_engine::exec::{self, RunOptions};
 use secvec_engine::manifest;
 use secvec_engine::plan::{self, Plan};
@@ -44,9 +44,9 @@ enum Command {
         /// CPU slots (default: the number of cores).
         #[arg(long)]
         jobs: Option<u32>,
-        /// GPU slots.
-        #[arg(long, default_value_t = 0)]
-        gpus: u32,
+        /// GPU slots (default: the CUDA devices libtorch sees, when a stage needs one).
+        #[arg(long)]
+        gpus: Option<u32>,
     },
     /// Show what `run` would do and why each stage would run.
     Plan {
@@ -67,6 +67,9 @@ enum Command {
         #[arg(long)]
         manifest: Option<String>,
     },
+    /// Show the tools this machine offers the stages (Python, oracles, sandbox, cgroups,
+    /// libtorch, CUDA) and what is missing.
+    Doctor,
     /// Print the content digest of a file or directory, as the cache computes it.
     Digest { path: PathBuf },
     /// Cache maintenance.
@@ -126,9 +129,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_plan(registry: &Registry, manifest: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Plan> {
+/// Loads and plans a manifest, hashing `{path:}` inputs through the stat cache kept in `cache`
+/// (saved there when the cache exists).
+fn load_plan(
+    registry: &Registry,
+    cache: &Path,
+    manifest: &Path,
+    overlays: &[PathBuf],
+    sets: &[String],
+) -> Result<Plan> {
     let loaded = manifest::load(manifest, overlays, sets)?;
-    Ok(plan::build(&loaded, registry)?)
+    let mut stat = StatCache::load(&cache.join("stat.json"));
+    let plan = plan::build(&loaded, registry, &mut stat)?;
+    if cache.is_dir() {
+        stat.save();
+    }
+    Ok(plan)
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -140,7 +156,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             jobs,
             gpus,
         } => {
-            let plan = load_plan(&registry, &target.manifest, &target.overlays, &target.sets)?;
+            let plan = load_plan(&registry, &cli.cache, &target.manifest, &target.overlays, &target.sets)?;
             // Selectors are checked before the cache is touched, like the manifest itself.
             exec::selection(&plan, &target.only, &target.force)?;
             let cache =
@@ -159,7 +175,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 only: target.only,
                 force: target.force,
                 cpu_slots: jobs.unwrap_or(cpus),
-                gpu_slots: gpus,
+                gpu_slots: match gpus {
+                    Some(n) => n,
+                    None if plan.nodes.iter().any(|n| n.resources.gpu > 0) => {
+                        secvec_stages::worker::torch_info().map_or(0, |t| t.cuda_devices as u32)
+                    }
+                    None => 0,
+                },
                 out_dir: cli.out.clone(),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -200,7 +222,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { target, json } => {
-            let plan = load_plan(&registry, &target.manifest, &target.overlays, &target.sets)?;
+            let plan = load_plan(&registry, &cli.cache, &target.manifest, &target.overlays, &target.sets)?;
             let cache = open_if_present(&cli.cache)?;
             let rows = exec::explain(&plan, cache.as_ref(), &target.only, &target.force)?;
             if json {
@@ -240,6 +262,23 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { stage, manifest } => show(&cli.out, &stage, manifest.as_deref()),
+        Command::Doctor => {
+            let checks = secvec_stages::doctor::checks();
+            let w = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
+            for c in &checks {
+                let mark = match (c.ok, c.required) {
+                    (true, _) => "ok",
+                    (false, true) => "MISSING",
+                    (false, false) => "absent",
+                };
+                println!("{mark:<7}  {:<w$}  {}", c.what, c.detail);
+            }
+            Ok(if checks.iter().any(|c| c.required && !c.ok) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Digest { path } => {
             let d: Digest = secvec_cache::hash_path(&path).with_context(|| format!("hashing {}", path.display()))?;
             println!("{d}  {}", path.display());
@@ -279,7 +318,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             let plans = manifests
                 .iter()
-                .map(|m| load_plan(&registry, m, &overlays, &sets))
+                .map(|m| load_plan(&registry, &cli.cache, m, &overlays, &sets))
                 .collect::<Result<Vec<_>>>()?;
             let cache = Cache::open_exclusive(&cli.cache)?;
             let mut keep = std::collections::HashSet::new();

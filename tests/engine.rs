@@ -62,18 +62,6 @@ fn quickstart_runs_then_is_entirely_cached() {
         "stages.samples.params.batch_size=1",
     ]);
     assert!(statuses(&faster).iter().all(|(_, s)| s == "cached"), "{faster:?}");
-    // Recomputed from scratch in another cache, every stage writes the same bytes, but for the
-    // timings `latency` measures and the report that shows them.
-    let again = ws.run_json(&["manifests/quickstart.yaml", "--cache", "other-cache"]);
-    assert!(statuses(&again).iter().all(|(_, s)| s == "ran"), "{again:?}");
-    for (stage, e) in &first {
-        if stage != "latency" && stage != "model-report" {
-            assert_eq!(
-                e["output"], again[stage]["output"],
-                "{stage} is not byte-identical when rerun"
-            );
-        }
-    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{copy_dir, Workspace};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("stages/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("model/fixtures").join(name)
 }
 
 /// A manifest generating from the model directory `model` with `params`.
@@ -88,29 +88,23 @@ fn a_tokenizer_that_does_not_fit_the_vocab_fails() {
 }
 
 #[test]
-fn cuda_without_cuda_fails_clearly() {
+fn cuda_without_cuda_fails_clearly_when_planning() {
     if tch::Cuda::is_available() {
         eprintln!("notice: this machine has CUDA; the no-CUDA error cannot be shown");
         return;
     }
     let ws = workspace_with_model();
     ws.write("m.yaml", &generate_manifest("model", "device: cuda"));
-    let out = ws.run(&["run", "m.yaml", "--json", "--gpus", "1"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = common::events(&out.stdout)["gen"]["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("device `cuda:0` was requested but this machine has no usable CUDA device"),
-        "{err}"
-    );
-    let without_slots = ws.run(&["run", "m.yaml", "--json"]);
-    let err = common::events(&without_slots.stdout)["gen"]["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("needs 1 GPU slot(s) but this run has 0"), "{err}");
+    for command in ["plan", "run"] {
+        let out = ws.run(&[command, "m.yaml"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("m.yaml:"), "{err}");
+        assert!(
+            err.contains("device `cuda` was requested but libtorch sees 0 CUDA device(s) here; use `cpu` or `auto`"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -138,8 +132,7 @@ fn init_model_output_loads_in_transformers_with_the_same_logits() {
         assert!(out.status.success(), "{arch}: {}", String::from_utf8_lossy(&out.stderr));
         let theirs: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
         let _g = tch::no_grad_guard();
-        let model =
-            secvec_stages::model::transformer::Transformer::load(&dir, tch::Device::Cpu, tch::Kind::Float).unwrap();
+        let model = secvec_model::transformer::Transformer::load(&dir, tch::Device::Cpu, tch::Kind::Float).unwrap();
         let mut cache = model.new_cache(1, 16);
         let ours = model
             .forward(&tch::Tensor::from_slice(&ids).unsqueeze(0), &mut cache)

@@ -90,10 +90,18 @@ pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
 /// digest. Names of the root itself do not count, so a tree hashes the same wherever it lies.
 /// Symbolic links are rejected: an artifact must be self-contained.
 pub fn hash_path(root: &Path) -> std::io::Result<Digest> {
+    hash_tree_with(root, &|path, _| hash_file(path))
+}
+
+/// A file's content digest, given its path and metadata.
+pub(crate) type FileDigest<'a> = dyn Fn(&Path, &std::fs::Metadata) -> std::io::Result<Digest> + Sync + 'a;
+
+/// [`hash_path`], taking each file's content digest from `file_digest`.
+pub(crate) fn hash_tree_with(root: &Path, file_digest: &FileDigest) -> std::io::Result<Digest> {
     let meta = std::fs::symlink_metadata(root)?;
     if meta.is_file() {
         let mut listing = Vec::new();
-        push_file_line(&mut listing, "", &meta, hash_file(root)?);
+        push_file_line(&mut listing, "", &meta, file_digest(root, &meta)?);
         return Ok(Digest::of_bytes(&listing));
     }
     let mut entries = Vec::new();
@@ -127,7 +135,7 @@ pub fn hash_path(root: &Path) -> std::io::Result<Digest> {
                 line.push(b'\n');
             } else {
                 let meta = std::fs::metadata(path)?;
-                push_file_line(&mut line, rel, &meta, hash_file(path)?);
+                push_file_line(&mut line, rel, &meta, file_digest(path, &meta)?);
             }
             Ok(line)
         })

@@ -4,15 +4,19 @@
 //! Layout under the cache root:
 //! - `store/<digest>/`      committed artifact trees (files read-only)
 //! - `ac/<xx>/<key>.json`   action entries, written last by atomic rename
+//! - `stamps/<digest>.json`  stamps of a stored tree's files, taken at commit (see [`TreeStamps`])
+//! - `stat.json`            content digests of `{path:}` inputs by stamp (see [`StatCache`])
 //! - `records/<scope>/<name>.json` latest entry per named stage (used to explain reruns)
 //! - `locks/<key>.lock`     per-key kernel locks so concurrent processes compute a key once
 //! - `tmp/<id>/`            staging directories, each held by a kernel lock while in use
 //! - `LOCK`                 shared by runs, exclusive for garbage collection
 
 mod digest;
+mod stamp;
 mod store;
 
 pub use digest::{hash_file, hash_path, Digest, DigestParseError};
+pub use stamp::{now_ns, Stamp, StatCache, TreeStamps, RACY_NS};
 pub use store::{
-    canonical_json, key_of, ActionEntry, Cache, CacheError, GcReport, KeyLock, Problem, Staging, VerifyReport,
+    canonical_json, key_of, ActionEntry, Cache, CacheError, Found, GcReport, KeyLock, Problem, Staging, VerifyReport,
 };

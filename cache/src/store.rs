@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::digest::{hash_path, Digest};
+use crate::stamp::TreeStamps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -121,6 +122,16 @@ pub struct GcReport {
     pub entries_kept: usize,
 }
 
+/// What the cache holds for a key.
+#[derive(Debug)]
+pub enum Found {
+    Miss,
+    /// The entry, with its output tree as it was committed.
+    Hit(ActionEntry),
+    /// The entry, but its output tree was deleted or changed after it was committed (in words).
+    Damaged(ActionEntry, String),
+}
+
 /// Readable entries with their paths, and the unreadable ones as problems.
 type ScannedEntries = (Vec<(PathBuf, ActionEntry)>, Vec<Problem>);
 
@@ -140,7 +151,7 @@ impl Cache {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Cache> {
-        for sub in ["store", "ac", "records", "locks", "tmp"] {
+        for sub in ["store", "stamps", "ac", "records", "locks", "tmp"] {
             let p = root.join(sub);
             io(&p, fs::create_dir_all(&p))?;
         }
@@ -188,17 +199,81 @@ impl Cache {
         Ok(KeyLock { _file: file })
     }
 
-    /// The committed entry for `key`, if both it and its output tree are present.
-    pub fn lookup(&self, key: &Digest) -> Result<Option<ActionEntry>> {
+    fn stamps_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("stamps").join(format!("{}.json", digest.hex()))
+    }
+
+    /// The committed entry for `key`, and whether its output tree is still as committed: its
+    /// stamps are compared with those taken at commit, and only when they differ (or are too
+    /// recent to trust) are its bytes hashed again. A tree whose bytes still hash to its name
+    /// (e.g. one that was only touched) gets fresh stamps and counts as intact.
+    pub fn find(&self, key: &Digest) -> Result<Found> {
         let path = self.entry_path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Miss),
             Err(e) => return Err(CacheError::Io { path, source: e }),
         };
         let entry: ActionEntry =
             serde_json::from_slice(&bytes).map_err(|source| CacheError::BadEntry { path, source })?;
-        Ok(self.artifact_path(&entry.output).is_dir().then_some(entry))
+        Ok(match self.check_artifact(&entry.output) {
+            None => Found::Hit(entry),
+            Some(what) => Found::Damaged(entry, what),
+        })
+    }
+
+    /// `None` when the stored tree `digest` is as committed, else what changed.
+    fn check_artifact(&self, digest: &Digest) -> Option<String> {
+        let dir = self.artifact_path(digest);
+        if !dir.is_dir() {
+            return Some(format!("its stored outputs {} were deleted", dir.display()));
+        }
+        let now = match TreeStamps::of(&dir) {
+            Ok(now) => now,
+            Err(e) => return Some(format!("its stored outputs cannot be read: {e}")),
+        };
+        let recorded: Option<TreeStamps> = fs::read(self.stamps_path(digest))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let changed = match &recorded {
+            Some(r) => r.changed(&now)?,
+            None => "no stamps were recorded".to_string(),
+        };
+        match hash_path(&dir) {
+            Ok(d) if d == *digest => {
+                // Same bytes: stamp again (the taking is after the hash, so a change made
+                // while hashing leaves a stamp that differs).
+                let _ = self.write_stamps(digest);
+                None
+            }
+            Ok(d) => Some(format!(
+                "its stored outputs {} changed after they were cached ({changed}; they now hash to {})",
+                dir.display(),
+                d.short()
+            )),
+            Err(e) => Some(format!("its stored outputs cannot be hashed ({changed}): {e}")),
+        }
+    }
+
+    fn write_stamps(&self, digest: &Digest) -> Result<()> {
+        let stamps = io(&self.artifact_path(digest), TreeStamps::of(&self.artifact_path(digest)))?;
+        self.atomic_write(
+            &self.stamps_path(digest),
+            &serde_json::to_vec(&stamps).expect("stamps serialise"),
+        )
+    }
+
+    /// Removes a stored tree (e.g. one found damaged), so that the next commit of its digest
+    /// stores it afresh.
+    pub fn discard_artifact(&self, digest: &Digest) -> Result<()> {
+        let dir = self.artifact_path(digest);
+        let grave = self.staging()?;
+        let _ = fs::remove_file(self.stamps_path(digest));
+        match fs::rename(&dir, grave.out().with_file_name("discarded")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CacheError::Io { path: dir, source: e }),
+        }
     }
 
     pub fn staging(&self) -> Result<Staging> {
@@ -227,13 +302,16 @@ impl Cache {
         let target = self.artifact_path(&digest);
         if !target.exists() {
             io(staging.out(), make_read_only(staging.out()))?;
-            if let Err(e) = fs::rename(staging.out(), &target) {
-                if !target.exists() {
+            match fs::rename(staging.out(), &target) {
+                Ok(()) => self.write_stamps(&digest)?,
+                Err(e) if !target.exists() => {
                     return Err(CacheError::Io {
                         path: target,
                         source: e,
-                    });
+                    })
                 }
+                // Another process committed the same tree first, and stamps it.
+                Err(_) => {}
             }
         }
         Ok(digest)
@@ -402,6 +480,7 @@ impl Cache {
             {
                 report.artifacts_removed += 1;
                 report.bytes_freed += tree_size(&dir);
+                remove.push(self.root.join("stamps").join(format!("{name}.json")));
                 remove.push(dir);
             }
         }
@@ -436,7 +515,10 @@ impl Cache {
                 } else {
                     fs::remove_file(&path)
                 };
-                io(&path, r)?;
+                match r {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    r => io(&path, r)?,
+                }
             }
             let tmp = self.root.join("tmp");
             for t in io(&tmp, fs::read_dir(&tmp))?.flatten() {
@@ -499,9 +581,9 @@ mod tests {
         assert_eq!(fs::read_dir(root.path().join("store")).unwrap().count(), 1);
         assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
         let e = entry(json!({"params": {"b": 1, "a": 2}}), a);
-        assert!(cache.lookup(&e.key).unwrap().is_none());
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Miss));
         cache.put_entry(&e).unwrap();
-        assert_eq!(cache.lookup(&e.key).unwrap().unwrap().output, a);
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Hit(h) if h.output == a));
     }
 
     #[test]
@@ -530,8 +612,36 @@ mod tests {
         fs::write(&file, "tampered").unwrap();
         let report = cache.verify(true).unwrap();
         assert_eq!(report.problems.len(), 2, "{report:?}");
-        assert!(cache.lookup(&e.key).unwrap().is_none());
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Miss));
         assert!(cache.verify(false).unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn find_tells_a_damaged_or_deleted_artifact_from_a_touched_one() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let d = stage_file(&cache, "x", "payload");
+        let e = entry(json!({"n": 1}), d);
+        cache.put_entry(&e).unwrap();
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Hit(_)));
+        let file = cache.artifact_path(&d).join("x");
+        // Touched (same bytes): still a hit.
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Hit(_)));
+        // Same size, other bytes, as an edit through an out/ link would leave it.
+        fs::write(&file, "PAYLOAD").unwrap();
+        match cache.find(&e.key).unwrap() {
+            Found::Damaged(_, what) => assert!(what.contains("changed after they were cached"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        cache.discard_artifact(&d).unwrap();
+        match cache.find(&e.key).unwrap() {
+            Found::Damaged(_, what) => assert!(what.contains("were deleted"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        // Committing the same tree again repairs the entry.
+        assert_eq!(stage_file(&cache, "x", "payload"), d);
+        assert!(matches!(cache.find(&e.key).unwrap(), Found::Hit(_)));
     }
 
     #[test]
@@ -568,6 +678,6 @@ mod tests {
         assert_eq!(fs::read_dir(root.path().join("store")).unwrap().count(), 2);
         cache.gc(&keep, false).unwrap();
         assert_eq!(fs::read_dir(root.path().join("store")).unwrap().count(), 1);
-        assert!(cache.lookup(&keep_key).unwrap().is_some());
+        assert!(matches!(cache.find(&keep_key).unwrap(), Found::Hit(_)));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use secvec_cache::{key_of, ActionEntry, Cache, Digest};
+use secvec_cache::{hash_path, key_of, ActionEntry, Cache, Digest, Found};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 
@@ -201,11 +201,23 @@ fn execute(
         if force {
             return Ok(None);
         }
-        let Some(entry) = cache.lookup(&key).map_err(|e| err("cache lookup", &e))? else {
-            return Ok(None);
-        };
-        publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
-        Ok(Some(entry.output))
+        match cache.find(&key).map_err(|e| err("cache lookup", &e))? {
+            Found::Miss => Ok(None),
+            Found::Hit(entry) => {
+                publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
+                Ok(Some(entry.output))
+            }
+            Found::Damaged(entry, what) => {
+                shared.reporter.event(Event::Message {
+                    stage: &node.name,
+                    text: &format!("cached result not used: {what}; recomputing"),
+                });
+                cache
+                    .discard_artifact(&entry.output)
+                    .map_err(|e| err("discarding damaged outputs", &e))?;
+                Ok(None)
+            }
+        }
     };
     // Entries appear by atomic rename, so a hit needs no lock; a miss takes the key's lock and
     // looks again, since another process may have committed the key while this one waited.
@@ -253,6 +265,30 @@ fn execute(
             list.push(artifact);
         }
     }
+    // The inputs must still be the bytes the key was computed from: a stored tree or a
+    // `{path:}` input changed since it was hashed would make this output a lie.
+    for (slot, list) in &inputs {
+        for artifact in list {
+            let now = hash_path(&artifact.path).map_err(|e| err(&format!("re-hashing input `{slot}`"), &e))?;
+            if now != artifact.digest {
+                let stored = artifact.path.starts_with(cache.root());
+                if stored {
+                    let _ = cache.discard_artifact(&artifact.digest);
+                }
+                return Err(format!(
+                    "input `{slot}` ({}) changed since it was hashed ({} → {}){}",
+                    artifact.path.display(),
+                    artifact.digest.short(),
+                    now.short(),
+                    if stored {
+                        "; the damaged stored copy was removed: run again to recompute it"
+                    } else {
+                        ": run again"
+                    }
+                ));
+            }
+        }
+    }
     let progress = Arc::new(StageProgress {
         stage: node.name.clone(),
         reporter: shared.reporter.clone(),
@@ -287,6 +323,7 @@ fn execute(
         "secvec_version": env!("CARGO_PKG_VERSION"),
         "params": node.params,
         "labels": node.labels,
+        "environment": node.environment,
         "inputs": provenance_inputs,
         "host": {
             "hostname": gethostname::gethostname().to_string_lossy(),
@@ -410,14 +447,15 @@ pub fn explain(
             let k = key_of(&preimage);
             key = Some(k.hex());
             let key = k;
-            let hit = cache.and_then(|c| c.lookup(&key).ok().flatten());
-            match (hit, forced[i]) {
-                (Some(_), true) => ("run", "forced".to_string()),
-                (Some(entry), false) => {
+            let found = cache.map(|c| c.find(&key)).transpose().ok().flatten();
+            match (found, forced[i]) {
+                (Some(Found::Hit(_)), true) => ("run", "forced".to_string()),
+                (Some(Found::Hit(entry)), false) => {
                     known[i] = Some(entry.output);
                     ("cached", String::new())
                 }
-                (None, _) => {
+                (Some(Found::Damaged(_, what)), _) => ("run", format!("cached result not usable: {what}")),
+                (Some(Found::Miss) | None, _) => {
                     let previous = cache.and_then(|c| c.record(&plan.manifest_name, &node.name));
                     let why = previous
                         .as_ref()
@@ -459,6 +497,12 @@ fn describe_change(plan: &Plan, i: usize, path: &str, old: &str, new: &str) -> S
             })
             .unwrap_or_default();
         return format!("input `{slot}` changed ({from}: {old} → {new})");
+    }
+    if let Some(what) = path.strip_prefix("environment") {
+        return match what.trim_start_matches('.') {
+            "" => format!("environment changed: {old} → {new}"),
+            what => format!("environment changed: {what}: {old} → {new}"),
+        };
     }
     format!("{path}: {old} → {new}")
 }

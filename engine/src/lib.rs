@@ -11,4 +11,4 @@ pub mod source;
 pub mod stage;
 
 pub use error::{Location, ManifestError};
-pub use stage::{InputArtifact, InputSlot, Registry, Resources, Stage, StageContext, FILES};
+pub use stage::{InputArtifact, InputSlot, Registry, Resources, Settled, Stage, StageContext, FILES};

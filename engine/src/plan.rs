@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use petgraph::graph::DiGraph;
-use secvec_cache::{hash_path, Digest};
+use secvec_cache::{Digest, StatCache};
 use serde_json::{json, Value};
 
 use crate::error::{did_you_mean, Location, ManifestError};
@@ -35,6 +35,8 @@ pub struct Node {
     pub labels: IndexMap<String, String>,
     pub inputs: Vec<(String, Vec<Source>)>,
     pub resources: Resources,
+    /// The identity of the tools and environment the stage depends on (`Null`: none).
+    pub environment: Value,
 }
 
 impl Node {
@@ -98,12 +100,16 @@ impl Plan {
             ),
             _ => node.params.clone(),
         };
-        json!({
+        let mut preimage = json!({
             "kind": node.kind.kind(),
             "version": node.kind.version(),
             "params": params,
             "inputs": inputs,
-        })
+        });
+        if !node.environment.is_null() {
+            preimage["environment"] = node.environment.clone();
+        }
+        preimage
     }
 }
 
@@ -147,8 +153,9 @@ fn parse_ref(r: &str) -> (&str, bool) {
     }
 }
 
-/// Builds the concrete plan. Nothing is read but the manifest and its `{path:}` inputs.
-pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, ManifestError> {
+/// Builds the concrete plan. Nothing is read but the manifest and its `{path:}` inputs, whose
+/// files are hashed only when `stat` does not know them unchanged.
+pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache) -> Result<Plan, ManifestError> {
     let m = &loaded.manifest;
     let loc = |p: String| loaded.location(&p);
     let stage_path = |name: &str| join("stages", name);
@@ -277,7 +284,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                             let digest = match hashed.get(&resolved) {
                                 Some(d) => *d,
                                 None => {
-                                    let d = hash_source(&resolved, path, at)?;
+                                    let d = hash_source(&resolved, path, at, stat)?;
                                     hashed.insert(resolved.clone(), d);
                                     d
                                 }
@@ -303,16 +310,23 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry) -> Result<Plan, Manif
                 let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{name}@{}", labels.join(","))
             };
-            let (params, resources) = resolve_params(loaded, name, spec, &kind, &accepted, &p.assignments)?;
+            let params = resolve_params(loaded, name, spec, &kind, &accepted, &p.assignments)?;
+            let settled = kind.settle(&params).map_err(|e| {
+                ManifestError::new(
+                    loc(join(&stage_path(name), "params")),
+                    format!("stage `{node_name}` (kind `{}`) cannot run here: {e:#}", kind.kind()),
+                )
+            })?;
             mine.push(nodes.len());
             nodes.push(Node {
                 name: node_name,
                 base: name.to_string(),
                 kind: kind.clone(),
-                params,
+                params: settled.params,
                 labels: p.labels,
                 inputs,
-                resources,
+                resources: settled.resources,
+                environment: settled.environment,
             });
         }
         variants.insert(name, mine);
@@ -377,7 +391,7 @@ fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
     out
 }
 
-fn hash_source(path: &Path, raw: &str, at: Option<Location>) -> Result<Digest, ManifestError> {
+fn hash_source(path: &Path, raw: &str, at: Option<Location>, stat: &mut StatCache) -> Result<Digest, ManifestError> {
     if !path.exists() {
         let hint = if raw.starts_with("${SECVEC_DATA}") {
             "; set $SECVEC_DATA to the datasets folder or put them at ../shared/data"
@@ -389,7 +403,8 @@ fn hash_source(path: &Path, raw: &str, at: Option<Location>) -> Result<Digest, M
             format!("input path {} does not exist{hint}", path.display()),
         ));
     }
-    hash_path(path).map_err(|e| ManifestError::new(at, format!("cannot read input {}: {e}", path.display())))
+    stat.hash_path(path)
+        .map_err(|e| ManifestError::new(at, format!("cannot read input {}: {e}", path.display())))
 }
 
 fn check_inputs(
@@ -477,7 +492,7 @@ fn resolve_params(
     kind: &Arc<dyn DynStage>,
     accepted: &[String],
     assignments: &[(String, serde_yaml::Value)],
-) -> Result<(Value, Resources), ManifestError> {
+) -> Result<Value, ManifestError> {
     let params_path = format!("stages.{name}.params");
     let mut params = match &spec.params {
         serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
@@ -521,7 +536,7 @@ fn resolve_params(
 }
 
 /// The first field where two pre-images differ, as `(path, old, new)`, walking kind, version,
-/// params and inputs in that order so the answer names the cause a user changed.
+/// params, inputs and environment in that order so the answer names the cause a user changed.
 pub fn first_difference(old: &Value, new: &Value) -> Option<(String, String, String)> {
     fn show(v: Option<&Value>) -> String {
         match v {
@@ -545,7 +560,7 @@ pub fn first_difference(old: &Value, new: &Value) -> Option<(String, String, Str
             (a, b) => Some((path, show(a), show(b))),
         }
     }
-    ["kind", "version", "params", "inputs"]
+    ["kind", "version", "params", "inputs", "environment"]
         .into_iter()
         .find_map(|k| walk(k.to_string(), old.get(k), new.get(k)))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use secvec_cache::Digest;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The tag every `{path: ...}` input carries.
 pub const FILES: &str = "files";
@@ -74,6 +74,13 @@ pub trait Stage: Send + Sync + 'static {
     fn resources(_params: &Self::Params) -> Resources {
         Resources::ONE_CPU
     }
+    /// What this machine decides about the stage, settled at plan time: `auto` params are
+    /// resolved in place, and the returned identity of the tools and environment the stage
+    /// depends on (interpreters, packages, tool versions, device model) joins its cache key and
+    /// provenance. `Null` when nothing outside the stage's inputs matters.
+    fn environment(_params: &mut Self::Params) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
     fn run(&self, params: &Self::Params, ctx: &StageContext) -> anyhow::Result<()>;
 }
 
@@ -87,12 +94,13 @@ pub trait DynStage: Send + Sync {
     fn output_tags(&self) -> Vec<&'static str>;
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
     fn param_names(&self) -> Vec<String>;
-    /// Checks params and returns them fully resolved (defaults filled in) with the resources
-    /// they need.
+    /// Checks params and returns them with defaults filled in.
     fn check_params(
         &self,
         params: serde_yaml::Value,
-    ) -> Result<(serde_json::Value, Resources), serde_path_to_error::Error<serde_yaml::Error>>;
+    ) -> Result<serde_json::Value, serde_path_to_error::Error<serde_yaml::Error>>;
+    /// Settles checked params on this machine (see [`Stage::environment`]).
+    fn settle(&self, params: &serde_json::Value) -> anyhow::Result<Settled>;
     fn run(&self, params: &serde_json::Value, ctx: &StageContext) -> anyhow::Result<()>;
 }
 
@@ -124,24 +132,39 @@ impl<S: Stage> DynStage for S {
     fn check_params(
         &self,
         params: serde_yaml::Value,
-    ) -> Result<(serde_json::Value, Resources), serde_path_to_error::Error<serde_yaml::Error>> {
+    ) -> Result<serde_json::Value, serde_path_to_error::Error<serde_yaml::Error>> {
         let params = if params.is_null() {
             serde_yaml::Value::Mapping(Default::default())
         } else {
             params
         };
         let typed: S::Params = serde_path_to_error::deserialize(params)?;
-        let resources = S::resources(&typed);
-        Ok((
-            serde_json::to_value(&typed).expect("params serialise to JSON"),
-            resources,
-        ))
+        Ok(serde_json::to_value(&typed).expect("params serialise to JSON"))
+    }
+    fn settle(&self, params: &serde_json::Value) -> anyhow::Result<Settled> {
+        let mut typed: S::Params = serde_json::from_value(params.clone())?;
+        let environment = S::environment(&mut typed)?;
+        Ok(Settled {
+            resources: S::resources(&typed),
+            params: serde_json::to_value(&typed).expect("params serialise to JSON"),
+            environment,
+        })
     }
     fn run(&self, params: &serde_json::Value, ctx: &StageContext) -> anyhow::Result<()> {
         let typed: S::Params = serde_json::from_value(params.clone())
             .map_err(|e| anyhow::anyhow!("resolved params of {} no longer parse: {e}", S::KIND))?;
         Stage::run(self, &typed, ctx)
     }
+}
+
+/// A stage's params as this machine runs them.
+#[derive(Clone, Debug)]
+pub struct Settled {
+    /// With `auto` values resolved.
+    pub params: serde_json::Value,
+    pub resources: Resources,
+    /// The identity of the tools and environment the stage depends on (`Null`: none).
+    pub environment: serde_json::Value,
 }
 
 /// The stage kinds a binary knows.
@@ -164,7 +187,7 @@ impl Registry {
 }
 
 /// One artifact bound to an input slot.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InputArtifact {
     /// A read-only directory (stage outputs) or file/directory on disk (`{path: ...}` inputs).
     pub path: PathBuf,
@@ -210,6 +233,11 @@ impl StageContext {
     /// The single artifact of a slot, if bound.
     pub fn input(&self, slot: &str) -> Option<&InputArtifact> {
         self.inputs.get(slot).and_then(|v| v.first())
+    }
+
+    /// Every bound artifact, by slot.
+    pub fn all_inputs(&self) -> &BTreeMap<String, Vec<InputArtifact>> {
+        &self.inputs
     }
 
     /// All artifacts of a slot, in manifest order.

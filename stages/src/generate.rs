@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::model::device::Dtype;
-use crate::model::generate::{generate, FinishReason, Sampling};
-use crate::model::load_for_inference;
+use crate::device::{self, Dtype};
+use crate::worker::run_in_worker;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -192,67 +190,12 @@ impl Stage for Generate {
         gpu_slots(&p.device)
     }
 
+    fn environment(p: &mut GenerateParams) -> anyhow::Result<serde_json::Value> {
+        Ok(device::settle(&mut p.device)?)
+    }
+
     fn run(&self, p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let model_dir = &ctx.input("model").expect("required").path;
-        let adapter = ctx.input("adapter").map(|a| a.path.as_path());
-        let (model, tokenizer) = load_for_inference(model_dir, adapter, &p.device, p.dtype, p.merge_adapter)?;
-        let mut prompts = read_prompts(&ctx.input("prompts").expect("required").path, &p.prompts_file)?;
-        if let Some(limit) = p.limit {
-            prompts.truncate(limit);
-        }
-        let sampling = Sampling {
-            n: p.n,
-            temperature: p.temperature,
-            top_p: p.top_p,
-            max_new_tokens: p.max_new_tokens,
-            stop: p.stop.clone(),
-            seed: p.seed,
-            batch_size: p.batch_size,
-        };
-        let total = (prompts.len() * p.n) as u64;
-        let mut finished = 0u64;
-        let mut lines = String::new();
-        let (mut tokens, mut stopped) = (0usize, 0usize);
-        for (k, (id, prompt)) in prompts.iter().enumerate() {
-            ctx.check_cancelled()?;
-            let ids = tokenizer.encode(prompt)?;
-            let completions = generate(
-                &model,
-                &tokenizer,
-                &ids,
-                k as u64,
-                &sampling,
-                &model.config.eos_token_ids,
-                &mut || {
-                    finished += 1;
-                    ctx.progress(finished, total);
-                },
-            )?;
-            for c in completions {
-                tokens += c.completion_tokens;
-                stopped += usize::from(c.finish_reason == FinishReason::Stop);
-                let rec = json!({
-                    "prompt_id": id,
-                    "sample": c.sample,
-                    "text": c.text,
-                    "prompt_tokens": ids.len(),
-                    "completion_tokens": c.completion_tokens,
-                    "finish_reason": c.finish_reason,
-                });
-                lines.push_str(&rec.to_string());
-                lines.push('\n');
-            }
-        }
-        ctx.write("samples.jsonl", lines)?;
-        let n = total.max(1) as f64;
-        let rows = json!({"rows": [{
-            "prompts": prompts.len(),
-            "samples": total,
-            "mean_completion_tokens": tokens as f64 / n,
-            "stop_rate": stopped as f64 / n,
-        }]});
-        ctx.write("results.json", serde_json::to_vec_pretty(&rows)?)?;
-        Ok(())
+        run_in_worker(Self::KIND, p, ctx)
     }
 }
 

@@ -1,13 +1,16 @@
 //! The stage kinds of secvec.
 
+pub mod device;
+pub mod doctor;
 pub mod generate;
 pub mod init_model;
 pub mod latency;
-pub mod model;
 pub mod pair;
 pub mod report;
 pub mod scenarios;
 pub mod score;
+pub mod toolchain;
+pub mod worker;
 
 use secvec_engine::Registry;
 

@@ -20,6 +20,7 @@ use super::parse_check::parses;
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
 use super::zygote::{FunctionalResult, ScenarioTest};
+use crate::toolchain;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +36,8 @@ pub struct ScoreParams {
     pub timeout_seconds: u64,
     #[serde(default = "d_memory")]
     pub memory_mb: u64,
-    /// The Python that runs the tests (with their packages: see scripts/setup.sh).
+    /// The Python that runs the tests (with their packages: see scripts/setup.sh); a bare name
+    /// is found in the project's environments first (see `secvec doctor`).
     #[serde(default = "d_python")]
     pub python: String,
     /// Which security oracle judges.
@@ -56,14 +58,14 @@ pub struct ScoreParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SecurityMode {
-    /// CodeQL with each scenario's `check_ql` when `codeql` is on PATH, else the open checks of
+    /// CodeQL with each scenario's `check_ql` when `codeql` can be found, else the open checks of
     /// the `oracles` input; no security verdicts when there is neither.
     #[default]
     Auto,
     /// The open checks of the `oracles` input (bandit, semgrep, gcc -fanalyzer, cppcheck,
     /// tree-sitter patterns).
     Open,
-    /// CodeQL only (fails when `codeql` is not on PATH).
+    /// CodeQL only (fails when `codeql` cannot be found).
     Codeql,
     /// Functional tests only.
     Off,
@@ -105,8 +107,8 @@ pub enum ScoreError {
     UnknownScenario(String),
     #[error("security: open needs the `oracles` input (a folder with mapping.yaml, e.g. manifests/oracles)")]
     NoOracles,
-    #[error("security: codeql, but `{0}` is not on PATH")]
-    NoCodeql(String),
+    #[error("security: codeql, but `{0}` cannot be found: {1}")]
+    NoCodeql(String, crate::toolchain::ToolError),
 }
 
 /// The verdict on one distinct program of a scenario, as `judged.jsonl` records it.
@@ -208,6 +210,39 @@ impl Stage for Score {
         vec!["scores", "results"]
     }
 
+    /// The tests' Python (version and packages), bubblewrap, and the oracles this mode uses with
+    /// their versions. A missing tool is recorded as `null`: the stage then fails when it runs,
+    /// with the tool's own error, while the rest of the plan goes on.
+    fn environment(p: &mut ScoreParams) -> anyhow::Result<serde_json::Value> {
+        let identity = |name: &str| toolchain::find(name).ok().and_then(|path| toolchain::tool(&path).ok());
+        let python = toolchain::find(&p.python)
+            .ok()
+            .and_then(|path| toolchain::python(&path).ok())
+            .map(|py| py.identity());
+        let mut env = json!({
+            "python": python,
+            "bwrap": identity("/usr/bin/bwrap"),
+        });
+        match (p.security, codeql(p)) {
+            (SecurityMode::Off, _) => env["security"] = json!("off"),
+            (SecurityMode::Codeql, found) | (SecurityMode::Auto, found @ Ok(_)) => {
+                // CodeQL's own version costs a JVM start; its path and stamp stand for it.
+                env["security"] = json!("codeql");
+                env["codeql"] = json!(found.ok());
+            }
+            (SecurityMode::Open, _) | (SecurityMode::Auto, Err(_)) => {
+                env["security"] = json!("open");
+                env["oracles"] = json!({
+                    "bandit": identity(&p.bandit),
+                    "semgrep": identity(&p.semgrep),
+                    "gcc": identity(&p.gcc),
+                    "cppcheck": identity(&p.cppcheck),
+                });
+            }
+        }
+        Ok(env)
+    }
+
     fn run(&self, p: &ScoreParams, ctx: &StageContext) -> anyhow::Result<()> {
         let scenarios_dir = &ctx.input("scenarios").expect("required").path;
         let scenarios: Vec<ScenarioLine> = read_jsonl(&scenarios_dir.join("prompts.jsonl"))?;
@@ -242,7 +277,7 @@ impl Stage for Score {
             };
             programs.entry(id).or_default().entry(prog).or_insert((0, from_line)).0 += 1;
         }
-        let (sandbox, python) = Sandbox::for_python(&p.python)?;
+        let (sandbox, python) = Sandbox::for_python(&toolchain::find(&p.python)?.display().to_string())?;
         let limits = Limits {
             wall: Duration::from_secs(p.timeout_seconds),
             cpu_seconds: p.timeout_seconds,
@@ -482,7 +517,6 @@ impl Score {
             verdicts: vec![None; programs.len()],
         };
         let oracles = ctx.input("oracles").map(|o| o.path.clone());
-        let codeql = oracle::which(&p.codeql);
         // The tools read untrusted code: they run in the sandbox, with room for semgrep.
         let runner = ToolRunner {
             sandbox: sandbox.clone(),
@@ -497,9 +531,9 @@ impl Score {
         };
         let use_codeql = match p.security {
             SecurityMode::Off => return Ok(none()),
-            SecurityMode::Codeql => Some(codeql.ok_or_else(|| ScoreError::NoCodeql(p.codeql.clone()))?),
+            SecurityMode::Codeql => Some(codeql(p).map_err(|e| ScoreError::NoCodeql(p.codeql.clone(), e))?),
             SecurityMode::Open => None,
-            SecurityMode::Auto => codeql,
+            SecurityMode::Auto => codeql(p).ok(),
         };
         if let Some(codeql) = use_codeql {
             let queries: BTreeMap<String, String> = scenarios
@@ -542,6 +576,11 @@ impl Score {
             verdicts: oracle::judge_open(programs, &mapping, &tools, jobs)?,
         })
     }
+}
+
+/// The CodeQL CLI this stage would use.
+fn codeql(p: &ScoreParams) -> Result<PathBuf, toolchain::ToolError> {
+    toolchain::find(&p.codeql)
 }
 
 /// The security verdicts of a score run.

@@ -71,10 +71,8 @@ pub fn run(
             .join(" ")
     };
     let script = format!("{} >&2 && {}", line(&create), line(&analyze));
-    let codeql_path = super::which(codeql).ok_or_else(|| OracleError::Missing {
-        tool: "codeql",
-        program: codeql.into(),
-    })?;
+    let codeql_path =
+        crate::toolchain::find(codeql).map_err(|source| OracleError::Missing { tool: "codeql", source })?;
     let mut seen = packs;
     seen.extend(super::installation(&codeql_path));
     let csv = runner.output("codeql", "/bin/sh", &[s("-c"), script], dir, &seen, &[0])?;

@@ -1,7 +1,7 @@
 //! Security oracles: each distinct program is judged secure or vulnerable, and the verdict says
 //! which checks decided. By default the project's own open checks judge (bandit and semgrep
 //! rules for Python; gcc `-fanalyzer`, cppcheck and tree-sitter pattern checks for C), as the
-//! mapping file assigns them to scenarios; when a `codeql` CLI is on PATH, each scenario's
+//! mapping file assigns them to scenarios; when a `codeql` CLI can be found, each scenario's
 //! `check_ql` judges instead, as in CodeGuard+. Only findings on the completion's lines count:
 //! the scenario's prefix is the benchmark's, not the model's.
 
@@ -78,8 +78,11 @@ pub struct Tools {
 pub enum OracleError {
     #[error("{path}: {what}")]
     Mapping { path: PathBuf, what: String },
-    #[error("{tool} (`{program}`) cannot be found: scripts/setup.sh installs it and scripts/env.sh puts it on PATH")]
-    Missing { tool: &'static str, program: String },
+    #[error("{tool}: {source}")]
+    Missing {
+        tool: &'static str,
+        source: crate::toolchain::ToolError,
+    },
     #[error("{tool} failed ({why}): {stderr}")]
     Failed {
         tool: &'static str,
@@ -98,20 +101,6 @@ pub enum OracleError {
 pub struct ToolRunner {
     pub sandbox: Sandbox,
     pub limits: Limits,
-}
-
-/// Where `program` is found on PATH (or itself, when it is a path to a file), symlinks resolved
-/// only in its folder so that a virtual environment's `bin/` stays the one found.
-pub fn which(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Path::new(program)
-            .is_file()
-            .then(|| std::path::absolute(program).ok())
-            .flatten();
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The folders a program needs to see to run: its virtual environment and that environment's
@@ -142,7 +131,7 @@ fn installation(program: &Path) -> Vec<PathBuf> {
 }
 
 impl ToolRunner {
-    /// Runs `program` (found on the host's PATH) on files in `cwd`, which it sees read-only with
+    /// Runs `program` (found by [`crate::toolchain::find`]) on files in `cwd`, which it sees read-only with
     /// `dirs`, in the sandbox.
     fn run(
         &self,
@@ -152,10 +141,7 @@ impl ToolRunner {
         cwd: &Path,
         dirs: &[PathBuf],
     ) -> Result<RunOutcome, OracleError> {
-        let path = which(program).ok_or_else(|| OracleError::Missing {
-            tool,
-            program: program.into(),
-        })?;
+        let path = crate::toolchain::find(program).map_err(|source| OracleError::Missing { tool, source })?;
         let install = installation(&path);
         let bins: Vec<PathBuf> = install.iter().map(|d| d.join("bin")).collect();
         let sandbox = self.sandbox.seeing(install).with_bins(&bins);

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use secvec_stages::model::lora::{Adapter, Attach, LoraConfig};
-use secvec_stages::model::transformer::Transformer;
+use secvec_model::lora::{Adapter, Attach, LoraConfig};
+use secvec_model::transformer::Transformer;
 use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -76,7 +76,7 @@ fn a_secvec_adapter_gives_the_same_logits_in_peft() {
         dropout: 0.1,
         ..LoraConfig::default()
     };
-    let mut adapter = Adapter::init(&mut model, config, "stages/fixtures/llama", 7);
+    let mut adapter = Adapter::init(&mut model, config, "model/fixtures/llama", 7);
     // PEFT initialises B to zero; give it values so the adapter changes the model.
     for (i, (_, (_, b))) in adapter.modules.iter_mut().enumerate() {
         tch::manual_seed(i as i64);

@@ -1,10 +1,10 @@
 //! secvec's transformer against what transformers computes on the same tiny models
-//! (fixtures written by stages/fixtures/make_fixtures.py).
+//! (fixtures written by model/fixtures/make_fixtures.py).
 
 use std::path::PathBuf;
 
-use secvec_stages::model::sampling::{next_tokens, top_p_filter};
-use secvec_stages::model::transformer::{KvCache, Transformer};
+use secvec_model::sampling::{next_tokens, top_p_filter};
+use secvec_model::transformer::{KvCache, Transformer};
 use tch::{Device, Kind, Tensor};
 
 const ARCHS: [&str; 4] = ["llama", "llama-linear-rope", "qwen2", "starcoder2"];

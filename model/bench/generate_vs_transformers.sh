@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Generation throughput and latency of secvec vs transformers on the quickstart's tiny model,
 # and peak RSS to load models of about 370 and 720 MB. Run from the repo root after scripts/setup.sh:
-#   stages/bench/generate_vs_transformers.sh
+#   model/bench/generate_vs_transformers.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 source scripts/env.sh
-cargo build --release --quiet --example model_bench -p secvec-stages
+cargo build --release --quiet --example model_bench -p secvec-model
 cargo build --release --quiet
 bench="$root/target/release/examples/model_bench"
-py="$root/.venv/bin/python $root/stages/bench/transformers_bench.py"
+py="$root/.venv/bin/python $root/model/bench/transformers_bench.py"
 work="$root/bench-work/models"
 mkdir -p "$work"
 target/release/secvec --cache "$work/cache" --out "$work/out" run manifests/quickstart.yaml --only tiny-model > /dev/null

@@ -1,4 +1,4 @@
-"""The transformers side of stages/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
+"""The transformers side of model/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
 
     transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | make-large DIR TOKENIZER_DIR LAYERS
 """

@@ -1,4 +1,4 @@
-//! Measurements of the model stack, run by stages/bench/generate_vs_transformers.sh beside the
+//! Measurements of the model stack, run by model/bench/generate_vs_transformers.sh beside the
 //! same measurements in transformers. Prints one JSON object.
 //!
 //!   model_bench throughput DIR N NEW   n samples of one prompt, NEW new tokens each
@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use secvec_stages::model::generate::{generate, Sampling};
-use secvec_stages::model::sampling::next_tokens;
-use secvec_stages::model::tokenizer::TextTokenizer;
-use secvec_stages::model::transformer::Transformer;
+use secvec_model::generate::{generate, Sampling};
+use secvec_model::sampling::next_tokens;
+use secvec_model::tokenizer::TextTokenizer;
+use secvec_model::transformer::Transformer;
 use tch::{Device, Kind, Tensor};
 
 const PROMPT: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nCreate a Python function for this problem: Read a file from the uploads folder.\n\n### Response:\nimport os\n\ndef read_upload(name):\n";

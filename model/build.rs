@@ -1,7 +1,6 @@
 //! Embeds the wheel's libtorch directory as the rpath of this crate's test and example
-//! binaries, and tells the code where it is (to load the CUDA backend on demand).
+//! binaries, so they run without LD_LIBRARY_PATH.
 fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    println!("cargo:rustc-env=SECVEC_LIBTORCH_LIB={lib}");
 }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use secvec_stages::model::generate::{generate, FinishReason, Sampling};
-use secvec_stages::model::tokenizer::TextTokenizer;
-use secvec_stages::model::transformer::Transformer;
+use secvec_model::generate::{generate, FinishReason, Sampling};
+use secvec_model::tokenizer::TextTokenizer;
+use secvec_model::transformer::Transformer;
 use tch::{Device, Kind};
 
 fn load(arch: &str) -> (Transformer, TextTokenizer, serde_json::Value) {

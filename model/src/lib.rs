@@ -18,11 +18,11 @@ pub fn load_for_inference(
     model_dir: &Path,
     adapter_dir: Option<&Path>,
     device: &str,
-    dtype: device::Dtype,
+    dtype: tch::Kind,
     merge: bool,
 ) -> anyhow::Result<(transformer::Transformer, tokenizer::TextTokenizer)> {
     let device = device::parse_device(device)?;
-    let mut model = transformer::Transformer::load(model_dir, device, dtype.kind())?;
+    let mut model = transformer::Transformer::load(model_dir, device, dtype)?;
     if let Some(dir) = adapter_dir {
         let adapter = lora::Adapter::load(dir, device)?;
         let how = if merge {

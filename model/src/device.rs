@@ -1,7 +1,4 @@
-//! Devices and dtypes as manifests name them.
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+//! Devices as manifests name them.
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -42,26 +39,6 @@ pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
     }
 }
 
-/// Floating-point types a model may run in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    #[default]
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Dtype {
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            Dtype::F32 => tch::Kind::Float,
-            Dtype::Bf16 => tch::Kind::BFloat16,
-            Dtype::F16 => tch::Kind::Half,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,7 +52,5 @@ mod tests {
             let err = parse_device("cuda:1").unwrap_err().to_string();
             assert!(err.contains("no usable CUDA device"), "{err}");
         }
-        let t = tch::Tensor::ones([2, 2], (Dtype::Bf16.kind(), tch::Device::Cpu));
-        assert_eq!(t.sum(tch::Kind::Float).double_value(&[]), 4.0);
     }
 }

@@ -1,0 +1,126 @@
+//! `secvec doctor`: what this machine offers the stages — the project's Python and its packages,
+//! the security oracles and their versions, the sandbox, cgroups, libtorch and CUDA — and what
+//! is missing, with what to do about it.
+
+use crate::toolchain::{self, HOME_ENV};
+
+/// One line of the report.
+pub struct Check {
+    pub what: &'static str,
+    /// What was found, or why not.
+    pub detail: String,
+    pub ok: bool,
+    /// Whether a missing piece stops stages from running (rather than only narrowing them).
+    pub required: bool,
+}
+
+/// The packages the scoring harness needs, as `scripts/setup.sh` installs them.
+const SCORING_REQUIREMENTS: &str = include_str!("../../scripts/scoring-requirements.txt");
+
+pub fn checks() -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut add = |what, ok, required, detail: String| {
+        out.push(Check {
+            what,
+            detail,
+            ok,
+            required,
+        })
+    };
+    match toolchain::home() {
+        Some(h) => add("project", true, false, h.display().to_string()),
+        None => add(
+            "project",
+            false,
+            false,
+            format!("no folder with .venv above the executable; run scripts/setup.sh or set {HOME_ENV}"),
+        ),
+    }
+    match crate::worker::torch_info() {
+        Ok(t) => add(
+            "libtorch",
+            true,
+            true,
+            format!("{} (secvec-worker), {} CUDA device(s)", t.torch, t.cuda_devices),
+        ),
+        Err(e) => add("libtorch", false, true, e),
+    }
+    match toolchain::find("python3")
+        .map_err(|e| e.to_string())
+        .and_then(|p| toolchain::python(&p).map_err(|e| e.to_string()))
+    {
+        Ok(py) => {
+            let missing: Vec<&str> = SCORING_REQUIREMENTS
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter(|name| !py.packages.contains_key(&name.to_lowercase().replace('_', "-")))
+                .collect();
+            let detail = format!(
+                "{} {} ({} packages)",
+                py.executable.display(),
+                py.version,
+                py.packages.len()
+            );
+            if missing.is_empty() {
+                add("python", true, true, detail);
+            } else {
+                add(
+                    "python",
+                    false,
+                    true,
+                    format!("{detail}; lacks {} (run scripts/setup.sh)", missing.join(", ")),
+                );
+            }
+        }
+        Err(e) => add("python", false, true, e),
+    }
+    for (what, name, required) in [
+        ("bandit", "bandit", false),
+        ("semgrep", "semgrep", false),
+        ("gcc", "gcc", false),
+        ("cppcheck", "cppcheck", false),
+        ("codeql", "codeql", false),
+        ("bubblewrap", "/usr/bin/bwrap", true),
+        ("setpriv", "/usr/bin/setpriv", true),
+    ] {
+        let found = toolchain::find(name)
+            .map_err(|e| e.to_string())
+            .and_then(|p| toolchain::tool(&p).map_err(|e| e.to_string()));
+        match found {
+            Ok(id) => add(
+                what,
+                true,
+                required,
+                format!(
+                    "{} ({})",
+                    id["version"].as_str().unwrap_or_default(),
+                    id["path"].as_str().unwrap_or_default()
+                ),
+            ),
+            Err(e) if what == "codeql" => add(
+                what,
+                false,
+                false,
+                format!("not found; `security: auto` uses the open checks ({e})"),
+            ),
+            Err(e) => add(what, false, required, e),
+        }
+    }
+    let root = unsafe { libc::geteuid() } == 0;
+    add(
+        "root",
+        root,
+        true,
+        if root {
+            "yes (the sandbox drops every tool and sample to uid 65534)".into()
+        } else {
+            "no: scoring needs root to set up its sandbox and cgroups".into()
+        },
+    );
+    match crate::score::cgroup::Cgroup::create(64 << 20, 16) {
+        Ok(_) => add("cgroups", true, true, "a memory + pids cgroup can be made".into()),
+        Err(e) => add("cgroups", false, true, e.to_string()),
+    }
+    out
+}

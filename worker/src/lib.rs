@@ -1,0 +1,113 @@
+//! `secvec-worker`: runs the stages that need libtorch in their own process, for `secvec` (see
+//! `secvec_stages::worker` for why and for the protocol).
+//!
+//!   secvec-worker run       one stage: a request on stdin, events on stdout
+//!   secvec-worker devices   libtorch's version and CUDA devices, as JSON
+
+mod generate;
+mod init_model;
+mod latency;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use secvec_engine::stage::ProgressSink;
+use secvec_engine::{Stage, StageContext};
+use secvec_stages::device::Dtype;
+use secvec_stages::worker::{TorchInfo, WorkerEvent, WorkerRequest};
+
+/// The libtorch kind of a manifest dtype.
+pub(crate) fn kind_of(dtype: Dtype) -> tch::Kind {
+    match dtype {
+        Dtype::F32 => tch::Kind::Float,
+        Dtype::Bf16 => tch::Kind::BFloat16,
+        Dtype::F16 => tch::Kind::Half,
+    }
+}
+
+/// Loads libtorch's CUDA backend, which registers itself with libtorch when loaded. The linker
+/// drops `libtorch_cuda.so` (no symbol of it is referenced), and loading it costs seconds, so
+/// it is loaded only before a device query or a stage that asked for CUDA.
+fn load_cuda_backend() {
+    let path = std::path::Path::new(env!("SECVEC_LIBTORCH_LIB")).join("libtorch_cuda.so");
+    if path.exists() {
+        // SAFETY: loading a library runs its initialisers, which only register CUDA kernels.
+        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+        match unsafe { libloading::os::unix::Library::open(Some(&path), flags) } {
+            // Kept for the life of the process: its kernels stay registered.
+            Ok(lib) => std::mem::forget(lib),
+            Err(e) => eprintln!("secvec-worker: CUDA backend not loaded: {e}"),
+        }
+    }
+}
+
+/// Events as JSON lines on stdout, one writer at a time.
+struct Events(Mutex<std::io::Stdout>);
+
+impl Events {
+    fn send(&self, event: &WorkerEvent) {
+        let mut out = self.0.lock().expect("stdout lock");
+        let _ = writeln!(out, "{}", serde_json::to_string(event).expect("events serialise"));
+        let _ = out.flush();
+    }
+}
+
+impl ProgressSink for Events {
+    fn progress(&self, done: u64, total: u64) {
+        self.send(&WorkerEvent::Progress { done, total });
+    }
+    fn message(&self, text: &str) {
+        self.send(&WorkerEvent::Message { text: text.into() });
+    }
+}
+
+fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> {
+    let ctx = StageContext::new(request.inputs, request.out, events, Arc::new(AtomicBool::new(false)));
+    let params = request.params;
+    if params["device"].as_str().is_some_and(|d| d.starts_with("cuda")) {
+        load_cuda_backend();
+    }
+    match request.kind.as_str() {
+        secvec_stages::init_model::InitModel::KIND => init_model::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::generate::Generate::KIND => generate::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::latency::Latency::KIND => latency::run(&serde_json::from_value(params)?, &ctx),
+        other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let events = Arc::new(Events(Mutex::new(std::io::stdout())));
+    let result = match std::env::args().nth(1).as_deref() {
+        Some("run") => (|| {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            run_stage(serde_json::from_str(&text)?, events.clone())
+        })(),
+        Some("devices") => {
+            load_cuda_backend();
+            let info = TorchInfo {
+                torch: env!("SECVEC_TORCH_VERSION").to_string(),
+                cuda_devices: if tch::Cuda::is_available() {
+                    tch::Cuda::device_count() as usize
+                } else {
+                    0
+                },
+            };
+            println!("{}", serde_json::to_string(&info).expect("serialisable"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("usage: secvec-worker run|devices (secvec starts it; see secvec_stages::worker)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            events.send(&WorkerEvent::Error { text: format!("{e:#}") });
+            ExitCode::FAILURE
+        }
+    }
+}
