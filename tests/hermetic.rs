@@ -235,3 +235,52 @@ fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn doctor_says_what_it_found_and_what_is_missing() {
+    let ws = Workspace::new();
+    let doctor = |home: Option<&Path>| {
+        let mut cmd = ws.cmd(&["doctor"]);
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", ws.path())
+            .env("SECVEC_PROBE_CACHE", ws.path().join("probes"));
+        if let Some(h) = home {
+            cmd.env("SECVEC_HOME", h);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, text) = doctor(None);
+    for what in [
+        "project",
+        "libtorch",
+        "python",
+        "bandit",
+        "semgrep",
+        "gcc",
+        "cppcheck",
+        "codeql",
+        "bubblewrap",
+        "setpriv",
+        "root",
+        "cgroups",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(what) && l.split_whitespace().count() > 2),
+            "no `{what}` line:\n{text}"
+        );
+    }
+    let python_ok = text.lines().any(|l| l.starts_with("ok") && l.contains(" python "));
+    if bwrap_available() && python_ok {
+        assert_eq!(code, Some(0), "{text}");
+    }
+    // Pointed at a folder without the project's environments, the Python on PATH lacks the
+    // tests' packages: a stage could not run, and doctor says which.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, text) = doctor(Some(empty.path()));
+    let python = text.lines().find(|l| l.contains(" python ")).unwrap();
+    assert!(python.starts_with("MISSING") && python.contains("lacks"), "{text}");
+    assert_eq!(code, Some(1));
+}

@@ -156,3 +156,49 @@ fn init_model_is_deterministic_from_its_seed() {
     assert_eq!(digest(3), digest(3));
     assert_ne!(digest(3), digest(4));
 }
+
+#[test]
+fn interrupting_a_run_stops_its_worker() {
+    use std::io::{BufRead, BufReader};
+    let ws = workspace_with_model();
+    ws.write(
+        "m.yaml",
+        "name: m\nstages:\n  gen:\n    kind: generate\n    inputs:\n      model: {path: model}\n      prompts: {path: prompts.jsonl}\n    params: {n: 4096, batch_size: 4, max_new_tokens: 48, temperature: 1.0}\n",
+    );
+    let mut child = ws
+        .cmd(&["run", "m.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().starts_with("running gen")));
+    // The worker is secvec's child while the stage runs.
+    let worker = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).ok()?;
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
+                .find(|pid| {
+                    std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .is_ok_and(|e| e.to_string_lossy().ends_with("secvec-worker"))
+                })
+        })
+        .expect("the stage runs in secvec-worker");
+    let started = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{worker}")).exists(),
+        "worker {worker} outlived the run"
+    );
+    let entries = std::fs::read_dir(ws.path().join(".secvec/ac"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "an interrupted stage must not leave a cache entry");
+}

@@ -8,10 +8,11 @@ mib=${1:-2048}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work="$root/bench-work/hash"
 mkdir -p "$work"
+source "$root/scripts/env.sh"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 secvec="$root/target/release/secvec"
 b3sum="$root/bench-work/b3sum/bin/b3sum"
-[ -x "$b3sum" ] || cargo install --quiet --locked --root "$root/bench-work/b3sum" b3sum@1.8.2
+[ -x "$b3sum" ] || cargo install --quiet --locked --root "$root/bench-work/b3sum" b3sum@1.8.7
 f="$work/blob"
 [ "$(stat -c %s "$f" 2>/dev/null || echo 0)" = $((mib << 20)) ] || head -c $((mib << 20)) /dev/urandom > "$f"
 cat "$f" > /dev/null

@@ -11,6 +11,7 @@ blob_mib=${3:-0}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work="$root/bench-work/noop"
 rm -rf "$work" && mkdir -p "$work"
+source "$root/scripts/env.sh"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 secvec="$root/target/release/secvec"
 if [ ! -x "$root/bench-work/venv/bin/dvc" ]; then

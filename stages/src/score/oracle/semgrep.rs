@@ -106,15 +106,16 @@ mod tests {
     fn the_rules_flag_their_cases_and_nothing_else() {
         let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/oracles/semgrep");
         let cwd = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("semgrep")
-            .args(["--test", "--metrics=off", "--disable-version-check"])
-            .arg(&rules)
-            .current_dir(cwd.path())
-            .output();
-        let Ok(out) = out else {
+        let Ok(semgrep) = crate::toolchain::find("semgrep") else {
             eprintln!("notice: semgrep is not installed (scripts/setup.sh installs it); skipping");
             return;
         };
+        let out = std::process::Command::new(semgrep)
+            .args(["--test", "--metrics=off", "--disable-version-check"])
+            .arg(&rules)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && text.contains("All tests passed"), "{text}");
     }
