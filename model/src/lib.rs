@@ -7,6 +7,7 @@ pub mod generate;
 pub mod lora;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 pub mod transformer;
 pub mod weights;
 

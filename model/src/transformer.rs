@@ -374,14 +374,7 @@ impl Transformer {
         b: i64,
         t: i64,
     ) -> Tensor {
-        let c = &self.config;
-        let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let a = &layer.attn;
-        let q = a.q.forward(x).view([b, t, nh, d]).transpose(1, 2);
-        let k = a.k.forward(x).view([b, t, nkv, d]).transpose(1, 2);
-        let v = a.v.forward(x).view([b, t, nkv, d]).transpose(1, 2);
-        let q = &q * cos + rotate_half(&q) * sin;
-        let k = &k * cos + rotate_half(&k) * sin;
+        let (q, k, v) = self.qkv(layer, x, cos, sin, b, t);
         let offset = cache.len;
         let (k, v) = cache.store(l, &k, &v);
         let total = offset + t;
@@ -394,9 +387,85 @@ impl Transformer {
                 None => causal,
             }
         });
+        self.attend(layer, &q, &k, &v, mask.as_ref(), b, t)
+    }
+
+    /// Queries, keys and values `[b, heads, t, d]` with rotary embeddings applied.
+    fn qkv(&self, layer: &Layer, x: &Tensor, cos: &Tensor, sin: &Tensor, b: i64, t: i64) -> (Tensor, Tensor, Tensor) {
+        let c = &self.config;
+        let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let a = &layer.attn;
+        let q = a.q.forward(x).view([b, t, nh, d]).transpose(1, 2);
+        let k = a.k.forward(x).view([b, t, nkv, d]).transpose(1, 2);
+        let v = a.v.forward(x).view([b, t, nkv, d]).transpose(1, 2);
+        let q = &q * cos + rotate_half(&q) * sin;
+        let k = &k * cos + rotate_half(&k) * sin;
+        (q, k, v)
+    }
+
+    /// Attention output `[b, t, hidden]`; `mask` is true where a query may see a key.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        layer: &Layer,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        b: i64,
+        t: i64,
+    ) -> Tensor {
+        let c = &self.config;
+        let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         // Grouped-query attention without copying keys and values out to every query head.
-        let out = Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), 0.0, false, None, nh != nkv);
-        a.o.forward(&out.transpose(1, 2).reshape([b, t, nh * d]))
+        let out = Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, false, None, nh != nkv);
+        layer.attn.o.forward(&out.transpose(1, 2).reshape([b, t, nh * d]))
+    }
+
+    /// Final hidden states `[batch, t, hidden]` of padded sequences, for training (no KV
+    /// cache). `attention_mask` `[batch, t]` is 1 for tokens and 0 for padding, on either side;
+    /// positions count only the tokens before, as transformers derives them from the mask.
+    // `x += …` would add in place, which autograd cannot differentiate through.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn hidden_states(&self, ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let (b, t) = (ids.size()[0], ids.size()[1]);
+        let real = attention_mask.to_kind(Kind::Bool);
+        let positions = (attention_mask.to_kind(Kind::Int64).cumsum(-1, Kind::Int64) - 1).clamp_min(0);
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        let (cos, sin) = (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind));
+        let idx = Tensor::arange(t, (Kind::Int64, self.device));
+        let (qpos, kpos) = (idx.unsqueeze(1), idx.unsqueeze(0));
+        let causal = kpos.le_tensor(&qpos);
+        let keys = real.view([b, 1, 1, t]);
+        // A padding query that sees no key (left padding) sees itself, so no row of the
+        // attention is all masked (which would give NaN, and NaN gradients).
+        let diagonal = kpos.eq_tensor(&qpos);
+        let masks: Vec<Tensor> = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let visible = match layer.window {
+                    Some(w) => causal.logical_and(&kpos.gt_tensor(&(&qpos - w))),
+                    None => causal.shallow_clone(),
+                };
+                visible.logical_and(&keys).logical_or(&diagonal)
+            })
+            .collect();
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        for (layer, mask) in self.layers.iter().zip(&masks) {
+            let h = layer.input_norm.forward(&x);
+            let (q, k, v) = self.qkv(layer, &h, &cos, &sin, b, t);
+            x = x + self.attend(layer, &q, &k, &v, Some(mask), b, t);
+            let h = layer.post_norm.forward(&x);
+            x = x + self.mlp(&layer.mlp, &h);
+        }
+        self.norm.forward(&x)
+    }
+
+    /// The output projection `[vocab, hidden]` (the embeddings when tied).
+    pub fn output_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
     fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Tensor {

@@ -1,15 +1,13 @@
 //! LoRA adapters cross between secvec and PEFT in both directions.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::{fixtures, peft_python};
 use secvec_model::lora::{Adapter, Attach, LoraConfig};
 use secvec_model::transformer::Transformer;
 use tch::{Device, Kind, Tensor};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
 
 fn prompt() -> Tensor {
     let r: serde_json::Value =
@@ -25,18 +23,6 @@ fn logits(model: &Transformer) -> Tensor {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
-}
-
-fn peft_python() -> Option<PathBuf> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import peft, transformers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("notice: no .venv with peft (run scripts/setup.sh); skipping the secvec → PEFT direction");
-    }
-    ok.then_some(py)
 }
 
 #[test]

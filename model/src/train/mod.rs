@@ -1,0 +1,35 @@
+//! Training LoRA adapters on libtorch: padded batches, token log-probabilities computed chunk by
+//! chunk from the hidden states, the losses, and AdamW with PEFT + transformers' semantics.
+
+pub mod batch;
+pub mod logprobs;
+pub mod loss;
+pub mod optim;
+
+use tch::Tensor;
+
+use crate::transformer::Transformer;
+
+/// Makes the model's unmerged LoRA factors trainable (leaves that record gradients) and returns
+/// them by name (`<module>.lora_A` / `.lora_B`), in module order. The base weights stay frozen.
+pub fn trainable_parameters(model: &mut Transformer) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (name, lin) in model.linears_mut() {
+        if let Some(l) = &mut lin.lora {
+            l.a = l.a.detach().set_requires_grad(true);
+            l.b = l.b.detach().set_requires_grad(true);
+            out.push((format!("{name}.lora_A"), l.a.shallow_clone()));
+            out.push((format!("{name}.lora_B"), l.b.shallow_clone()));
+        }
+    }
+    out
+}
+
+/// Switches LoRA dropout on (training) or off.
+pub fn set_training(model: &mut Transformer, on: bool) {
+    for (_, lin) in model.linears_mut() {
+        if let Some(l) = &mut lin.lora {
+            l.train = on;
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! LoRA SFT equals PEFT + transformers step by step, and the chunked log-probabilities equal
+//! the full ones.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use secvec_model::lora::{Adapter, Attach, LoraConfig};
+use secvec_model::train::batch::{Batch, Padding, Sequence};
+use secvec_model::train::logprobs::token_logprobs;
+use secvec_model::train::optim::{clip_grad_norm, AdamW, Schedule};
+use secvec_model::train::{loss, set_training, trainable_parameters};
+use secvec_model::transformer::Transformer;
+use tch::{Device, Kind, Tensor};
+
+fn fixture() -> PathBuf {
+    common::fixtures().join("llama")
+}
+
+/// Rank 4, no dropout (so both sides compute the same thing).
+fn lora_config() -> LoraConfig {
+    LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        ..LoraConfig::default()
+    }
+}
+
+/// Sequences of 3–6 prompt tokens and 2–9 completion tokens, from a fixed generator.
+fn sequences(n: usize, vocab: i64) -> Vec<Sequence> {
+    let mut state = 12345u64;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    (0..n)
+        .map(|_| {
+            let p = 3 + next(4) as usize;
+            let c = 2 + next(8) as usize;
+            let ids: Vec<i64> = (0..p + c).map(|_| next(vocab as u64) as i64).collect();
+            Sequence::completion(&ids[..p], &ids[p..])
+        })
+        .collect()
+}
+
+fn model_with_adapter(adapter: &Adapter) -> Transformer {
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    adapter.attach(&mut model, Attach::Unmerged).unwrap();
+    model
+}
+
+#[test]
+fn chunked_logprobs_and_their_gradient_equal_the_full_computation() {
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let mut adapter = Adapter::init(&mut model, lora_config(), "llama", 3);
+    // Non-zero B, so every factor has a gradient.
+    for (_, (_, b)) in adapter.modules.iter_mut() {
+        *b = Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.1;
+    }
+    let vocab = model.config.vocab_size;
+    let seqs = sequences(3, vocab);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    for padding in [Padding::Right, Padding::Left] {
+        let batch = Batch::collate(&refs, padding, Device::Cpu);
+        let grads = |chunked: bool| {
+            let mut model = model_with_adapter(&adapter);
+            let params = trainable_parameters(&mut model);
+            let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
+            let select = batch.weights.gt(0.0);
+            let value = if chunked {
+                let lp = token_logprobs(&model, &hidden, &batch.ids, &select, 5);
+                let w = lp.gather(&batch.weights);
+                lp.backward(|logp| loss::sft(logp, &w, 17.0))
+            } else {
+                let t = batch.ids.size()[1];
+                let logits = hidden.matmul(&model.output_weight().tr());
+                let logp = logits
+                    .narrow(1, 0, t - 1)
+                    .log_softmax(-1, Kind::Float)
+                    .gather(2, &batch.ids.narrow(1, 1, t - 1).unsqueeze(2), false)
+                    .squeeze_dim(2);
+                let l = -(logp * batch.weights.narrow(1, 1, t - 1)).sum(Kind::Float) / 17.0;
+                l.backward();
+                l.double_value(&[])
+            };
+            let flat: Vec<Tensor> = params.iter().map(|(_, p)| p.grad().reshape([-1])).collect();
+            (value, Tensor::cat(&flat, 0))
+        };
+        let (full, g_full) = grads(false);
+        let (chunked, g_chunked) = grads(true);
+        assert!(
+            (full - chunked).abs() < 1e-6 * full.abs(),
+            "{padding:?}: {full} vs {chunked}"
+        );
+        let rel = (&g_full - &g_chunked).norm().double_value(&[]) / g_full.norm().double_value(&[]);
+        assert!(rel < 1e-5, "{padding:?}: gradient differs by {rel}");
+    }
+}
+
+#[test]
+fn left_and_right_padding_give_each_sequence_its_unpadded_logprobs() {
+    let model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let _g = tch::no_grad_guard();
+    let seqs = sequences(3, model.config.vocab_size);
+    let alone: Vec<Tensor> = seqs
+        .iter()
+        .map(|s| {
+            let b = Batch::collate(&[s], Padding::Right, Device::Cpu);
+            let h = model.hidden_states(&b.ids, &b.attention_mask);
+            token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp
+        })
+        .collect();
+    let alone = Tensor::cat(&alone, 0);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    for padding in [Padding::Right, Padding::Left] {
+        let b = Batch::collate(&refs, padding, Device::Cpu);
+        let h = model.hidden_states(&b.ids, &b.attention_mask);
+        let together = token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp;
+        let diff = (&together - &alone).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{padding:?}: {diff}");
+    }
+}
+
+#[test]
+fn ten_sft_steps_equal_peft_and_transformers() {
+    let Some(python) = common::peft_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let initial = Adapter::init(&mut model, lora_config(), &fixture().display().to_string(), 7);
+    initial.save(&dir.path().join("initial")).unwrap();
+    let seqs = sequences(12, model.config.vocab_size);
+    // 10 steps of 2 micro-batches of 2 sequences; the last step has a short last micro-batch.
+    let mut steps: Vec<Vec<Vec<usize>>> = (0..9)
+        .map(|s| {
+            vec![
+                vec![(4 * s) % 12, (4 * s + 1) % 12],
+                vec![(4 * s + 2) % 12, (4 * s + 3) % 12],
+            ]
+        })
+        .collect();
+    steps.push(vec![vec![0, 5], vec![9]]);
+    let (lr, weight_decay, warmup, max_norm) = (5e-3, 0.01, 2, 1.0);
+    let spec = serde_json::json!({
+        "base": fixture(),
+        "adapter": dir.path().join("initial"),
+        "sequences": seqs.iter().map(|s| serde_json::json!({"ids": s.ids, "weights": s.weights})).collect::<Vec<_>>(),
+        "steps": steps,
+        "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "schedule": "linear", "max_grad_norm": max_norm,
+    });
+    std::fs::write(dir.path().join("spec.json"), spec.to_string()).unwrap();
+    let out = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sft_reference.py"))
+        .arg(dir.path().join("spec.json"))
+        .arg(dir.path().join("peft"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let mut model = model_with_adapter(&initial);
+    set_training(&mut model, true);
+    let params = trainable_parameters(&mut model);
+    let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
+    let mut opt = AdamW::new(&tensors, weight_decay);
+    for (k, step) in steps.iter().enumerate() {
+        let n_tokens: usize = step.iter().flatten().map(|&i| seqs[i].target_tokens()).sum();
+        let mut step_loss = 0.0;
+        for micro in step {
+            let refs: Vec<&Sequence> = micro.iter().map(|&i| &seqs[i]).collect();
+            let batch = Batch::collate(&refs, Padding::Right, Device::Cpu);
+            let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
+            let lp = token_logprobs(&model, &hidden, &batch.ids, &batch.weights.gt(0.0), 4);
+            let w = lp.gather(&batch.weights);
+            step_loss += lp.backward(|logp| loss::sft(logp, &w, n_tokens as f64));
+        }
+        clip_grad_norm(&tensors, max_norm);
+        opt.step(lr * Schedule::Linear.factor(k, warmup, steps.len()));
+        let want = reference["losses"][k].as_f64().unwrap();
+        assert!(
+            (step_loss - want).abs() <= 1e-4 * want.abs(),
+            "step {k}: loss {step_loss} vs PEFT {want}"
+        );
+    }
+    let theirs = Adapter::load(&dir.path().join("peft"), Device::Cpu).unwrap();
+    let (mut diff, mut norm) = (0.0, 0.0);
+    for (name, p) in &params {
+        let (module, which) = name.rsplit_once('.').unwrap();
+        let (a, b) = &theirs.modules[module];
+        let t = if which == "lora_A" { a } else { b };
+        diff += (p - t).pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
+        norm += t.pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
+    }
+    let rel = (diff / norm).sqrt();
+    assert!(rel < 1e-4, "final adapters differ by {rel} (relative norm)");
+}
