@@ -5,6 +5,7 @@ pub mod batch;
 pub mod logprobs;
 pub mod loss;
 pub mod optim;
+pub mod token_diff;
 
 use tch::Tensor;
 
