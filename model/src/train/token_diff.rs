@@ -178,14 +178,14 @@ impl Marks {
         let (mut best_ratio, cutoff) = (0.74, 0.75);
         let (mut best_i, mut best_j) = (0, 0);
         let mut eq: Option<(usize, usize)> = None;
-        for j in blo..bhi {
-            let bj: Vec<char> = b[j].chars().collect();
-            for i in alo..ahi {
-                if a[i] == b[j] {
+        for (j, bj_text) in b.iter().enumerate().take(bhi).skip(blo) {
+            let bj: Vec<char> = bj_text.chars().collect();
+            for (i, ai_text) in a.iter().enumerate().take(ahi).skip(alo) {
+                if ai_text == bj_text {
                     eq.get_or_insert((i, j));
                     continue;
                 }
-                let ai: Vec<char> = a[i].chars().collect();
+                let ai: Vec<char> = ai_text.chars().collect();
                 let c = Matcher::new(&ai, &bj);
                 if c.real_quick_ratio() > best_ratio && c.quick_ratio() > best_ratio && c.ratio() > best_ratio {
                     (best_ratio, best_i, best_j) = (c.ratio(), i, j);
