@@ -31,7 +31,22 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 14);
+    assert_eq!(first.len(), 21);
+    // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
+    // s(c+) - s(c-) and the vulnerable one lowers it.
+    for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                ws.path()
+                    .join(format!("out/quickstart/lpo@target={target}/results.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let row = &results["rows"][0];
+        let change = row["lpo_margin_after"].as_f64().unwrap() - row["lpo_margin_before"].as_f64().unwrap();
+        assert!(sign * change > 0.0, "{target}: {row}");
+    }
     // The oracles judge one of each known secure/vulnerable pair secure.
     let known: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ws.path().join("out/quickstart/known-scores/results.json")).unwrap(),
@@ -94,6 +109,10 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("known-scores", "cached"),
         ("language-report", "cached"),
         ("latency", "ran"),
+        ("lpo-samples@target=secure", "ran"),
+        ("lpo-samples@target=vulnerable", "ran"),
+        ("lpo@target=secure", "ran"),
+        ("lpo@target=vulnerable", "ran"),
         ("model-report", "ran"),
         ("oracle-report", "cached"),
         ("pairs", "ran"),
@@ -104,7 +123,10 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("scenario-samples", "ran"),
         ("scenarios", "cached"),
         ("scores", "ran"),
+        ("sft@target=secure", "ran"),
+        ("sft@target=vulnerable", "ran"),
         ("tiny-model", "ran"),
+        ("training-report", "ran"),
     ];
     assert_eq!(statuses(&ev), want.map(|(a, b)| (a.to_string(), b.to_string())));
 }
@@ -135,6 +157,10 @@ fn overlays_merge_delete_and_rename_the_run() {
         [
             "known-scores",
             "latency",
+            "lpo-samples@target=secure",
+            "lpo-samples@target=vulnerable",
+            "lpo@target=secure",
+            "lpo@target=vulnerable",
             "model-report",
             "oracle-report",
             "pairs",
@@ -143,7 +169,10 @@ fn overlays_merge_delete_and_rename_the_run() {
             "scenario-samples",
             "scenarios",
             "scores",
-            "tiny-model"
+            "sft@target=secure",
+            "sft@target=vulnerable",
+            "tiny-model",
+            "training-report"
         ]
     );
     let report = std::fs::read_to_string(ws.path().join("out/quickstart-python/report/report.md")).unwrap();
@@ -258,18 +287,18 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     assert!(
-        stdout(&dry).starts_with("would remove 7 entries and 7 artifacts"),
+        stdout(&dry).starts_with("would remove 14 entries and 14 artifacts"),
         "{}",
         stdout(&dry)
     );
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).starts_with("removed 7 entries and 7 artifacts"),
+        stdout(&gc).starts_with("removed 14 entries and 14 artifacts"),
         "{}",
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 14 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 21 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -89,6 +89,12 @@ impl TextTokenizer {
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
+    /// Token ids of text that continues other text: no special tokens added.
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<i64>, TokenizerError> {
+        let enc = self.inner.encode(text, false).map_err(tk)?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
     pub fn decode(&self, ids: &[i64]) -> Result<String, TokenizerError> {
         let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
         self.inner.decode(&ids, true).map_err(tk)

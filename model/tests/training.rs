@@ -9,7 +9,10 @@ use std::process::Command;
 use secvec_model::lora::{Adapter, Attach, LoraConfig};
 use secvec_model::train::batch::{Batch, Padding, Sequence};
 use secvec_model::train::logprobs::token_logprobs;
+use secvec_model::train::loss::{Lpo, Target};
 use secvec_model::train::optim::{clip_grad_norm, AdamW, Schedule};
+use secvec_model::train::token_diff::changed_tokens;
+use secvec_model::train::trainer::{self, Example, Hyper, Objective};
 use secvec_model::train::{loss, set_training, trainable_parameters};
 use secvec_model::transformer::Transformer;
 use tch::{Device, Kind, Tensor};
@@ -151,15 +154,7 @@ fn ten_sft_steps_equal_peft_and_transformers() {
         "steps": steps,
         "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "schedule": "linear", "max_grad_norm": max_norm,
     });
-    std::fs::write(dir.path().join("spec.json"), spec.to_string()).unwrap();
-    let out = Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sft_reference.py"))
-        .arg(dir.path().join("spec.json"))
-        .arg(dir.path().join("peft"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (reference, theirs) = reference(&python, dir.path(), &spec);
 
     let mut model = model_with_adapter(&initial);
     set_training(&mut model, true);
@@ -185,15 +180,121 @@ fn ten_sft_steps_equal_peft_and_transformers() {
             "step {k}: loss {step_loss} vs PEFT {want}"
         );
     }
-    let theirs = Adapter::load(&dir.path().join("peft"), Device::Cpu).unwrap();
+    let rel = relative_difference(&params, &theirs);
+    assert!(rel < 1e-4, "final adapters differ by {rel} (relative norm)");
+}
+
+/// The reference script's output for `spec`, and its final adapter.
+fn reference(python: &Path, dir: &Path, spec: &serde_json::Value) -> (serde_json::Value, Adapter) {
+    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/training_reference.py"))
+        .arg(dir.join("spec.json"))
+        .arg(dir.join("peft"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        Adapter::load(&dir.join("peft"), Device::Cpu).unwrap(),
+    )
+}
+
+#[test]
+fn one_lpo_step_equals_the_loss_written_out_in_pytorch() {
+    let Some(python) = common::peft_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let mut initial = Adapter::init(&mut model, lora_config(), &fixture().display().to_string(), 5);
+    // A non-zero B, so that A has a gradient too.
+    for (_, (_, b)) in initial.modules.iter_mut() {
+        *b = Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.05;
+    }
+    initial.save(&dir.path().join("initial")).unwrap();
+    // Pairs sharing a prompt, whose completions differ in a few tokens.
+    let base = sequences(4, model.config.vocab_size);
+    let mut examples = Vec::new();
+    let mut seqs = Vec::new();
+    for s in &base {
+        let p = s.weights.iter().position(|w| *w != 0.0).unwrap();
+        let (prompt, secure) = s.ids.split_at(p);
+        let mut vulnerable = secure.to_vec();
+        vulnerable[0] = (vulnerable[0] + 1) % model.config.vocab_size;
+        vulnerable.push(3);
+        let (m_vul, m_sec) = changed_tokens(&vulnerable, secure);
+        let marks = |m: &[bool]| -> Vec<f32> {
+            std::iter::repeat_n(0.0, prompt.len())
+                .chain(m.iter().map(|&x| f32::from(u8::from(x))))
+                .collect()
+        };
+        let (sec, vul) = (
+            Sequence::completion(prompt, secure),
+            Sequence::completion(prompt, &vulnerable),
+        );
+        for (seq, changed) in [(&sec, marks(&m_sec)), (&vul, marks(&m_vul))] {
+            seqs.push(serde_json::json!({"ids": seq.ids, "weights": seq.weights, "changed": changed}));
+        }
+        examples.push(Example::Pair {
+            secure: sec,
+            vulnerable: vul,
+            secure_changed: marks(&m_sec),
+            vulnerable_changed: marks(&m_vul),
+        });
+    }
+    let lpo = Lpo::default();
+    let (lr, weight_decay, max_norm) = (1e-2, 0.05, 0.3);
+    let spec = serde_json::json!({
+        "base": fixture(), "adapter": dir.path().join("initial"), "sequences": seqs,
+        "steps": [[[0, 1, 2, 3], [4, 5, 6, 7]]], "objective": "lpo",
+        "beta": lpo.beta, "gamma": lpo.gamma, "epsilon": lpo.epsilon,
+        "lr": lr, "weight_decay": weight_decay, "warmup": 0, "schedule": "linear", "max_grad_norm": max_norm,
+    });
+    let (want, theirs) = reference(&python, dir.path(), &spec);
+
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    initial.attach(&mut model, Attach::Unmerged).unwrap();
+    let params = trainable_parameters(&mut model);
+    let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
+    let hyper = Hyper {
+        epochs: 1,
+        learning_rate: lr,
+        batch_size: examples.len(),
+        micro_batch_size: 3,
+        warmup_steps: 0,
+        // One step: the linear schedule's factor is 1 at step 0, as Python's.
+        schedule: secvec_model::train::optim::Schedule::Linear,
+        weight_decay,
+        max_grad_norm: max_norm,
+        seed: 0,
+        chunk: 3,
+    };
+    let objective = Objective::Lpo {
+        lpo,
+        target: Target::Secure,
+    };
+    let logs = trainer::train(&model, &tensors, &examples, objective, &hyper, &mut |_, _| Ok(())).unwrap();
+    let want = want["losses"][0].as_f64().unwrap();
+    assert!(
+        (logs[0].loss - want).abs() <= 1e-4 * want.abs(),
+        "loss {} vs PyTorch {want}",
+        logs[0].loss
+    );
+    let rel = relative_difference(&params, &theirs);
+    assert!(
+        rel < 1e-4,
+        "adapters after one LPO step differ by {rel} (relative norm)"
+    );
+}
+
+/// ‖ours − theirs‖ / ‖theirs‖ over every LoRA factor.
+fn relative_difference(params: &[(String, Tensor)], theirs: &Adapter) -> f64 {
     let (mut diff, mut norm) = (0.0, 0.0);
-    for (name, p) in &params {
+    for (name, p) in params {
         let (module, which) = name.rsplit_once('.').unwrap();
         let (a, b) = &theirs.modules[module];
         let t = if which == "lora_A" { a } else { b };
         diff += (p - t).pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
         norm += t.pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
     }
-    let rel = (diff / norm).sqrt();
-    assert!(rel < 1e-4, "final adapters differ by {rel} (relative norm)");
+    (diff / norm).sqrt()
 }

@@ -10,6 +10,7 @@ pub mod report;
 pub mod scenarios;
 pub mod score;
 pub mod toolchain;
+pub mod train;
 pub mod worker;
 
 use secvec_engine::Registry;
@@ -24,5 +25,6 @@ pub fn registry() -> Registry {
         .with(scenarios::Scenarios)
         .with(score::stage::Score)
         .with(score::reference::ReferenceSamples)
+        .with(train::Train)
         .with(report::Report)
 }

@@ -7,6 +7,7 @@
 mod generate;
 mod init_model;
 mod latency;
+mod train;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -73,6 +74,7 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         secvec_stages::init_model::InitModel::KIND => init_model::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::generate::Generate::KIND => generate::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::latency::Latency::KIND => latency::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::train::Train::KIND => train::run(&serde_json::from_value(params)?, &ctx),
         other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
     }
 }

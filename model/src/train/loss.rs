@@ -73,18 +73,8 @@ impl Tokens<'_> {
 /// L_sec = −log σ(Δ − γ) − (ε/|c⁺|) Σ (1 − m⁺) log P(c⁺), L_vul = −log σ(−(Δ − γ)) − (ε/|c⁻|) Σ (1 − m⁻) log P(c⁻),
 /// with Δ = β (s(c⁺, m⁺) − s(c⁻, m⁻)).
 pub fn lpo(p: &Lpo, target: Target, t: &Tokens, pairs: &[(i64, i64)], normaliser: f64) -> Tensor {
-    let ones = t.logp.ones_like();
-    let length = t.per_sequence(&ones);
-    let (weights, denominator) = match p.score {
-        LpoScore::Mean => (t.changed.shallow_clone(), length.shallow_clone()),
-        LpoScore::Weighted => {
-            let w = t.changed * 0.9 + (1.0 - t.changed) * 0.1;
-            let d = t.per_sequence(&w);
-            (w, d)
-        }
-    };
-    let score = t.per_sequence(&(&weights * t.logp)) / denominator;
-    let unchanged = t.per_sequence(&((1.0 - t.changed) * t.logp)) / &length;
+    let score = lpo_scores(p, t);
+    let unchanged = t.per_sequence(&((1.0 - t.changed) * t.logp)) / t.per_sequence(&t.logp.ones_like());
     let secure = Tensor::from_slice(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()).to_device(t.logp.device());
     let vulnerable = Tensor::from_slice(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()).to_device(t.logp.device());
     let margin = (score.index_select(0, &secure) - score.index_select(0, &vulnerable)) * p.beta - p.gamma;
@@ -93,6 +83,19 @@ pub fn lpo(p: &Lpo, target: Target, t: &Tokens, pairs: &[(i64, i64)], normaliser
         Target::Vulnerable => -(-margin).log_sigmoid() - unchanged.index_select(0, &vulnerable) * p.epsilon,
     };
     loss.sum(Kind::Float) / normaliser
+}
+
+/// LPO's localised score s(c, m | p) of each sequence (Eq. 10, or the reference's weighting).
+pub fn lpo_scores(p: &Lpo, t: &Tokens) -> Tensor {
+    let (weights, denominator) = match p.score {
+        LpoScore::Mean => (t.changed.shallow_clone(), t.per_sequence(&t.logp.ones_like())),
+        LpoScore::Weighted => {
+            let w = t.changed * 0.9 + (1.0 - t.changed) * 0.1;
+            let d = t.per_sequence(&w);
+            (w, d)
+        }
+    };
+    t.per_sequence(&(&weights * t.logp)) / denominator
 }
 
 /// The three kinds of SafeCoder training samples.

@@ -6,6 +6,7 @@ pub mod logprobs;
 pub mod loss;
 pub mod optim;
 pub mod token_diff;
+pub mod trainer;
 
 use tch::Tensor;
 

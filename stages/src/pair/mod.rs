@@ -119,6 +119,19 @@ impl Stage for Pair {
     }
 }
 
+/// The pairs of a `pair` output file (`train.jsonl`, `val.jsonl`), in file order; a line that is
+/// not a pair is an error naming the file and line.
+pub fn read_pairs(path: &Path) -> anyhow::Result<Vec<PairRecord>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading pairs {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: not a pair: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
 pub struct Paired {
     pub splits: IndexMap<String, Vec<PairRecord>>,
     pub stats: Vec<serde_json::Value>,

@@ -1,12 +1,18 @@
-"""The PEFT + transformers side of model/tests/training.rs: LoRA SFT steps on given sequences.
+"""The PEFT + transformers side of model/tests/training.rs: LoRA training steps on given sequences.
 
-    python sft_reference.py SPEC.json OUT_DIR
+    python training_reference.py SPEC.json OUT_DIR
 
 SPEC holds the base model folder, the initial adapter folder, the sequences (token ids and
-per-position weights), which sequences form each micro-batch of each optimiser step, and the
-hyperparameters. The loss of a step is the weighted NLL of its target tokens summed over its
-micro-batches and divided by the step's number of target tokens (transformers' gradient
-accumulation). Prints {"losses": [...]} and saves the final adapter to OUT_DIR.
+per-position weights), which sequences form each micro-batch of each optimiser step, the
+objective and the hyperparameters.
+- "sft": the loss of a step is the weighted NLL of its target tokens summed over its
+  micro-batches and divided by the step's number of target tokens (transformers' gradient
+  accumulation).
+- "lpo": micro-batches list sequences as (secure, vulnerable) pairs, and "changed" gives each
+  sequence's per-position mask m. The loss is SecVecCoder's Eq. 12 for the secure adapter, written
+  out here: s = sum(m log p) / |c|, margin = beta (s+ - s-), loss = -log sigmoid(margin - gamma)
+  - epsilon sum((1 - m+) log p+) / |c+|, averaged over the step's pairs.
+Prints {"losses": [...]} and saves the final adapter to OUT_DIR.
 """
 import json
 import sys
@@ -14,6 +20,21 @@ import sys
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+
+def lpo_loss(spec, logp, weights, micro, seqs, t):
+    changed = torch.zeros(len(micro), t - 1)
+    for row, i in enumerate(micro):
+        n = len(seqs[i]["changed"])
+        changed[row, : n - 1] = torch.tensor(seqs[i]["changed"][1:n])
+    length = weights.sum(-1)
+    score = (changed * logp * weights).sum(-1) / length
+    unchanged = ((1 - changed) * logp * weights).sum(-1) / length
+    total = 0.0
+    for k in range(0, len(micro), 2):
+        margin = spec["beta"] * (score[k] - score[k + 1]) - spec["gamma"]
+        total = total - torch.nn.functional.logsigmoid(margin) - spec["epsilon"] * unchanged[k]
+    return total
 
 
 def main():
@@ -45,7 +66,10 @@ def main():
                 weights[row, 1:n] = torch.tensor(seqs[i]["weights"][1:n])
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            loss = -(logp * weights[:, 1:]).sum() / n_tokens
+            if spec.get("objective", "sft") == "sft":
+                loss = -(logp * weights[:, 1:]).sum() / n_tokens
+            else:
+                loss = lpo_loss(spec, logp, weights[:, 1:], micro, seqs, t) / (sum(len(m) for m in step) / 2)
             loss.backward()
             step_loss += loss.item()
         torch.nn.utils.clip_grad_norm_(params, spec["max_grad_norm"])

@@ -1,0 +1,244 @@
+//! The training loop: epochs of seeded shuffles, optimiser steps of micro-batches with gradient
+//! accumulation, and one of the three objectives (SFT, LPO, SafeCoder).
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tch::{Device, Tensor};
+
+use super::batch::{Batch, Padding, Sequence};
+use super::logprobs::{token_logprobs, TokenLogprobs};
+use super::loss::{self, Lpo, SafeCoderSample, Target, Tokens};
+use super::optim::{clip_grad_norm, AdamW, Schedule};
+use crate::transformer::Transformer;
+
+/// One training example.
+#[derive(Clone, Debug)]
+pub enum Example {
+    /// SFT: a sequence with the loss on its weighted tokens.
+    Sequence(Sequence),
+    /// LPO: the same prompt with its secure and vulnerable completions; each sequence weights its
+    /// completion tokens 1, and `*_changed` marks (per position) the tokens that differ.
+    Pair {
+        secure: Sequence,
+        vulnerable: Sequence,
+        secure_changed: Vec<f32>,
+        vulnerable_changed: Vec<f32>,
+    },
+    /// SafeCoder: a sequence whose weighted tokens carry its kind's loss.
+    SafeCoder { kind: SafeCoderSample, sequence: Sequence },
+}
+
+impl Example {
+    fn target_tokens(&self) -> usize {
+        match self {
+            Example::Sequence(s) | Example::SafeCoder { sequence: s, .. } => s.target_tokens(),
+            Example::Pair { secure, vulnerable, .. } => secure.target_tokens() + vulnerable.target_tokens(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Objective {
+    Sft,
+    Lpo { lpo: Lpo, target: Target },
+    SafeCoder { loss_weight: f64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Hyper {
+    pub epochs: usize,
+    pub learning_rate: f64,
+    /// Examples per optimiser step.
+    pub batch_size: usize,
+    /// Examples per forward pass (SafeCoder always uses 1, as its reference does).
+    pub micro_batch_size: usize,
+    pub warmup_steps: usize,
+    pub schedule: Schedule,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    /// Positions per chunk of the output projection.
+    pub chunk: i64,
+}
+
+impl Hyper {
+    pub fn steps_per_epoch(&self, examples: usize) -> usize {
+        examples.div_ceil(self.batch_size.max(1))
+    }
+}
+
+/// What one optimiser step did. No wall-clock time: it is written into the stage's output,
+/// which must not change when a deterministic stage reruns (the stage's time is in provenance).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub learning_rate: f64,
+    /// Before clipping.
+    pub grad_norm: f64,
+    pub tokens: usize,
+}
+
+/// Trains `params` (the model's trainable LoRA factors) on `examples`. `on_step` sees every step
+/// as it ends (for progress and logs) and may stop training by returning an error.
+pub fn train(
+    model: &Transformer,
+    params: &[Tensor],
+    examples: &[Example],
+    objective: Objective,
+    hyper: &Hyper,
+    on_step: &mut dyn FnMut(&StepLog, usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<StepLog>> {
+    tch::manual_seed(hyper.seed as i64);
+    let per_epoch = hyper.steps_per_epoch(examples.len());
+    let total = per_epoch * hyper.epochs;
+    let mut opt = AdamW::new(params, hyper.weight_decay);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(hyper.seed);
+    let mut logs = Vec::new();
+    for epoch in 0..hyper.epochs {
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.shuffle(&mut rng);
+        for batch in order.chunks(hyper.batch_size.max(1)) {
+            let step = logs.len();
+            let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
+            let tokens: usize = batch.iter().map(|e| e.target_tokens()).sum();
+            let micro = match objective {
+                Objective::SafeCoder { .. } => 1,
+                _ => hyper.micro_batch_size.max(1),
+            };
+            let mut loss = 0.0;
+            let mut grad_norm = 0.0;
+            for part in batch.chunks(micro) {
+                loss += forward_backward(model, part, objective, hyper, tokens, batch.len(), model.device);
+                if matches!(objective, Objective::SafeCoder { .. }) {
+                    // SafeCoder clips at every micro-step.
+                    grad_norm = clip_grad_norm(params, hyper.max_grad_norm);
+                }
+            }
+            if !matches!(objective, Objective::SafeCoder { .. }) {
+                grad_norm = clip_grad_norm(params, hyper.max_grad_norm);
+            }
+            let learning_rate = hyper.learning_rate * hyper.schedule.factor(step, hyper.warmup_steps, total);
+            opt.step(learning_rate);
+            let log = StepLog {
+                step: step + 1,
+                epoch: epoch + 1,
+                loss,
+                learning_rate,
+                grad_norm,
+                tokens,
+            };
+            on_step(&log, total)?;
+            logs.push(log);
+        }
+    }
+    Ok(logs)
+}
+
+/// One micro-batch's loss, with its gradient accumulated.
+fn forward_backward(
+    model: &Transformer,
+    part: &[&Example],
+    objective: Objective,
+    hyper: &Hyper,
+    step_tokens: usize,
+    step_examples: usize,
+    device: Device,
+) -> f64 {
+    match objective {
+        Objective::Sft => {
+            let seqs: Vec<&Sequence> = part
+                .iter()
+                .map(|e| match e {
+                    Example::Sequence(s) => s,
+                    _ => unreachable!("SFT trains on sequences"),
+                })
+                .collect();
+            let batch = Batch::collate(&seqs, Padding::Right, device);
+            let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
+            let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), hyper.chunk);
+            let w = lp.gather(&batch.weights);
+            lp.backward(|logp| loss::sft(logp, &w, step_tokens.max(1) as f64))
+        }
+        Objective::Lpo { lpo, target } => {
+            let (lp, changed, sequence) = pair_logprobs(model, part, hyper.chunk);
+            let pairs: Vec<(i64, i64)> = (0..part.len() as i64).map(|i| (2 * i, 2 * i + 1)).collect();
+            lp.backward(|logp| {
+                let tokens = Tokens {
+                    logp,
+                    changed: &changed,
+                    sequence: &sequence,
+                    sequences: 2 * part.len() as i64,
+                };
+                loss::lpo(&lpo, target, &tokens, &pairs, step_examples as f64)
+            })
+        }
+        Objective::SafeCoder { loss_weight } => {
+            let mut total = 0.0;
+            for e in part {
+                let Example::SafeCoder { kind, sequence } = e else {
+                    unreachable!("SafeCoder trains on its samples")
+                };
+                let batch = Batch::collate(&[sequence], Padding::Right, device);
+                let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
+                let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), hyper.chunk);
+                total += lp.backward(|logp| loss::safecoder(*kind, logp, loss_weight, step_examples as f64));
+            }
+            total
+        }
+    }
+}
+
+/// Token log-probabilities of the completions of `pairs` (sequences 2i and 2i + 1 are pair i's
+/// secure and vulnerable sides), with each token's changed mark and sequence.
+fn pair_logprobs(model: &Transformer, pairs: &[&Example], chunk: i64) -> (TokenLogprobs, Tensor, Tensor) {
+    let mut seqs = Vec::new();
+    let mut marks = Vec::new();
+    for e in pairs {
+        let Example::Pair {
+            secure,
+            vulnerable,
+            secure_changed,
+            vulnerable_changed,
+        } = e
+        else {
+            unreachable!("LPO trains on pairs")
+        };
+        for (s, m) in [(secure, secure_changed), (vulnerable, vulnerable_changed)] {
+            seqs.push(s);
+            marks.push(Sequence {
+                ids: s.ids.clone(),
+                weights: m.clone(),
+            });
+        }
+    }
+    let batch = Batch::collate(&seqs, Padding::Right, model.device);
+    let mark_refs: Vec<&Sequence> = marks.iter().collect();
+    let marks = Batch::collate(&mark_refs, Padding::Right, model.device).weights;
+    let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
+    let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), chunk);
+    let changed = lp.gather(&marks);
+    let sequence = lp.sequence();
+    (lp, changed, sequence)
+}
+
+/// The LPO score margin s(c⁺, m⁺) − s(c⁻, m⁻) of each pair under the model (no gradient): what
+/// LPO raises for the secure adapter and lowers for the vulnerable one.
+pub fn lpo_margins(model: &Transformer, pairs: &[Example], lpo: &Lpo, chunk: i64) -> Vec<f64> {
+    let _guard = tch::no_grad_guard();
+    pairs
+        .iter()
+        .map(|e| {
+            let (lp, changed, sequence) = pair_logprobs(model, &[e], chunk);
+            let tokens = Tokens {
+                logp: &lp.logp,
+                changed: &changed,
+                sequence: &sequence,
+                sequences: 2,
+            };
+            let scores = loss::lpo_scores(lpo, &tokens);
+            scores.double_value(&[0]) - scores.double_value(&[1])
+        })
+        .collect()
+}
