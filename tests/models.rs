@@ -202,3 +202,56 @@ fn interrupting_a_run_stops_its_worker() {
         .unwrap_or(0);
     assert_eq!(entries, 0, "an interrupted stage must not leave a cache entry");
 }
+
+#[test]
+fn a_training_killed_mid_way_resumes_and_ends_with_the_uninterrupted_adapter() {
+    let ws = Workspace::new();
+    ws.write(
+        "t.yaml",
+        "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sft:\n    kind: train\n    inputs: {model: tiny, pairs: pairs}\n    params: {method: sft, target: secure, r: 4, alpha: 8, epochs: 30, batch_size: 4, learning_rate: 0.001, checkpoint_every: 1}\n",
+    );
+    let whole = ws.run_json(&["t.yaml", "--cache", "whole", "--out", "out-whole"]);
+    let mut child = ws
+        .cmd(&["run", "t.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a few steps are checkpointed (dropout is on, so the resumed steps must draw
+    // the same masks).
+    let checkpointed = |ws: &Workspace| -> usize {
+        std::fs::read_dir(ws.path().join(".secvec/scratch"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|d| std::fs::read(d.path().join("checkpoint.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| v["logs"].as_array().map(Vec::len))
+            .max()
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    while checkpointed(&ws) < 5 {
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let at_kill = checkpointed(&ws);
+    assert!(at_kill < 150, "the training finished before it could be killed");
+    let out = ws.run(&["run", "t.yaml", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notice  sft: resuming from the checkpoint after step"),
+        "{stderr}"
+    );
+    let resumed = common::events(&out.stdout);
+    assert_eq!(resumed["sft"]["status"], "ran");
+    assert_eq!(
+        resumed["sft"]["output"], whole["sft"]["output"],
+        "the resumed adapter differs from the uninterrupted one (killed after {at_kill} steps)"
+    );
+    let leftover = std::fs::read_dir(ws.path().join(".secvec/scratch")).unwrap().count();
+    assert_eq!(leftover, 0, "the checkpoint outlived the committed stage");
+}

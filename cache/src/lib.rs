@@ -9,6 +9,7 @@
 //! - `records/<scope>/<name>.json` latest entry per named stage (used to explain reruns)
 //! - `locks/<key>.lock`     per-key kernel locks so concurrent processes compute a key once
 //! - `tmp/<id>/`            staging directories, each held by a kernel lock while in use
+//! - `scratch/<key>/`       a stage's checkpoints, kept across failed attempts until it commits
 //! - `LOCK`                 shared by runs, exclusive for garbage collection
 
 mod digest;

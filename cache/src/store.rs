@@ -151,7 +151,7 @@ impl Cache {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Cache> {
-        for sub in ["store", "stamps", "ac", "records", "locks", "tmp"] {
+        for sub in ["store", "stamps", "ac", "records", "locks", "tmp", "scratch"] {
             let p = root.join(sub);
             io(&p, fs::create_dir_all(&p))?;
         }
@@ -315,6 +315,19 @@ impl Cache {
             }
         }
         Ok(digest)
+    }
+
+    /// The scratch folder of `key`, created if needed: it survives failed and killed attempts
+    /// (the key's lock makes its user exclusive) until [`Cache::remove_scratch`].
+    pub fn scratch_dir(&self, key: &Digest) -> Result<PathBuf> {
+        let dir = self.root.join("scratch").join(key.hex());
+        io(&dir, fs::create_dir_all(&dir))?;
+        Ok(dir)
+    }
+
+    /// Removes a key's scratch folder once its outputs are committed.
+    pub fn remove_scratch(&self, key: &Digest) {
+        let _ = fs::remove_dir_all(self.root.join("scratch").join(key.hex()));
     }
 
     /// Writes the action entry, the last step of a commit: until it exists the key is not cached.
@@ -482,6 +495,13 @@ impl Cache {
                 report.bytes_freed += tree_size(&dir);
                 remove.push(self.root.join("stamps").join(format!("{name}.json")));
                 remove.push(dir);
+            }
+        }
+        let scratch = self.root.join("scratch");
+        for dir in fs::read_dir(&scratch).into_iter().flatten().flatten() {
+            let name = dir.file_name().to_string_lossy().to_string();
+            if name.parse::<Digest>().map(|d| !keep.contains(&d)).unwrap_or(true) {
+                remove.push(dir.path());
             }
         }
         let locks = self.root.join("locks");

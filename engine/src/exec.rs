@@ -208,7 +208,7 @@ fn execute(
                 Ok(Some(entry.output))
             }
             Found::Damaged(entry, what) => {
-                shared.reporter.event(Event::Message {
+                shared.reporter.event(Event::Notice {
                     stage: &node.name,
                     text: &format!("cached result not used: {what}; recomputing"),
                 });
@@ -293,7 +293,14 @@ fn execute(
         stage: node.name.clone(),
         reporter: shared.reporter.clone(),
     });
-    let ctx = StageContext::new(inputs, staging.out().to_path_buf(), progress, shared.cancel.clone());
+    let scratch = cache.scratch_dir(&key).map_err(|e| err("cache scratch", &e))?;
+    let ctx = StageContext::new(
+        inputs,
+        staging.out().to_path_buf(),
+        scratch,
+        progress,
+        shared.cancel.clone(),
+    );
     let started_at = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -315,6 +322,7 @@ fn execute(
     }
     drop(ctx);
     let output = cache.commit(staging).map_err(|e| err("committing outputs", &e))?;
+    cache.remove_scratch(&key);
     let provenance = json!({
         "stage": node.name,
         "manifest": plan.manifest_name,

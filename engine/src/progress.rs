@@ -36,10 +36,26 @@ pub struct Outcome {
 }
 
 pub enum Event<'a> {
-    Planned { total: usize },
-    Started { stage: &'a str },
-    Progress { stage: &'a str, done: u64, total: u64 },
-    Message { stage: &'a str, text: &'a str },
+    Planned {
+        total: usize,
+    },
+    Started {
+        stage: &'a str,
+    },
+    Progress {
+        stage: &'a str,
+        done: u64,
+        total: u64,
+    },
+    Message {
+        stage: &'a str,
+        text: &'a str,
+    },
+    /// Something the user should see whatever the display (a damaged cache entry, a resume).
+    Notice {
+        stage: &'a str,
+        text: &'a str,
+    },
     Finished(&'a Outcome),
 }
 
@@ -67,6 +83,12 @@ impl ProgressSink for StageProgress {
             text,
         });
     }
+    fn notice(&self, text: &str) {
+        self.reporter.event(Event::Notice {
+            stage: &self.stage,
+            text,
+        });
+    }
 }
 
 fn describe(o: &Outcome) -> String {
@@ -85,6 +107,7 @@ impl Reporter for Lines {
     fn event(&self, event: Event<'_>) {
         match event {
             Event::Started { stage } => println!("running {stage}"),
+            Event::Notice { stage, text } => println!("notice  {stage}: {text}"),
             Event::Finished(o) => println!("{}", describe(o)),
             _ => {}
         }
@@ -96,8 +119,11 @@ pub struct JsonLines;
 
 impl Reporter for JsonLines {
     fn event(&self, event: Event<'_>) {
-        if let Event::Finished(o) = event {
-            println!("{}", serde_json::to_string(o).expect("outcomes serialise"));
+        match event {
+            Event::Finished(o) => println!("{}", serde_json::to_string(o).expect("outcomes serialise")),
+            // stdout holds only outcomes.
+            Event::Notice { stage, text } => eprintln!("notice  {stage}: {text}"),
+            _ => {}
         }
     }
 }
@@ -166,6 +192,9 @@ impl Reporter for Bars {
                 if let Some(bar) = self.running.lock().expect("bars lock").get(stage) {
                     bar.set_message(text.to_string());
                 }
+            }
+            Event::Notice { stage, text } => {
+                let _ = self.multi.println(format!("notice  {stage}: {text}"));
             }
             Event::Finished(o) => {
                 if let Some(bar) = self.running.lock().expect("bars lock").remove(&o.stage) {

@@ -199,7 +199,10 @@ pub struct InputArtifact {
 /// Receives progress from a running stage.
 pub trait ProgressSink: Send + Sync {
     fn progress(&self, done: u64, total: u64);
+    /// A status line for the stage's progress display.
     fn message(&self, text: &str);
+    /// Something the user should see whatever the display.
+    fn notice(&self, text: &str);
 }
 
 /// Everything a stage may touch: its inputs (read-only), its output directory, progress and
@@ -207,6 +210,7 @@ pub trait ProgressSink: Send + Sync {
 pub struct StageContext {
     inputs: BTreeMap<String, Vec<InputArtifact>>,
     out: PathBuf,
+    scratch: PathBuf,
     progress: Arc<dyn ProgressSink>,
     cancelled: Arc<AtomicBool>,
 }
@@ -219,12 +223,14 @@ impl StageContext {
     pub fn new(
         inputs: BTreeMap<String, Vec<InputArtifact>>,
         out: PathBuf,
+        scratch: PathBuf,
         progress: Arc<dyn ProgressSink>,
         cancelled: Arc<AtomicBool>,
     ) -> Self {
         StageContext {
             inputs,
             out,
+            scratch,
             progress,
             cancelled,
         }
@@ -250,6 +256,12 @@ impl StageContext {
         &self.out
     }
 
+    /// A folder that outlives a failed or killed attempt at this stage (same key) and is removed
+    /// once its outputs are committed: where long stages keep checkpoints to resume from.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch
+    }
+
     /// Writes one output file, creating parent directories.
     pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
         let path = self.out.join(rel);
@@ -265,6 +277,10 @@ impl StageContext {
 
     pub fn message(&self, text: &str) {
         self.progress.message(text);
+    }
+
+    pub fn notice(&self, text: &str) {
+        self.progress.notice(text);
     }
 
     /// Long loops call this so an interrupted run stops promptly.

@@ -272,7 +272,7 @@ fn one_lpo_step_equals_the_loss_written_out_in_pytorch() {
         lpo,
         target: Target::Secure,
     };
-    let logs = trainer::train(&model, &tensors, &examples, objective, &hyper, &mut |_, _| Ok(())).unwrap();
+    let logs = trainer::train(&model, &tensors, &examples, objective, &hyper, None, &mut |_, _| Ok(())).unwrap();
     let want = want["losses"][0].as_f64().unwrap();
     assert!(
         (logs[0].loss - want).abs() <= 1e-4 * want.abs(),

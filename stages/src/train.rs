@@ -71,7 +71,8 @@ pub struct TrainParams {
     /// Examples (pairs, for LPO) per optimiser step: SFT 32, LPO 16, SafeCoder 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-    /// Examples per forward pass; gradients accumulate up to `batch_size`.
+    /// Examples per forward pass; gradients accumulate up to `batch_size` (the same sum, up to
+    /// the order of floating-point additions).
     #[serde(default = "d_micro")]
     pub micro_batch_size: usize,
     /// Warmup as a share of all steps (SFT 0.05); `warmup_steps` wins when set (LPO 10).
@@ -112,6 +113,10 @@ pub struct TrainParams {
     pub loss_weight: f64,
     #[serde(default = "d_upsample")]
     pub upsample_to: usize,
+    /// Optimiser steps between checkpoints (0: none). A killed training resumes from the last
+    /// one on the next run, and ends with the same adapter.
+    #[serde(default = "d_checkpoint_every")]
+    pub checkpoint_every: usize,
     /// The file of pairs inside the `pairs` input.
     #[serde(default = "d_pairs_file")]
     pub pairs_file: String,
@@ -146,6 +151,9 @@ fn d_loss_weight() -> f64 {
 }
 fn d_upsample() -> usize {
     20
+}
+fn d_checkpoint_every() -> usize {
+    50
 }
 fn d_pairs_file() -> String {
     "train.jsonl".into()
@@ -195,8 +203,8 @@ impl Stage for Train {
     type Params = TrainParams;
     const KIND: &'static str = "train";
     const VERSION: u32 = 1;
-    // Micro-batches only split the work of a step: the summed gradient is the same.
-    const SPEED_PARAMS: &'static [&'static str] = &["micro_batch_size"];
+    // Checkpoints only save the state; resuming from one gives the same adapter.
+    const SPEED_PARAMS: &'static [&'static str] = &["checkpoint_every"];
     const DESCRIPTION: &'static str =
         "A LoRA adapter (PEFT format) trained by SFT, LPO or SafeCoder-style tuning, with its training log.";
 

@@ -25,6 +25,7 @@ pub struct WorkerRequest {
     pub params: serde_json::Value,
     pub inputs: BTreeMap<String, Vec<InputArtifact>>,
     pub out: PathBuf,
+    pub scratch: PathBuf,
 }
 
 /// One line of the worker's stdout.
@@ -36,6 +37,9 @@ pub enum WorkerEvent {
         total: u64,
     },
     Message {
+        text: String,
+    },
+    Notice {
         text: String,
     },
     /// The stage failed; the worker exits non-zero after this line.
@@ -89,8 +93,19 @@ pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -
         params: serde_json::to_value(params)?,
         inputs: ctx.all_inputs().clone(),
         out: ctx.out_dir().to_path_buf(),
+        scratch: ctx.scratch_dir().to_path_buf(),
     };
-    let mut child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    // SAFETY: prctl is async-signal-safe. The worker dies with secvec, even by kill -9, so no
+    // orphan keeps computing (or writing a checkpoint) for a run that is gone.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .arg("run")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -129,6 +144,7 @@ pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -
             Ok(line) => match serde_json::from_str::<WorkerEvent>(&line) {
                 Ok(WorkerEvent::Progress { done, total }) => ctx.progress(done, total),
                 Ok(WorkerEvent::Message { text }) => ctx.message(&text),
+                Ok(WorkerEvent::Notice { text }) => ctx.notice(&text),
                 Ok(WorkerEvent::Error { text }) => failure = Some(WorkerError::Stage(text)),
                 Err(_) => failure = Some(WorkerError::Protocol(line)),
             },

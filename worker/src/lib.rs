@@ -62,10 +62,19 @@ impl ProgressSink for Events {
     fn message(&self, text: &str) {
         self.send(&WorkerEvent::Message { text: text.into() });
     }
+    fn notice(&self, text: &str) {
+        self.send(&WorkerEvent::Notice { text: text.into() });
+    }
 }
 
 fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> {
-    let ctx = StageContext::new(request.inputs, request.out, events, Arc::new(AtomicBool::new(false)));
+    let ctx = StageContext::new(
+        request.inputs,
+        request.out,
+        request.scratch,
+        events,
+        Arc::new(AtomicBool::new(false)),
+    );
     let params = request.params;
     if params["device"].as_str().is_some_and(|d| d.starts_with("cuda")) {
         load_cuda_backend();

@@ -14,7 +14,7 @@ use secvec_model::train::batch::Sequence;
 use secvec_model::train::loss::{Lpo, LpoScore, SafeCoderSample, Target};
 use secvec_model::train::optim::Schedule;
 use secvec_model::train::token_diff::changed_tokens;
-use secvec_model::train::trainer::{self, Example, Hyper, Objective};
+use secvec_model::train::trainer::{self, Checkpointing, Example, Hyper, Objective};
 use secvec_model::train::{set_training, trainable_parameters};
 use secvec_model::transformer::Transformer;
 use secvec_stages::pair::{read_pairs, PairRecord, PAPER_TEMPLATE};
@@ -141,15 +141,27 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     };
     hyper.warmup_steps = p.warmup(hyper.steps_per_epoch(examples.len()) * hyper.epochs);
     set_training(&mut model, true);
-    let mut log = String::new();
-    let logs = trainer::train(&model, &params, &examples, objective, &hyper, &mut |step, total| {
-        ctx.check_cancelled()?;
-        ctx.progress(step.step as u64, total as u64);
-        ctx.message(&format!("step {}/{total} loss {:.4}", step.step, step.loss));
-        log.push_str(&serde_json::to_string(step)?);
-        log.push('\n');
-        Ok(())
-    })?;
+    let checkpointing = Checkpointing {
+        dir: ctx.scratch_dir().to_path_buf(),
+        every: p.checkpoint_every,
+    };
+    if let Some(step) = trainer::checkpointed_steps(&checkpointing.dir) {
+        ctx.notice(&format!("resuming from the checkpoint after step {step}"));
+    }
+    let logs = trainer::train(
+        &model,
+        &params,
+        &examples,
+        objective,
+        &hyper,
+        Some(&checkpointing),
+        &mut |step, total| {
+            ctx.check_cancelled()?;
+            ctx.progress(step.step as u64, total as u64);
+            ctx.message(&format!("step {}/{total} loss {:.4}", step.step, step.loss));
+            Ok(())
+        },
+    )?;
     set_training(&mut model, false);
     let margin_after = margin(&model);
 
@@ -164,6 +176,10 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         Some(init) => concatenate(init, &trained, &base_name).save(out)?,
         None => trained.save(out)?,
     }
+    let log: String = logs
+        .iter()
+        .map(|l| serde_json::to_string(l).map(|line| line + "\n"))
+        .collect::<Result<_, _>>()?;
     ctx.write("training_log.jsonl", log)?;
     let last = logs.last();
     ctx.write(

@@ -2,6 +2,7 @@
 //! chunk from the hidden states, the losses, and AdamW with PEFT + transformers' semantics.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod logprobs;
 pub mod loss;
 pub mod optim;

@@ -55,6 +55,13 @@ impl AdamW {
     pub fn state(&self) -> (i32, &[Tensor], &[Tensor]) {
         (self.step, &self.exp_avg, &self.exp_avg_sq)
     }
+
+    /// Puts back a state [`AdamW::state`] gave.
+    pub fn restore(&mut self, step: i32, exp_avg: Vec<Tensor>, exp_avg_sq: Vec<Tensor>) {
+        self.step = step;
+        self.exp_avg = exp_avg;
+        self.exp_avg_sq = exp_avg_sq;
+    }
 }
 
 /// Scales the gradients so that their global 2-norm is at most `max_norm`

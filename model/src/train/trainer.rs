@@ -1,11 +1,14 @@
 //! The training loop: epochs of seeded shuffles, optimiser steps of micro-batches with gradient
 //! accumulation, and one of the three objectives (SFT, LPO, SafeCoder).
 
+use std::path::PathBuf;
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Tensor};
 
 use super::batch::{Batch, Padding, Sequence};
+use super::checkpoint;
 use super::logprobs::{token_logprobs, TokenLogprobs};
 use super::loss::{self, Lpo, SafeCoderSample, Target, Tokens};
 use super::optim::{clip_grad_norm, AdamW, Schedule};
@@ -80,27 +83,51 @@ pub struct StepLog {
     pub tokens: usize,
 }
 
+/// Where and how often training saves its state, to resume from after a kill.
+pub struct Checkpointing {
+    pub dir: PathBuf,
+    /// Optimiser steps between checkpoints.
+    pub every: usize,
+}
+
+/// The steps a checkpoint in `dir` covers, if there is one.
+pub fn checkpointed_steps(dir: &std::path::Path) -> Option<usize> {
+    checkpoint::steps(dir)
+}
+
 /// Trains `params` (the model's trainable LoRA factors) on `examples`. `on_step` sees every step
 /// as it ends (for progress and logs) and may stop training by returning an error.
+///
+/// Every step is a function of the seed and its index alone (each epoch's shuffle and each
+/// step's dropout are seeded from them), so training resumed from a checkpoint ends with the
+/// parameters an uninterrupted run gives, bit for bit on CPU.
 pub fn train(
     model: &Transformer,
     params: &[Tensor],
     examples: &[Example],
     objective: Objective,
     hyper: &Hyper,
+    checkpointing: Option<&Checkpointing>,
     on_step: &mut dyn FnMut(&StepLog, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<StepLog>> {
-    tch::manual_seed(hyper.seed as i64);
     let per_epoch = hyper.steps_per_epoch(examples.len());
     let total = per_epoch * hyper.epochs;
     let mut opt = AdamW::new(params, hyper.weight_decay);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(hyper.seed);
-    let mut logs = Vec::new();
+    let mut logs = match checkpointing {
+        Some(c) => checkpoint::restore(&c.dir, params, &mut opt)?,
+        None => Vec::new(),
+    };
+    let resumed = logs.len();
     for epoch in 0..hyper.epochs {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(hyper.seed.wrapping_add(epoch as u64));
         let mut order: Vec<usize> = (0..examples.len()).collect();
         order.shuffle(&mut rng);
-        for batch in order.chunks(hyper.batch_size.max(1)) {
-            let step = logs.len();
+        for (k, batch) in order.chunks(hyper.batch_size.max(1)).enumerate() {
+            let step = epoch * per_epoch + k;
+            if step < resumed {
+                continue;
+            }
+            tch::manual_seed(hyper.seed.wrapping_add(step as u64) as i64);
             let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
             let tokens: usize = batch.iter().map(|e| e.target_tokens()).sum();
             let micro = match objective {
@@ -131,6 +158,9 @@ pub fn train(
             };
             on_step(&log, total)?;
             logs.push(log);
+            if let Some(c) = checkpointing.filter(|c| c.every > 0 && logs.len() % c.every == 0 && logs.len() < total) {
+                checkpoint::save(&c.dir, params, &opt, &logs)?;
+            }
         }
     }
     Ok(logs)
