@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
 use common::{events, statuses, write_big_dataset, Workspace, BIG_MANIFEST};
@@ -33,25 +34,31 @@ fn kill_9_at_random_points_leaves_a_consistent_cache() {
     let mut partial_runs = 0;
     for _ in 0..8 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Kill points fall in the first 60% of a cold run's time; later runs resume from what
-        // was committed, so they are shorter.
-        let frac = 0.6 * (seed >> 33) as f64 / (1u64 << 31) as f64;
+        // Killed after 0–2 stages of this run finished, plus up to a sixth of a cold run's time:
+        // points spread over stage runs and commits, whatever else the machine is doing.
+        let finished_before_kill = (seed >> 60) % 3;
+        let delay = full.mul_f64(((seed >> 33) % 1000) as f64 / 6000.0);
         let mut child = ws
             .cmd(&["run", "big.yaml", "--json"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(full.mul_f64(frac));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..finished_before_kill {
+            if lines.next().is_none() {
+                break;
+            }
+        }
+        std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL
-        let out = child.wait_with_output().unwrap();
-        if !out.status.success() {
+        let status = child.wait().unwrap();
+        if !status.success() {
             partial_runs += 1;
         }
         let verify = ws.run(&["cache", "verify"]);
         assert!(
             verify.status.success(),
-            "cache corrupt after kill at {:.0}%: {}",
-            frac * 100.0,
+            "cache corrupt after a kill {finished_before_kill} stage(s) and {delay:?} in: {}",
             String::from_utf8_lossy(&verify.stdout)
         );
     }

@@ -1,0 +1,48 @@
+"""The PEFT + transformers side of model/bench/train_vs_peft.sh; mirrors train_bench.rs.
+
+    train_peft_bench.py DIR BATCH SEQ STEPS | make-100m DIR
+"""
+import json
+import sys
+import time
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+
+def main():
+    if sys.argv[1] == "make-100m":
+        # Llama-shaped, about 100M parameters: 12 layers, hidden 768, vocab 16k, tied embeddings.
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=16000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                          num_attention_heads=12, num_key_value_heads=4, tie_word_embeddings=True)
+        LlamaForCausalLM(cfg).save_pretrained(sys.argv[2], safe_serialization=True)
+        return
+    d, batch, seq, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules=targets))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    vocab = model.config.vocab_size
+    ids = torch.tensor([[(b * 7919 + t * 104729) % vocab for t in range(seq)] for b in range(batch)])
+    labels = ids.clone()
+    labels[:, : seq // 4] = -100
+    timed = 0.0
+    for step in range(steps):
+        t = time.perf_counter()
+        # transformers' own loss (its chunking and shifting), as a Trainer would compute it.
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        if step > 0:
+            timed += time.perf_counter() - t
+    n = max(steps - 1, 1)
+    print(json.dumps({"steps": n, "seconds_per_step": timed / n, "tokens_per_s": batch * seq * n / timed}))
+
+
+main()
