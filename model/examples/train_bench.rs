@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         let hidden = model.hidden_states(&b.ids, &b.attention_mask);
         let lp = token_logprobs(&model, &hidden, &b.ids, &b.weights.gt(0.0), 256);
         let w = lp.gather(&b.weights);
-        lp.backward(|logp| loss::sft(logp, &w, tokens as f64));
+        lp.backward_linear(&loss::sft_coefficients(&w, tokens as f64));
         clip_grad_norm(&params, 1.0);
         opt.step(1e-4);
         if step > 0 {

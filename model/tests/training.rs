@@ -69,15 +69,19 @@ fn chunked_logprobs_and_their_gradient_equal_the_full_computation() {
     let refs: Vec<&Sequence> = seqs.iter().collect();
     for padding in [Padding::Right, Padding::Left] {
         let batch = Batch::collate(&refs, padding, Device::Cpu);
-        let grads = |chunked: bool| {
+        // None: the full computation; Some(fused): chunked, in one pass or two.
+        let grads = |chunked: Option<bool>| {
             let mut model = model_with_adapter(&adapter);
             let params = trainable_parameters(&mut model);
             let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
             let select = batch.weights.gt(0.0);
-            let value = if chunked {
+            let value = if let Some(fused) = chunked {
                 let lp = token_logprobs(&model, &hidden, &batch.ids, &select, 5);
-                let w = lp.gather(&batch.weights);
-                lp.backward(|logp| loss::sft(logp, &w, 17.0))
+                let c = loss::sft_coefficients(&lp.gather(&batch.weights), 17.0);
+                match fused {
+                    true => lp.backward_linear(&c),
+                    false => lp.backward(|logp| (logp * &c).sum(Kind::Float)),
+                }
             } else {
                 let t = batch.ids.size()[1];
                 let logits = hidden.matmul(&model.output_weight().tr());
@@ -93,14 +97,16 @@ fn chunked_logprobs_and_their_gradient_equal_the_full_computation() {
             let flat: Vec<Tensor> = params.iter().map(|(_, p)| p.grad().reshape([-1])).collect();
             (value, Tensor::cat(&flat, 0))
         };
-        let (full, g_full) = grads(false);
-        let (chunked, g_chunked) = grads(true);
-        assert!(
-            (full - chunked).abs() < 1e-6 * full.abs(),
-            "{padding:?}: {full} vs {chunked}"
-        );
-        let rel = (&g_full - &g_chunked).norm().double_value(&[]) / g_full.norm().double_value(&[]);
-        assert!(rel < 1e-5, "{padding:?}: gradient differs by {rel}");
+        let (full, g_full) = grads(None);
+        for fused in [false, true] {
+            let (chunked, g_chunked) = grads(Some(fused));
+            assert!(
+                (full - chunked).abs() < 1e-6 * full.abs(),
+                "{padding:?}: {full} vs {chunked}"
+            );
+            let rel = (&g_full - &g_chunked).norm().double_value(&[]) / g_full.norm().double_value(&[]);
+            assert!(rel < 1e-5, "{padding:?}, fused {fused}: gradient differs by {rel}");
+        }
     }
 }
 
@@ -114,7 +120,7 @@ fn left_and_right_padding_give_each_sequence_its_unpadded_logprobs() {
         .map(|s| {
             let b = Batch::collate(&[s], Padding::Right, Device::Cpu);
             let h = model.hidden_states(&b.ids, &b.attention_mask);
-            token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp
+            token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp()
         })
         .collect();
     let alone = Tensor::cat(&alone, 0);
@@ -122,7 +128,7 @@ fn left_and_right_padding_give_each_sequence_its_unpadded_logprobs() {
     for padding in [Padding::Right, Padding::Left] {
         let b = Batch::collate(&refs, padding, Device::Cpu);
         let h = model.hidden_states(&b.ids, &b.attention_mask);
-        let together = token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp;
+        let together = token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp();
         let diff = (&together - &alone).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{padding:?}: {diff}");
     }
@@ -170,7 +176,7 @@ fn ten_sft_steps_equal_peft_and_transformers() {
             let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
             let lp = token_logprobs(&model, &hidden, &batch.ids, &batch.weights.gt(0.0), 4);
             let w = lp.gather(&batch.weights);
-            step_loss += lp.backward(|logp| loss::sft(logp, &w, n_tokens as f64));
+            step_loss += lp.backward_linear(&loss::sft_coefficients(&w, n_tokens as f64));
         }
         clip_grad_norm(&tensors, max_norm);
         opt.step(lr * Schedule::Linear.factor(k, warmup, steps.len()));

@@ -19,8 +19,6 @@ pub struct TokenLogprobs {
     index: Tensor,
     t: i64,
     chunk: i64,
-    /// `[n]` f32, outside the graph.
-    pub logp: Tensor,
 }
 
 /// Log-probabilities of the tokens `ids[b, t]` where `select[b, t]` is true (t ≥ 1), each
@@ -36,32 +34,35 @@ pub fn token_logprobs(
     let index = select.narrow(1, 1, t - 1).reshape([-1]).nonzero().squeeze_dim(1);
     let rows = hidden.narrow(1, 0, t - 1).reshape([-1, h]).index_select(0, &index);
     let targets = ids.narrow(1, 1, t - 1).reshape([-1]).index_select(0, &index);
-    let mut lp = TokenLogprobs {
+    TokenLogprobs {
         rows,
         targets,
         head: model.output_weight().shallow_clone(),
         index,
         t,
         chunk: chunk.max(1),
-        logp: Tensor::zeros([0], (Kind::Float, hidden.device())),
-    };
-    let _guard = tch::no_grad_guard();
-    let parts: Vec<Tensor> = lp
-        .chunks()
-        .map(|(start, len)| {
-            lp.logits(start, len)
-                .log_softmax(-1, Kind::Float)
-                .gather(1, &lp.targets.narrow(0, start, len).unsqueeze(1), false)
-                .squeeze_dim(1)
-        })
-        .collect();
-    if !parts.is_empty() {
-        lp.logp = Tensor::cat(&parts, 0);
     }
-    lp
 }
 
 impl TokenLogprobs {
+    /// The log-probabilities `[n]` (f32, outside the graph).
+    pub fn logp(&self) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let parts: Vec<Tensor> = self
+            .chunks()
+            .map(|(start, len)| {
+                self.logits(start, len)
+                    .log_softmax(-1, Kind::Float)
+                    .gather(1, &self.targets.narrow(0, start, len).unsqueeze(1), false)
+                    .squeeze_dim(1)
+            })
+            .collect();
+        match parts.is_empty() {
+            true => Tensor::zeros([0], (Kind::Float, self.rows.device())),
+            false => Tensor::cat(&parts, 0),
+        }
+    }
+
     pub fn len(&self) -> i64 {
         self.targets.size()[0]
     }
@@ -99,15 +100,33 @@ impl TokenLogprobs {
     }
 
     /// Computes `loss` from the log-probabilities and accumulates its gradient into the model's
-    /// trainable parameters. Returns the loss.
+    /// trainable parameters. Returns the loss. Two passes over the output projection: one for
+    /// the log-probabilities, one for the gradient once the loss has said what it needs.
     pub fn backward(&self, loss: impl FnOnce(&Tensor) -> Tensor) -> f64 {
-        let leaf = self.logp.detach().set_requires_grad(true);
+        let leaf = self.logp().set_requires_grad(true);
         let value = loss(&leaf);
         if self.is_empty() || !value.requires_grad() {
             return value.double_value(&[]);
         }
         value.backward();
         let dlogp = leaf.grad();
+        self.carry_back(&dlogp, false);
+        value.double_value(&[])
+    }
+
+    /// For a loss Σ cₜ log pₜ with known coefficients (NLL, SFT): the loss and its gradient in
+    /// one pass over the output projection. Returns the loss.
+    pub fn backward_linear(&self, coefficients: &Tensor) -> f64 {
+        if self.is_empty() {
+            return 0.0;
+        }
+        self.carry_back(coefficients, true).unwrap_or(0.0)
+    }
+
+    /// Accumulates the gradient of a loss whose derivative in each log-probability is `dlogp`;
+    /// with `value`, also returns Σ dlogp · log p from the same logits.
+    fn carry_back(&self, dlogp: &Tensor, value: bool) -> Option<f64> {
+        let mut total = 0.0;
         let grad_rows = {
             let _guard = tch::no_grad_guard();
             let head = self.head.to_kind(Kind::Float);
@@ -116,13 +135,19 @@ impl TokenLogprobs {
                 .map(|(start, len)| {
                     let c = dlogp.narrow(0, start, len).unsqueeze(1);
                     let targets = self.targets.narrow(0, start, len).unsqueeze(1);
-                    let g = -(self.logits(start, len).softmax(-1, Kind::Float) * &c);
+                    let log_probs = self.logits(start, len).log_softmax(-1, Kind::Float);
+                    if value {
+                        total += (log_probs.gather(1, &targets, false) * &c)
+                            .sum(Kind::Double)
+                            .double_value(&[]);
+                    }
+                    let g = -(log_probs.exp() * &c);
                     g.scatter_add(1, &targets, &c).matmul(&head)
                 })
                 .collect();
             Tensor::cat(&parts, 0).to_kind(self.rows.kind())
         };
         (&self.rows * grad_rows).sum(Kind::Float).backward();
-        value.double_value(&[])
+        value.then_some(total)
     }
 }

@@ -2,11 +2,12 @@
 
 use tch::{Kind, Tensor};
 
-/// SFT (SecVecCoder Eq. 9): the negative log-likelihood of the target tokens, weighted, summed,
-/// and divided by `normaliser`: the number of target tokens in the whole optimiser step, so that
-/// gradient accumulation gives the gradient of one large batch (transformers' behaviour).
-pub fn sft(logp: &Tensor, weights: &Tensor, normaliser: f64) -> Tensor {
-    -(logp * weights).sum(Kind::Float) / normaliser
+/// SFT (SecVecCoder Eq. 9) as the coefficients of its log-probabilities (the loss is
+/// Σ cₜ log pₜ): the negative log-likelihood of the target tokens, weighted, summed, and divided by
+/// `normaliser`, the number of target tokens in the whole optimiser step, so that gradient
+/// accumulation gives the gradient of one large batch (transformers' behaviour).
+pub fn sft_coefficients(weights: &Tensor, normaliser: f64) -> Tensor {
+    -weights / normaliser
 }
 
 /// Which adapter a preference loss trains.
@@ -204,6 +205,7 @@ mod tests {
             &safecoder(SafeCoderSample::Vulnerable, &t(&[0.0]), 1.0, 1.0),
             -(1e-5f64).ln(),
         );
-        close(&sft(&logp, &t(&[1.0, 0.5]), 3.0), -(l5 + 0.5 * l25) / 3.0);
+        let sft = (sft_coefficients(&t(&[1.0, 0.5]), 3.0) * &logp).sum(Kind::Float);
+        close(&sft, -(l5 + 0.5 * l25) / 3.0);
     }
 }

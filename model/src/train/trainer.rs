@@ -189,7 +189,7 @@ fn forward_backward(
             let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
             let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), hyper.chunk);
             let w = lp.gather(&batch.weights);
-            lp.backward(|logp| loss::sft(logp, &w, step_tokens.max(1) as f64))
+            lp.backward_linear(&loss::sft_coefficients(&w, step_tokens.max(1) as f64))
         }
         Objective::Lpo { lpo, target } => {
             let (lp, changed, sequence) = pair_logprobs(model, part, hyper.chunk);
@@ -261,8 +261,9 @@ pub fn lpo_margins(model: &Transformer, pairs: &[Example], lpo: &Lpo, chunk: i64
         .iter()
         .map(|e| {
             let (lp, changed, sequence) = pair_logprobs(model, &[e], chunk);
+            let logp = lp.logp();
             let tokens = Tokens {
-                logp: &lp.logp,
+                logp: &logp,
                 changed: &changed,
                 sequence: &sequence,
                 sequences: 2,
