@@ -6,8 +6,8 @@ use std::path::Path;
 
 use tch::Tensor;
 
+use super::log::StepLog;
 use super::optim::AdamW;
-use super::trainer::StepLog;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Manifest {

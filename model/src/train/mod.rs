@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod log;
 pub mod logprobs;
 pub mod loss;
 pub mod optim;

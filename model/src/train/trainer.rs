@@ -9,6 +9,7 @@ use tch::{Device, Tensor};
 
 use super::batch::{Batch, Padding, Sequence};
 use super::checkpoint;
+use super::log::StepLog;
 use super::logprobs::{token_logprobs, TokenLogprobs};
 use super::loss::{self, Lpo, SafeCoderSample, Target, Tokens};
 use super::optim::{clip_grad_norm, AdamW, Schedule};
@@ -68,19 +69,6 @@ impl Hyper {
     pub fn steps_per_epoch(&self, examples: usize) -> usize {
         examples.div_ceil(self.batch_size.max(1))
     }
-}
-
-/// What one optimiser step did. No wall-clock time: it is written into the stage's output,
-/// which must not change when a deterministic stage reruns (the stage's time is in provenance).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct StepLog {
-    pub step: usize,
-    pub epoch: usize,
-    pub loss: f64,
-    pub learning_rate: f64,
-    /// Before clipping.
-    pub grad_norm: f64,
-    pub tokens: usize,
 }
 
 /// Where and how often training saves its state, to resume from after a kill.
