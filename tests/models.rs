@@ -255,3 +255,40 @@ fn a_training_killed_mid_way_resumes_and_ends_with_the_uninterrupted_adapter() {
     let leftover = std::fs::read_dir(ws.path().join(".secvec/scratch")).unwrap().count();
     assert_eq!(leftover, 0, "the checkpoint outlived the committed stage");
 }
+
+#[test]
+fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_out() {
+    let ws = Workspace::new();
+    ws.write(
+        "instructions.jsonl",
+        "{\"instruction\": \"Add two numbers.\", \"output\": \"def add(a, b):\\n    return a + b\\n\"}\n\
+         {\"instruction\": \"Reverse a string.\", \"input\": \"s = 'abc'\", \"output\": \"def rev(s):\\n    return s[::-1]\\n\"}\n\
+         {\"instruction\": \"Say nothing.\", \"output\": \"\"}\n",
+    );
+    ws.write(
+        "t.yaml",
+        "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sc:\n    kind: train\n    inputs: {model: tiny, pairs: pairs, instructions: {path: instructions.jsonl}}\n    params: {method: safecoder, target: secure, r: 4, alpha: 8, epochs: 1, batch_size: 4, upsample_to: 3}\n",
+    );
+    let ev = ws.run_json(&["t.yaml"]);
+    assert_eq!(ev["sc"]["status"], "ran");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.path().join("out/t/sc/results.json")).unwrap()).unwrap();
+    let row = &results["rows"][0];
+    let (samples, skipped) = (&row["samples"], &row["skipped"]);
+    assert_eq!(samples["instruction"], 2, "{row}");
+    assert_eq!(skipped["empty_completion"], 1, "{row}");
+    // 19 training pairs give a secure and a vulnerable sample each, less the sides with no
+    // changed token (counted); upsampling only adds.
+    let dropped = skipped["no_changed_tokens"].as_u64().unwrap();
+    let trained = samples["secure"].as_u64().unwrap() + samples["vulnerable"].as_u64().unwrap();
+    assert!(trained >= 38 - dropped && dropped < 38, "{row}");
+    assert_eq!(
+        row["examples"].as_u64().unwrap(),
+        trained + 2,
+        "every example is one of the three kinds: {row}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.path().join("out/t/sc/adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["r"], 4);
+}

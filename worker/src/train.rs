@@ -31,6 +31,9 @@ struct Skipped {
     identical: usize,
     empty_completion: usize,
     too_long: usize,
+    /// SafeCoder security samples whose side has no changed token (one side only adds code):
+    /// nothing for its loss to weigh, as its reference also drops them.
+    no_changed_tokens: usize,
 }
 
 pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
@@ -197,9 +200,25 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
             "lpo_margin_before": margin_before,
             "lpo_margin_after": margin_after,
             "init_rank": init.as_ref().map(|a| a.config.r),
+            "samples": (p.method == Method::Safecoder).then(|| safecoder_counts(&examples)),
         }]}))?,
     )?;
     Ok(())
+}
+
+/// How many SafeCoder samples of each kind were trained on (upsampling included).
+fn safecoder_counts(examples: &[Example]) -> serde_json::Value {
+    let count = |want: SafeCoderSample| {
+        examples
+            .iter()
+            .filter(|e| matches!(e, Example::SafeCoder { kind, .. } if *kind == want))
+            .count()
+    };
+    json!({
+        "instruction": count(SafeCoderSample::Instruction),
+        "secure": count(SafeCoderSample::Secure),
+        "vulnerable": count(SafeCoderSample::Vulnerable),
+    })
 }
 
 /// The model's trained LoRA factors, by module.
@@ -370,6 +389,7 @@ fn examples_of(
                     (SafeCoderSample::Vulnerable, &vulnerable, m_vul),
                 ] {
                     let Some(last) = marks.iter().rposition(|&m| m) else {
+                        skipped.no_changed_tokens += 1;
                         continue;
                     };
                     let ids: Vec<i64> = prompt.iter().chain(&tokens[..=last]).copied().collect();
