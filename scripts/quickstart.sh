@@ -8,4 +8,4 @@ cargo build --release --locked
 target/release/secvec run manifests/quickstart.yaml
 echo
 echo "Outputs are under out/quickstart/<stage>/; the reports:"
-cat out/quickstart/report/report.md out/quickstart/model-report/report.md out/quickstart/oracle-report/report.md
+cat out/quickstart/report/report.md out/quickstart/model-report/report.md out/quickstart/training-report/report.md out/quickstart/oracle-report/report.md
