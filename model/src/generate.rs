@@ -33,7 +33,11 @@ pub enum FinishReason {
 #[derive(Clone, Debug, Serialize)]
 pub struct Completion {
     pub sample: usize,
+    /// Cut before the first stop string.
     pub text: String,
+    /// Every token generated, stop string included: the exact output, which decoding a
+    /// byte-level vocabulary can lose.
+    pub token_ids: Vec<i64>,
     pub completion_tokens: usize,
     pub finish_reason: FinishReason,
 }
@@ -135,6 +139,7 @@ pub fn generate(
                         done.push(Completion {
                             sample: row.sample,
                             text,
+                            token_ids: row.tokens.clone(),
                             completion_tokens: row.tokens.len(),
                             finish_reason: reason,
                         });

@@ -90,6 +90,11 @@ fn stop_sequences_and_eos_end_a_sample() {
         (want, FinishReason::Stop),
         "stop {stop:?}"
     );
+    // The tokens are every one generated, the stop string's included: transformers' greedy ones.
+    let n = out[0].token_ids.len();
+    assert_eq!(out[0].token_ids, greedy[..n], "token ids");
+    assert_eq!(n, out[0].completion_tokens);
+    assert!(tok.decode(&out[0].token_ids).unwrap().contains(&stop));
     let eos = greedy[3];
     let out = generate(
         &model,

@@ -53,6 +53,7 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
                 "text": c.text,
                 "prompt_tokens": ids.len(),
                 "completion_tokens": c.completion_tokens,
+                "token_ids": c.token_ids,
                 "finish_reason": c.finish_reason,
             });
             lines.push_str(&rec.to_string());
