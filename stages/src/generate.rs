@@ -94,11 +94,7 @@ struct PromptRecord {
 
 /// `(id, prompt)` pairs from a JSONL file, or from `file` inside a directory.
 pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json::Value, String)>> {
-    let path = if input.is_dir() {
-        input.join(file)
-    } else {
-        input.to_path_buf()
-    };
+    let path = crate::input_file::input_file(input, file)?;
     let text =
         std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
     let mut out = Vec::new();

@@ -4,6 +4,7 @@ pub mod device;
 pub mod doctor;
 pub mod generate;
 pub mod init_model;
+pub mod input_file;
 pub mod latency;
 pub mod pair;
 pub mod report;

@@ -17,6 +17,7 @@ use secvec_model::train::token_diff::changed_tokens;
 use secvec_model::train::trainer::{self, Checkpointing, Example, Hyper, Objective};
 use secvec_model::train::{set_training, trainable_parameters};
 use secvec_model::transformer::Transformer;
+use secvec_stages::input_file::input_file;
 use secvec_stages::pair::{read_pairs, PairRecord, PAPER_TEMPLATE};
 use secvec_stages::train::{self as stage, Method, TrainParams};
 use serde_json::json;
@@ -51,11 +52,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         init.attach(&mut model, Attach::Merged)?;
     }
     let pairs_input = &ctx.input("pairs").expect("required").path;
-    let pairs_path = if pairs_input.is_dir() {
-        pairs_input.join(&p.pairs_file)
-    } else {
-        pairs_input.clone()
-    };
+    let pairs_path = input_file(pairs_input, &p.pairs_file)?;
     let pairs = read_pairs(&pairs_path)?;
     let eos = model.config.eos_token_ids.first().copied();
     let mut skipped = Skipped::default();

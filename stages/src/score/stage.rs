@@ -20,6 +20,7 @@ use super::parse_check::parses;
 use super::postprocess::program;
 use super::sandbox::{ExitReason, Limits, Sandbox};
 use super::zygote::{FunctionalResult, ScenarioTest};
+use crate::input_file::input_file;
 use crate::toolchain;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -247,12 +248,7 @@ impl Stage for Score {
         let scenarios_dir = &ctx.input("scenarios").expect("required").path;
         let scenarios: Vec<ScenarioLine> = read_jsonl(&scenarios_dir.join("prompts.jsonl"))?;
         let by_id: HashMap<&str, &ScenarioLine> = scenarios.iter().map(|s| (s.id.as_str(), s)).collect();
-        let samples_path = &ctx.input("samples").expect("required").path;
-        let samples_path = if samples_path.is_dir() {
-            samples_path.join("samples.jsonl")
-        } else {
-            samples_path.clone()
-        };
+        let samples_path = input_file(&ctx.input("samples").expect("required").path, "samples.jsonl")?;
         let samples: Vec<SampleLine> = read_jsonl(&samples_path)?;
         // Distinct programs per scenario, with how many samples each stands for and the first
         // line that is not the scenario's prefix.
