@@ -317,12 +317,10 @@ impl Cache {
         Ok(digest)
     }
 
-    /// The scratch folder of `key`, created if needed: it survives failed and killed attempts
-    /// (the key's lock makes its user exclusive) until [`Cache::remove_scratch`].
-    pub fn scratch_dir(&self, key: &Digest) -> Result<PathBuf> {
-        let dir = self.root.join("scratch").join(key.hex());
-        io(&dir, fs::create_dir_all(&dir))?;
-        Ok(dir)
+    /// Where `key`'s scratch folder is: made by the stage that needs one, it survives failed and
+    /// killed attempts (the key's lock makes its user exclusive) until [`Cache::remove_scratch`].
+    pub fn scratch_dir(&self, key: &Digest) -> PathBuf {
+        self.root.join("scratch").join(key.hex())
     }
 
     /// Removes a key's scratch folder once its outputs are committed.

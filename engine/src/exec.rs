@@ -293,11 +293,10 @@ fn execute(
         stage: node.name.clone(),
         reporter: shared.reporter.clone(),
     });
-    let scratch = cache.scratch_dir(&key).map_err(|e| err("cache scratch", &e))?;
     let ctx = StageContext::new(
         inputs,
         staging.out().to_path_buf(),
-        scratch,
+        cache.scratch_dir(&key),
         progress,
         shared.cancel.clone(),
     );

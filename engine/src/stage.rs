@@ -256,8 +256,9 @@ impl StageContext {
         &self.out
     }
 
-    /// A folder that outlives a failed or killed attempt at this stage (same key) and is removed
-    /// once its outputs are committed: where long stages keep checkpoints to resume from.
+    /// A folder (the stage creates it when it needs it) that outlives a failed or killed attempt
+    /// at this stage (same key) and is removed once its outputs are committed: where long stages
+    /// keep checkpoints to resume from.
     pub fn scratch_dir(&self) -> &Path {
         &self.scratch
     }

@@ -3,6 +3,7 @@
 //! libtorch's version and the GPU model, whose arithmetic differs.
 
 use schemars::JsonSchema;
+use secvec_engine::Resources;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -53,6 +54,14 @@ pub fn settle(device: &mut String) -> Result<Value, DeviceError> {
             *device = format!("cuda:{i}");
             Ok(json!({"torch": info.torch, "gpu": gpu_models().get(i).cloned().unwrap_or_default()}))
         }
+    }
+}
+
+/// What a stage on a settled `device` occupies: one GPU slot on CUDA.
+pub fn resources(device: &str) -> Resources {
+    Resources {
+        cpu: 1,
+        gpu: u32::from(device.starts_with("cuda")),
     }
 }
 

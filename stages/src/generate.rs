@@ -148,13 +148,6 @@ pub(crate) fn model_slots() -> Vec<InputSlot> {
     ]
 }
 
-pub(crate) fn gpu_slots(device: &str) -> Resources {
-    Resources {
-        cpu: 1,
-        gpu: u32::from(device.starts_with("cuda")),
-    }
-}
-
 pub struct Generate;
 
 impl Stage for Generate {
@@ -183,7 +176,7 @@ impl Stage for Generate {
     }
 
     fn resources(p: &GenerateParams) -> Resources {
-        gpu_slots(&p.device)
+        device::resources(&p.device)
     }
 
     fn environment(p: &mut GenerateParams) -> anyhow::Result<serde_json::Value> {

@@ -6,7 +6,7 @@ use secvec_engine::{InputSlot, Resources, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, Dtype};
-use crate::generate::{d_device, gpu_slots, model_slots};
+use crate::generate::{d_device, model_slots};
 use crate::worker::run_in_worker;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -62,7 +62,7 @@ impl Stage for Latency {
     }
 
     fn resources(p: &LatencyParams) -> Resources {
-        gpu_slots(&p.device)
+        device::resources(&p.device)
     }
 
     fn environment(p: &mut LatencyParams) -> anyhow::Result<serde_json::Value> {

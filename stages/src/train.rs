@@ -7,7 +7,6 @@ use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, Dtype};
-use crate::generate::gpu_slots;
 use crate::worker::run_in_worker;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -246,7 +245,7 @@ impl Stage for Train {
     }
 
     fn resources(p: &TrainParams) -> Resources {
-        gpu_slots(&p.device)
+        device::resources(&p.device)
     }
 
     fn environment(p: &mut TrainParams) -> anyhow::Result<serde_json::Value> {

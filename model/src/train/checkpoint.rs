@@ -21,6 +21,7 @@ const MANIFEST: &str = "checkpoint.json";
 /// Saves the state after `logs.len()` steps.
 pub fn save(dir: &Path, params: &[Tensor], opt: &AdamW, logs: &[StepLog]) -> anyhow::Result<()> {
     let (adam_step, exp_avg, exp_avg_sq) = opt.state();
+    std::fs::create_dir_all(dir)?;
     let name = format!("state-{}.safetensors", logs.len());
     let mut named: Vec<(String, Tensor)> = Vec::new();
     for (i, ((p, m), v)) in params.iter().zip(exp_avg).zip(exp_avg_sq).enumerate() {

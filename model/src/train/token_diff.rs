@@ -178,15 +178,17 @@ impl Marks {
         let (mut best_ratio, cutoff) = (0.74, 0.75);
         let (mut best_i, mut best_j) = (0, 0);
         let mut eq: Option<(usize, usize)> = None;
+        // The ids' digits, once per token rather than once per pair of tokens.
+        let a_chars: Vec<Vec<char>> = a[alo..ahi].iter().map(|t| t.chars().collect()).collect();
         for (j, bj_text) in b.iter().enumerate().take(bhi).skip(blo) {
             let bj: Vec<char> = bj_text.chars().collect();
-            for (i, ai_text) in a.iter().enumerate().take(ahi).skip(alo) {
-                if ai_text == bj_text {
+            for (k, ai) in a_chars.iter().enumerate() {
+                let i = alo + k;
+                if a[i] == *bj_text {
                     eq.get_or_insert((i, j));
                     continue;
                 }
-                let ai: Vec<char> = ai_text.chars().collect();
-                let c = Matcher::new(&ai, &bj);
+                let c = Matcher::new(ai, &bj);
                 if c.real_quick_ratio() > best_ratio && c.quick_ratio() > best_ratio && c.ratio() > best_ratio {
                     (best_ratio, best_i, best_j) = (c.ratio(), i, j);
                 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use super::batch::{Batch, Padding, Sequence};
 use super::checkpoint;
@@ -125,7 +125,7 @@ pub fn train(
             let mut loss = 0.0;
             let mut grad_norm = 0.0;
             for part in batch.chunks(micro) {
-                loss += forward_backward(model, part, objective, hyper, tokens, batch.len(), model.device);
+                loss += forward_backward(model, part, objective, hyper, tokens, batch.len());
                 if matches!(objective, Objective::SafeCoder { .. }) {
                     // SafeCoder clips at every micro-step.
                     grad_norm = clip_grad_norm(params, hyper.max_grad_norm);
@@ -162,8 +162,8 @@ fn forward_backward(
     hyper: &Hyper,
     step_tokens: usize,
     step_examples: usize,
-    device: Device,
 ) -> f64 {
+    let device = model.device;
     match objective {
         Objective::Sft => {
             let seqs: Vec<&Sequence> = part
