@@ -1,6 +1,6 @@
 """The PEFT + transformers side of model/bench/train_vs_peft.sh; mirrors train_bench.rs.
 
-    train_peft_bench.py DIR BATCH SEQ STEPS | make-100m DIR
+    train_peft_bench.py DIR BATCH SEQ STEPS [checkpoint] | make-100m DIR
 """
 import json
 import sys
@@ -23,6 +23,8 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules=targets))
+    if sys.argv[5:] == ["checkpoint"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)

@@ -1,9 +1,10 @@
 //! LoRA SFT training throughput of the model stack, run by model/bench/train_vs_peft.sh beside
 //! the same training in PEFT + transformers (train_peft_bench.py). Prints one JSON object.
 //!
-//!   train_bench DIR BATCH SEQ STEPS   SFT steps of BATCH random sequences of SEQ tokens
-//!                                     (LoRA r 16, alpha 32, dropout 0.1, every projection; the
-//!                                     first step is a warm-up, not timed)
+//!   train_bench DIR BATCH SEQ STEPS [checkpoint]
+//!       SFT steps of BATCH random sequences of SEQ tokens (LoRA r 16, alpha 32, dropout 0.1,
+//!       every projection; the first step is a warm-up, not timed), with gradient
+//!       checkpointing when asked
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use secvec_model::train::batch::{Batch, Padding, Sequence};
 use secvec_model::train::logprobs::token_logprobs;
 use secvec_model::train::optim::{clip_grad_norm, AdamW};
 use secvec_model::train::{loss, set_training, trainable_parameters};
-use secvec_model::transformer::Transformer;
+use secvec_model::transformer::{PassOptions, Transformer};
 use tch::{Device, Kind, Tensor};
 
 fn main() -> anyhow::Result<()> {
@@ -40,10 +41,15 @@ fn main() -> anyhow::Result<()> {
     for step in 0..steps {
         let t = Instant::now();
         let b = Batch::collate(&refs, Padding::Right, Device::Cpu);
-        let hidden = model.hidden_states(&b.ids, &b.attention_mask);
-        let lp = token_logprobs(&model, &hidden, &b.ids, &b.weights.gt(0.0), 256);
+        let pass = PassOptions {
+            dropout_seed: step as i64,
+            checkpoint: args.get(5).is_some_and(|a| a == "checkpoint"),
+        };
+        let hidden = model.training_pass(&b.ids, &b.attention_mask, pass);
+        let lp = token_logprobs(&model, &hidden.states, &b.ids, &b.weights.gt(0.0), 256);
         let w = lp.gather(&b.weights);
         lp.backward_linear(&loss::sft_coefficients(&w, tokens as f64));
+        hidden.finish_backward();
         clip_grad_norm(&params, 1.0);
         opt.step(1e-4);
         if step > 0 {

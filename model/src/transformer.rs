@@ -9,6 +9,9 @@ use tch::{Device, Kind, Tensor};
 use super::config::{Activation, ModelConfig, Norm, RopeScaling};
 use super::weights::{Weights, WeightsError};
 
+mod pass;
+pub use pass::{Hidden, PassOptions};
+
 /// A linear projection `y = x Wᵀ + b`, with an optional unmerged LoRA update.
 pub struct Linear {
     pub weight: Tensor,
@@ -39,7 +42,8 @@ impl Linear {
                 } else {
                     x.shallow_clone()
                 };
-                y + h.linear(&l.a, None::<&Tensor>).linear(&l.b, None::<&Tensor>) * l.scaling
+                // Scaled at rank r, not at the output width: one small elementwise op.
+                y + (h.linear(&l.a, None::<&Tensor>) * l.scaling).linear(&l.b, None::<&Tensor>)
             }
         }
     }
@@ -88,6 +92,15 @@ pub struct Layer {
     pub attn: Attention,
     pub mlp: Mlp,
     window: Option<i64>,
+}
+
+/// Which keys each query of an attention may see.
+enum Attend<'a> {
+    All,
+    /// Itself and the keys before it (libtorch's fused causal kernels, no mask tensor).
+    Causal,
+    /// `[.., q, k]`, true where the query may see the key.
+    Mask(&'a Tensor),
 }
 
 /// Keys and values of every layer for the positions seen so far, preallocated to a capacity.
@@ -387,7 +400,11 @@ impl Transformer {
                 None => causal,
             }
         });
-        self.attend(layer, &q, &k, &v, mask.as_ref(), b, t)
+        let mask = match &mask {
+            Some(m) => Attend::Mask(m),
+            None => Attend::All,
+        };
+        self.attend(layer, &q, &k, &v, mask, b, t)
     }
 
     /// Queries, keys and values `[b, heads, t, d]` with rotary embeddings applied.
@@ -405,62 +422,17 @@ impl Transformer {
 
     /// Attention output `[b, t, hidden]`; `mask` is true where a query may see a key.
     #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        layer: &Layer,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-        b: i64,
-        t: i64,
-    ) -> Tensor {
+    fn attend(&self, layer: &Layer, q: &Tensor, k: &Tensor, v: &Tensor, mask: Attend, b: i64, t: i64) -> Tensor {
         let c = &self.config;
         let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let (mask, causal) = match mask {
+            Attend::All => (None, false),
+            Attend::Causal => (None, true),
+            Attend::Mask(m) => (Some(m), false),
+        };
         // Grouped-query attention without copying keys and values out to every query head.
-        let out = Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, false, None, nh != nkv);
+        let out = Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, None, nh != nkv);
         layer.attn.o.forward(&out.transpose(1, 2).reshape([b, t, nh * d]))
-    }
-
-    /// Final hidden states `[batch, t, hidden]` of padded sequences, for training (no KV
-    /// cache). `attention_mask` `[batch, t]` is 1 for tokens and 0 for padding, on either side;
-    /// positions count only the tokens before, as transformers derives them from the mask.
-    // `x += …` would add in place, which autograd cannot differentiate through.
-    #[allow(clippy::assign_op_pattern)]
-    pub fn hidden_states(&self, ids: &Tensor, attention_mask: &Tensor) -> Tensor {
-        let (b, t) = (ids.size()[0], ids.size()[1]);
-        let real = attention_mask.to_kind(Kind::Bool);
-        let positions = (attention_mask.to_kind(Kind::Int64).cumsum(-1, Kind::Int64) - 1).clamp_min(0);
-        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
-        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
-        let (cos, sin) = (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind));
-        let idx = Tensor::arange(t, (Kind::Int64, self.device));
-        let (qpos, kpos) = (idx.unsqueeze(1), idx.unsqueeze(0));
-        let causal = kpos.le_tensor(&qpos);
-        let keys = real.view([b, 1, 1, t]);
-        // A padding query that sees no key (left padding) sees itself, so no row of the
-        // attention is all masked (which would give NaN, and NaN gradients).
-        let diagonal = kpos.eq_tensor(&qpos);
-        let masks: Vec<Tensor> = self
-            .layers
-            .iter()
-            .map(|layer| {
-                let visible = match layer.window {
-                    Some(w) => causal.logical_and(&kpos.gt_tensor(&(&qpos - w))),
-                    None => causal.shallow_clone(),
-                };
-                visible.logical_and(&keys).logical_or(&diagonal)
-            })
-            .collect();
-        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
-        for (layer, mask) in self.layers.iter().zip(&masks) {
-            let h = layer.input_norm.forward(&x);
-            let (q, k, v) = self.qkv(layer, &h, &cos, &sin, b, t);
-            x = x + self.attend(layer, &q, &k, &v, Some(mask), b, t);
-            let h = layer.post_norm.forward(&x);
-            x = x + self.mlp(&layer.mlp, &h);
-        }
-        self.norm.forward(&x)
     }
 
     /// The output projection `[vocab, hidden]` (the embeddings when tied).

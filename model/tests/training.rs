@@ -14,7 +14,7 @@ use secvec_model::train::optim::{clip_grad_norm, AdamW, Schedule};
 use secvec_model::train::token_diff::changed_tokens;
 use secvec_model::train::trainer::{self, Example, Hyper, Objective};
 use secvec_model::train::{loss, set_training, trainable_parameters};
-use secvec_model::transformer::Transformer;
+use secvec_model::transformer::{PassOptions, Transformer};
 use tch::{Device, Kind, Tensor};
 
 fn fixture() -> PathBuf {
@@ -107,6 +107,57 @@ fn chunked_logprobs_and_their_gradient_equal_the_full_computation() {
             let rel = (&g_full - &g_chunked).norm().double_value(&[]) / g_full.norm().double_value(&[]);
             assert!(rel < 1e-5, "{padding:?}, fused {fused}: gradient differs by {rel}");
         }
+    }
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_gradient_of_the_stored_pass_dropout_included() {
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let config = LoraConfig {
+        dropout: 0.3,
+        ..lora_config()
+    };
+    let mut adapter = Adapter::init(&mut model, config, "llama", 5);
+    for (_, (_, b)) in adapter.modules.iter_mut() {
+        *b = Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.1;
+    }
+    let seqs = sequences(3, model.config.vocab_size);
+    let refs: Vec<&Sequence> = seqs.iter().collect();
+    for padding in [Padding::Right, Padding::Left] {
+        let batch = Batch::collate(&refs, padding, Device::Cpu);
+        let grads = |checkpoint: bool, dropout_seed: i64| {
+            let mut model = model_with_adapter(&adapter);
+            set_training(&mut model, true);
+            let params = trainable_parameters(&mut model);
+            let pass = PassOptions {
+                dropout_seed,
+                checkpoint,
+            };
+            let hidden = model.training_pass(&batch.ids, &batch.attention_mask, pass);
+            let lp = token_logprobs(&model, &hidden.states, &batch.ids, &batch.weights.gt(0.0), 5);
+            let value = lp.backward_linear(&loss::sft_coefficients(&lp.gather(&batch.weights), 17.0));
+            hidden.finish_backward();
+            let flat: Vec<Tensor> = params.iter().map(|(_, p)| p.grad().reshape([-1])).collect();
+            (value, Tensor::cat(&flat, 0))
+        };
+        let (stored, g_stored) = grads(false, 7);
+        let (recomputed, g_recomputed) = grads(true, 7);
+        assert!(
+            (stored - recomputed).abs() <= 1e-6 * stored.abs(),
+            "{padding:?}: {stored} vs {recomputed}"
+        );
+        let rel = |a: &Tensor, b: &Tensor| (a - b).norm().double_value(&[]) / a.norm().double_value(&[]);
+        assert!(
+            rel(&g_stored, &g_recomputed) < 1e-5,
+            "{padding:?}: {}",
+            rel(&g_stored, &g_recomputed)
+        );
+        // Dropout is on: another seed draws other masks, so the comparison above is not vacuous.
+        let (_, g_other) = grads(false, 8);
+        assert!(
+            rel(&g_stored, &g_other) > 1e-3,
+            "{padding:?}: the dropout seed changes nothing"
+        );
     }
 }
 
@@ -273,6 +324,7 @@ fn one_lpo_step_equals_the_loss_written_out_in_pytorch() {
         max_grad_norm: max_norm,
         seed: 0,
         chunk: 3,
+        gradient_checkpointing: false,
     };
     let objective = Objective::Lpo {
         lpo,

@@ -138,6 +138,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         max_grad_norm: r.max_grad_norm,
         seed: p.seed,
         chunk: 256,
+        gradient_checkpointing: p.gradient_checkpointing,
     };
     hyper.warmup_steps = p.warmup(hyper.steps_per_epoch(examples.len()) * hyper.epochs);
     set_training(&mut model, true);

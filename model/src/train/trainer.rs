@@ -13,7 +13,7 @@ use super::log::StepLog;
 use super::logprobs::{token_logprobs, TokenLogprobs};
 use super::loss::{self, Lpo, SafeCoderSample, Target, Tokens};
 use super::optim::{clip_grad_norm, AdamW, Schedule};
-use crate::transformer::Transformer;
+use crate::transformer::{Hidden, PassOptions, Transformer};
 
 /// One training example.
 #[derive(Clone, Debug)]
@@ -63,6 +63,8 @@ pub struct Hyper {
     pub seed: u64,
     /// Positions per chunk of the output projection.
     pub chunk: i64,
+    /// Recompute each layer's activations in the backward pass instead of keeping them.
+    pub gradient_checkpointing: bool,
 }
 
 impl Hyper {
@@ -115,7 +117,6 @@ pub fn train(
             if step < resumed {
                 continue;
             }
-            tch::manual_seed(hyper.seed.wrapping_add(step as u64) as i64);
             let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
             let tokens: usize = batch.iter().map(|e| e.target_tokens()).sum();
             let micro = match objective {
@@ -124,8 +125,12 @@ pub fn train(
             };
             let mut loss = 0.0;
             let mut grad_norm = 0.0;
-            for part in batch.chunks(micro) {
-                loss += forward_backward(model, part, objective, hyper, tokens, batch.len());
+            for (m, part) in batch.chunks(micro).enumerate() {
+                let pass = PassOptions {
+                    dropout_seed: pass_seed(hyper.seed, step, m),
+                    checkpoint: hyper.gradient_checkpointing,
+                };
+                loss += forward_backward(model, part, objective, pass, hyper.chunk, tokens, batch.len());
                 if matches!(objective, Objective::SafeCoder { .. }) {
                     // SafeCoder clips at every micro-step.
                     grad_norm = clip_grad_norm(params, hyper.max_grad_norm);
@@ -154,12 +159,22 @@ pub fn train(
     Ok(logs)
 }
 
+/// The dropout seed of micro-batch `micro` of optimiser step `step`: a function of the seed and
+/// the indices alone, so a resumed run draws the masks an uninterrupted one does.
+fn pass_seed(seed: u64, step: usize, micro: usize) -> i64 {
+    let mut z = seed ^ ((step as u64) << 20 | micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
 /// One micro-batch's loss, with its gradient accumulated.
 fn forward_backward(
     model: &Transformer,
     part: &[&Example],
     objective: Objective,
-    hyper: &Hyper,
+    pass: PassOptions,
+    chunk: i64,
     step_tokens: usize,
     step_examples: usize,
 ) -> f64 {
@@ -174,15 +189,17 @@ fn forward_backward(
                 })
                 .collect();
             let batch = Batch::collate(&seqs, Padding::Right, device);
-            let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
-            let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), hyper.chunk);
+            let hidden = model.training_pass(&batch.ids, &batch.attention_mask, pass);
+            let lp = token_logprobs(model, &hidden.states, &batch.ids, &batch.weights.gt(0.0), chunk);
             let w = lp.gather(&batch.weights);
-            lp.backward_linear(&loss::sft_coefficients(&w, step_tokens.max(1) as f64))
+            let value = lp.backward_linear(&loss::sft_coefficients(&w, step_tokens.max(1) as f64));
+            hidden.finish_backward();
+            value
         }
         Objective::Lpo { lpo, target } => {
-            let (lp, changed, sequence) = pair_logprobs(model, part, hyper.chunk);
+            let (hidden, lp, changed, sequence) = pair_logprobs(model, part, pass, chunk);
             let pairs: Vec<(i64, i64)> = (0..part.len() as i64).map(|i| (2 * i, 2 * i + 1)).collect();
-            lp.backward(|logp| {
+            let value = lp.backward(|logp| {
                 let tokens = Tokens {
                     logp,
                     changed: &changed,
@@ -190,7 +207,9 @@ fn forward_backward(
                     sequences: 2 * part.len() as i64,
                 };
                 loss::lpo(&lpo, target, &tokens, &pairs, step_examples as f64)
-            })
+            });
+            hidden.finish_backward();
+            value
         }
         Objective::SafeCoder { loss_weight } => {
             let mut total = 0.0;
@@ -199,9 +218,10 @@ fn forward_backward(
                     unreachable!("SafeCoder trains on its samples")
                 };
                 let batch = Batch::collate(&[sequence], Padding::Right, device);
-                let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
-                let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), hyper.chunk);
+                let hidden = model.training_pass(&batch.ids, &batch.attention_mask, pass);
+                let lp = token_logprobs(model, &hidden.states, &batch.ids, &batch.weights.gt(0.0), chunk);
                 total += lp.backward(|logp| loss::safecoder(*kind, logp, loss_weight, step_examples as f64));
+                hidden.finish_backward();
             }
             total
         }
@@ -210,7 +230,12 @@ fn forward_backward(
 
 /// Token log-probabilities of the completions of `pairs` (sequences 2i and 2i + 1 are pair i's
 /// secure and vulnerable sides), with each token's changed mark and sequence.
-fn pair_logprobs(model: &Transformer, pairs: &[&Example], chunk: i64) -> (TokenLogprobs, Tensor, Tensor) {
+fn pair_logprobs<'m>(
+    model: &'m Transformer,
+    pairs: &[&Example],
+    pass: PassOptions,
+    chunk: i64,
+) -> (Hidden<'m>, TokenLogprobs, Tensor, Tensor) {
     let mut seqs = Vec::new();
     let mut marks = Vec::new();
     for e in pairs {
@@ -234,11 +259,11 @@ fn pair_logprobs(model: &Transformer, pairs: &[&Example], chunk: i64) -> (TokenL
     let batch = Batch::collate(&seqs, Padding::Right, model.device);
     let mark_refs: Vec<&Sequence> = marks.iter().collect();
     let marks = Batch::collate(&mark_refs, Padding::Right, model.device).weights;
-    let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
-    let lp = token_logprobs(model, &hidden, &batch.ids, &batch.weights.gt(0.0), chunk);
+    let hidden = model.training_pass(&batch.ids, &batch.attention_mask, pass);
+    let lp = token_logprobs(model, &hidden.states, &batch.ids, &batch.weights.gt(0.0), chunk);
     let changed = lp.gather(&marks);
     let sequence = lp.sequence();
-    (lp, changed, sequence)
+    (hidden, lp, changed, sequence)
 }
 
 /// The LPO score margin s(c⁺, m⁺) − s(c⁻, m⁻) of each pair under the model (no gradient): what
@@ -248,7 +273,11 @@ pub fn lpo_margins(model: &Transformer, pairs: &[Example], lpo: &Lpo, chunk: i64
     pairs
         .iter()
         .map(|e| {
-            let (lp, changed, sequence) = pair_logprobs(model, &[e], chunk);
+            let pass = PassOptions {
+                dropout_seed: 0,
+                checkpoint: false,
+            };
+            let (_, lp, changed, sequence) = pair_logprobs(model, &[e], pass, chunk);
             let logp = lp.logp();
             let tokens = Tokens {
                 logp: &logp,
