@@ -267,7 +267,7 @@ fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_
     );
     ws.write(
         "t.yaml",
-        "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sc:\n    kind: train\n    inputs: {model: tiny, pairs: pairs, instructions: {path: instructions.jsonl}}\n    params: {method: safecoder, target: secure, r: 4, alpha: 8, epochs: 1, batch_size: 4, upsample_to: 3}\n",
+        "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sc:\n    kind: train\n    inputs: {model: tiny, pairs: pairs, instructions: {path: instructions.jsonl}}\n    params: {method: safecoder, target: secure, r: 4, alpha: 8, epochs: 1, batch_size: 4, upsample_to: 3}\n  sc-vul:\n    kind: train\n    inputs: {model: tiny, pairs: pairs, instructions: {path: instructions.jsonl}}\n    params: {method: safecoder, target: vulnerable, r: 4, alpha: 8, epochs: 1, batch_size: 4, upsample_to: 3}\n",
     );
     let ev = ws.run_json(&["t.yaml"]);
     assert_eq!(ev["sc"]["status"], "ran");
@@ -280,7 +280,7 @@ fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_
     // 19 training pairs give a secure and a vulnerable sample each, less the sides with no
     // changed token (counted); upsampling only adds.
     let dropped = skipped["no_changed_tokens"].as_u64().unwrap();
-    let trained = samples["secure"].as_u64().unwrap() + samples["vulnerable"].as_u64().unwrap();
+    let trained = samples["preferred"].as_u64().unwrap() + samples["dispreferred"].as_u64().unwrap();
     assert!(trained >= 38 - dropped && dropped < 38, "{row}");
     assert_eq!(
         row["examples"].as_u64().unwrap(),
@@ -291,4 +291,9 @@ fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_
         serde_json::from_str(&std::fs::read_to_string(ws.path().join("out/t/sc/adapter_config.json")).unwrap())
             .unwrap();
     assert_eq!(config["r"], 4);
+    // The vulnerable adapter mirrors the secure one's losses: it is another adapter.
+    let weights =
+        |stage: &str| std::fs::read(ws.path().join(format!("out/t/{stage}/adapter_model.safetensors"))).unwrap();
+    assert_eq!(ev["sc-vul"]["status"], "ran");
+    assert_ne!(weights("sc"), weights("sc-vul"), "the target made no difference");
 }

@@ -1,8 +1,7 @@
-//! Records where the libtorch the worker is built against lies (to load its CUDA backend on
-//! demand) and its version, which joins model stages' cache keys.
+//! Records the version of the libtorch the worker is built against, which joins model stages'
+//! cache keys.
 fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys exports DEP_TCH_LIBTORCH_LIB");
-    println!("cargo:rustc-env=SECVEC_LIBTORCH_LIB={lib}");
     let version_file = std::path::Path::new(&lib).join("../version.py");
     println!("cargo:rerun-if-changed={}", version_file.display());
     let version = std::fs::read_to_string(&version_file)

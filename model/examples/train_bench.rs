@@ -1,10 +1,10 @@
 //! LoRA SFT training throughput of the model stack, run by model/bench/train_vs_peft.sh beside
 //! the same training in PEFT + transformers (train_peft_bench.py). Prints one JSON object.
 //!
-//!   train_bench DIR BATCH SEQ STEPS [checkpoint]
+//!   train_bench DIR BATCH SEQ STEPS [checkpoint] [device=cuda] [dtype=bf16]
 //!       SFT steps of BATCH random sequences of SEQ tokens (LoRA r 16, alpha 32, dropout 0.1,
 //!       every projection; the first step is a warm-up, not timed), with gradient
-//!       checkpointing when asked
+//!       checkpointing when asked, on CPU in f32 unless told otherwise
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,7 +21,20 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(&args[1]);
     let (batch, seq, steps): (usize, usize, usize) = (args[2].parse()?, args[3].parse()?, args[4].parse()?);
-    let mut model = Transformer::load(dir, Device::Cpu, Kind::Float)?;
+    let option = |key: &str| args[5..].iter().find_map(|a| a.strip_prefix(key)).map(String::from);
+    let device = secvec_model::device::parse_device(&option("device=").unwrap_or("cpu".into()))?;
+    let kind = match option("dtype=").as_deref() {
+        None | Some("f32") => Kind::Float,
+        Some("bf16") => Kind::BFloat16,
+        Some(other) => anyhow::bail!("dtype {other}: use f32 or bf16"),
+    };
+    let checkpoint = args[5..].iter().any(|a| a == "checkpoint");
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut model = Transformer::load(dir, device, kind)?;
     let adapter = Adapter::init(&mut model, LoraConfig::default(), "bench", 0);
     adapter.attach(&mut model, Attach::Unmerged)?;
     set_training(&mut model, true);
@@ -40,10 +53,10 @@ fn main() -> anyhow::Result<()> {
     let mut timed = 0.0;
     for step in 0..steps {
         let t = Instant::now();
-        let b = Batch::collate(&refs, Padding::Right, Device::Cpu);
+        let b = Batch::collate(&refs, Padding::Right, device);
         let pass = PassOptions {
             dropout_seed: step as i64,
-            checkpoint: args.get(5).is_some_and(|a| a == "checkpoint"),
+            checkpoint,
         };
         let hidden = model.training_pass(&b.ids, &b.attention_mask, pass);
         let lp = token_logprobs(&model, &hidden.states, &b.ids, &b.weights.gt(0.0), 256);
@@ -52,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         hidden.finish_backward();
         clip_grad_norm(&params, 1.0);
         opt.step(1e-4);
+        sync();
         if step > 0 {
             timed += t.elapsed().as_secs_f64();
         }

@@ -11,6 +11,7 @@ pub enum DeviceError {
 /// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available, else CPU).
 pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
     let cuda_count = || {
+        load_cuda_backend();
         if tch::Cuda::is_available() {
             tch::Cuda::device_count() as usize
         } else {
@@ -35,6 +36,22 @@ pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
                 return Err(DeviceError::NoCuda(name.to_string(), n));
             }
             Ok(tch::Device::Cuda(index))
+        }
+    }
+}
+
+/// Loads libtorch's CUDA backend, which registers itself with libtorch when loaded. The linker
+/// drops `libtorch_cuda.so` (no symbol of it is referenced), and loading it costs seconds, so
+/// it is loaded only before a device query. Loading it twice is harmless.
+pub fn load_cuda_backend() {
+    let path = std::path::Path::new(env!("SECVEC_LIBTORCH_LIB")).join("libtorch_cuda.so");
+    if path.exists() {
+        // SAFETY: loading a library runs its initialisers, which only register CUDA kernels.
+        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+        match unsafe { libloading::os::unix::Library::open(Some(&path), flags) } {
+            // Kept for the life of the process: its kernels stay registered.
+            Ok(lib) => std::mem::forget(lib),
+            Err(e) => eprintln!("secvec: CUDA backend not loaded: {e}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! of a batch, samples that finish leave the batch, and each sample draws from its own seeded
 //! stream so results do not depend on batching.
 
+pub use secvec_artifacts::samples::FinishReason;
 use serde::Serialize;
 use tch::Tensor;
 
@@ -19,15 +20,6 @@ pub struct Sampling {
     pub seed: u64,
     /// Samples decoded together.
     pub batch_size: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinishReason {
-    /// End-of-sequence token or a stop sequence.
-    Stop,
-    /// `max_new_tokens` reached.
-    Length,
 }
 
 #[derive(Clone, Debug, Serialize)]

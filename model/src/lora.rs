@@ -2,6 +2,7 @@
 //! keys `base_model.model.<module>.lora_A.weight` `[r, in]` and `.lora_B.weight` `[out, r]`,
 //! scaling `alpha / r`), so adapters move freely between secvec, PEFT and vLLM.
 
+use secvec_artifacts::adapter;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -146,7 +147,7 @@ impl Adapter {
     }
 
     pub fn load(dir: &Path, device: Device) -> Result<Adapter, AdapterError> {
-        let path = dir.join("adapter_config.json");
+        let path = dir.join(adapter::CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| AdapterError::Io {
             path: path.clone(),
             source,
@@ -260,7 +261,7 @@ impl Adapter {
             "rank_pattern": {},
             "alpha_pattern": {},
         });
-        let path = dir.join("adapter_config.json");
+        let path = dir.join(adapter::CONFIG_FILE);
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
             .map_err(|source| AdapterError::Io { path, source })?;
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
@@ -274,7 +275,7 @@ impl Adapter {
                 b.to_device(Device::Cpu).contiguous(),
             ));
         }
-        Tensor::write_safetensors(&tensors, dir.join("adapter_model.safetensors"))?;
+        Tensor::write_safetensors(&tensors, dir.join(adapter::WEIGHTS_FILE))?;
         Ok(())
     }
 

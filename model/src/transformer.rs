@@ -42,8 +42,11 @@ impl Linear {
                 } else {
                     x.shallow_clone()
                 };
-                // Scaled at rank r, not at the output width: one small elementwise op.
-                y + (h.linear(&l.a, None::<&Tensor>) * l.scaling).linear(&l.b, None::<&Tensor>)
+                // Factors trained in f32 beside a bf16 base (as PEFT keeps them) take their input
+                // in f32. Scaled at rank r, not at the output width: one small elementwise op.
+                let h = h.to_kind(l.a.kind());
+                let delta = (h.linear(&l.a, None::<&Tensor>) * l.scaling).linear(&l.b, None::<&Tensor>);
+                y + delta.to_kind(x.kind())
             }
         }
     }

@@ -1,9 +1,8 @@
 //! `generate`: samples completions for every prompt of its input, with an optional LoRA
 //! adapter merged into (or kept beside) the weights.
 
-use std::path::{Path, PathBuf};
-
 use schemars::JsonSchema;
+use secvec_artifacts::{adapter, model, pairs, prompts, results, samples};
 use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
@@ -71,76 +70,18 @@ fn d_prompts_file() -> String {
     "prompts.jsonl".into()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GenerateStageError {
-    #[error("{path}:{line}: {what}")]
-    BadPrompt { path: PathBuf, line: usize, what: String },
-    #[error("no prompts in {0}")]
-    NoPrompts(PathBuf),
-    #[error("{path}:{line}: prompt id {id} is also the id on line {first}; every prompt needs its own id")]
-    DuplicateId {
-        path: PathBuf,
-        line: usize,
-        first: usize,
-        id: String,
-    },
-}
-
-#[derive(Deserialize)]
-struct PromptRecord {
-    id: serde_json::Value,
-    prompt: String,
-}
-
-/// `(id, prompt)` pairs from a JSONL file, or from `file` inside a directory.
-pub fn read_prompts(input: &Path, file: &str) -> anyhow::Result<Vec<(serde_json::Value, String)>> {
-    let path = crate::input_file::input_file(input, file)?;
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading prompts {}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: PromptRecord = serde_json::from_str(line).map_err(|e| GenerateStageError::BadPrompt {
-            path: path.clone(),
-            line: i + 1,
-            what: e.to_string(),
-        })?;
-        // Samples are keyed by the id's text downstream (`score` reads 1 and "1" alike): two
-        // prompts with one id would mix.
-        let key = r.id.as_str().map(String::from).unwrap_or_else(|| r.id.to_string());
-        if let Some(&first) = seen.get(&key) {
-            return Err(GenerateStageError::DuplicateId {
-                path: path.clone(),
-                line: i + 1,
-                first,
-                id: r.id.to_string(),
-            }
-            .into());
-        }
-        seen.insert(key, i + 1);
-        out.push((r.id, r.prompt));
-    }
-    if out.is_empty() {
-        return Err(GenerateStageError::NoPrompts(path).into());
-    }
-    Ok(out)
-}
-
 pub(crate) fn model_slots() -> Vec<InputSlot> {
     vec![
         InputSlot {
             name: "model",
-            accepts: &["model", FILES],
+            accepts: &[model::TAG, FILES],
             many: false,
             optional: false,
             doc: "a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)",
         },
         InputSlot {
             name: "adapter",
-            accepts: &["adapter", FILES],
+            accepts: &[adapter::TAG, FILES],
             many: false,
             optional: true,
             doc: "a PEFT LoRA adapter directory",
@@ -163,7 +104,7 @@ impl Stage for Generate {
         let mut slots = model_slots();
         slots.push(InputSlot {
             name: "prompts",
-            accepts: &["prompts", "pairs", FILES],
+            accepts: &[prompts::TAG, pairs::TAG, FILES],
             many: false,
             optional: false,
             doc: "JSONL of {id, prompt} (see `prompts_file`)",
@@ -172,7 +113,7 @@ impl Stage for Generate {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["samples", "results"]
+        vec![samples::TAG, results::TAG]
     }
 
     fn resources(p: &GenerateParams) -> Resources {
@@ -185,28 +126,5 @@ impl Stage for Generate {
 
     fn run(&self, p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
         run_in_worker(Self::KIND, p, ctx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn duplicate_prompt_ids_name_the_file_and_both_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("prompts.jsonl");
-        std::fs::write(&file, "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"y\"}\n\n{\"id\": \"a\", \"prompt\": \"z\"}\n").unwrap();
-        let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
-        assert!(
-            err.ends_with("prompts.jsonl:4: prompt id \"a\" is also the id on line 1; every prompt needs its own id"),
-            "{err}"
-        );
-        // `score` reads the ids 1 and "1" alike.
-        std::fs::write(
-            &file,
-            "{\"id\": 1, \"prompt\": \"x\"}\n{\"id\": \"1\", \"prompt\": \"y\"}\n",
-        )
-        .unwrap();
-        let err = super::read_prompts(&file, "prompts.jsonl").unwrap_err().to_string();
-        assert!(err.contains(":2: prompt id \"1\" is also the id on line 1"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! from the seed. What the quickstart and the tests run.
 
 use schemars::JsonSchema;
+use secvec_artifacts::{model, pairs};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +95,7 @@ impl Stage for InitModel {
     fn inputs() -> Vec<InputSlot> {
         vec![InputSlot {
             name: "text",
-            accepts: &["pairs", FILES],
+            accepts: &[pairs::TAG, FILES],
             many: true,
             optional: false,
             doc: "JSONL (e.g. a `pair` stage's output) or .txt files to train the tokenizer on",
@@ -102,7 +103,7 @@ impl Stage for InitModel {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["model"]
+        vec![model::TAG]
     }
 
     fn run(&self, p: &InitModelParams, ctx: &StageContext) -> anyhow::Result<()> {

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
+use secvec_artifacts::prompts::{self, Prompt, Scenario};
+use secvec_artifacts::results::{self, Results};
+use secvec_artifacts::scenarios;
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -92,22 +95,6 @@ struct Info {
     description: Option<String>,
     #[serde(default)]
     check_ql: Option<String>,
-}
-
-/// One scenario as the prompts file lists it.
-#[derive(Debug, Serialize)]
-pub struct Scenario {
-    pub id: String,
-    pub set: &'static str,
-    pub cwe: String,
-    pub language: String,
-    pub description: String,
-    /// Where the description came from: `info`, `docstring` or `comment`.
-    pub description_from: &'static str,
-    pub prompt: String,
-    /// The code the completion continues.
-    pub prefix: String,
-    pub check_ql: Option<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScenarioError + '_ {
@@ -197,7 +184,7 @@ fn find_with_stem(dir: &Path, stem: &str) -> Result<PathBuf, ScenarioError> {
 }
 
 /// Reads and renders one scenario.
-pub fn load_scenario(dir: &Path, set: &'static str, template: Template) -> Result<Scenario, ScenarioError> {
+pub fn load_scenario(dir: &Path, set: &'static str, template: Template) -> Result<Prompt, ScenarioError> {
     let info_path = dir.join("info.json");
     if !info_path.is_file() {
         return Err(ScenarioError::Missing {
@@ -227,16 +214,18 @@ pub fn load_scenario(dir: &Path, set: &'static str, template: Template) -> Resul
             .replace("{prefix}", &prefix),
         Template::Completion => prefix.clone(),
     };
-    Ok(Scenario {
+    Ok(Prompt {
         id: scenario_id(dir),
-        set,
-        cwe: info.cwe.to_lowercase(),
-        language: info.language,
-        description,
-        description_from,
         prompt,
-        prefix,
-        check_ql: info.check_ql,
+        scenario: Some(Scenario {
+            set: set.into(),
+            cwe: info.cwe.to_lowercase(),
+            language: info.language,
+            description,
+            description_from: description_from.into(),
+            prefix,
+            check_ql: info.check_ql,
+        }),
     })
 }
 
@@ -339,18 +328,19 @@ impl Stage for Scenarios {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["scenarios", "prompts", "results"]
+        vec![scenarios::TAG, prompts::TAG, results::TAG]
     }
 
     fn run(&self, p: &ScenariosParams, ctx: &StageContext) -> anyhow::Result<()> {
         let root = &ctx.input("data").expect("required").path;
         let tests = root.join("unit_test");
-        let mut lines = String::new();
+        let mut kept = Vec::new();
         let mut counts: BTreeMap<(&str, String), usize> = BTreeMap::new();
         for (dir, set) in scenario_dirs(root, p.split)? {
             let s = load_scenario(&dir, set, p.template)?;
-            let keep_cwe = p.cwes.is_empty() || p.cwes.iter().any(|c| c.eq_ignore_ascii_case(&s.cwe));
-            let keep_lang = p.languages.is_empty() || p.languages.contains(&s.language);
+            let sc = s.scenario.as_ref().expect("a scenario's prompt");
+            let keep_cwe = p.cwes.is_empty() || p.cwes.iter().any(|c| c.eq_ignore_ascii_case(&sc.cwe));
+            let keep_lang = p.languages.is_empty() || p.languages.contains(&sc.language);
             if !(keep_cwe && keep_lang) {
                 continue;
             }
@@ -358,15 +348,14 @@ impl Stage for Scenarios {
             if !unit.join("functional.py").is_file() {
                 return Err(ScenarioError::NoTests { dir, tests: unit }.into());
             }
-            copy_tree(&dir, &ctx.out_dir().join("scenarios").join(&s.id))?;
-            let unit_copy = ctx.out_dir().join("unit_test").join(&s.id);
+            copy_tree(&dir, &ctx.out_dir().join(scenarios::SCENARIO_DIR).join(&s.id))?;
+            let unit_copy = scenarios::unit_test_dir(ctx.out_dir(), &s.id);
             copy_tree(&unit, &unit_copy)?;
             fix_fixture_paths(&unit_copy.join("functional.py"))?;
-            *counts.entry((set, s.language.clone())).or_default() += 1;
-            lines.push_str(&serde_json::to_string(&s)?);
-            lines.push('\n');
+            *counts.entry((set, sc.language.clone())).or_default() += 1;
+            kept.push(s);
         }
-        if lines.is_empty() {
+        if kept.is_empty() {
             return Err(ScenarioError::Empty { split: p.split }.into());
         }
         let utils = tests.join("test_utils.py");
@@ -377,13 +366,17 @@ impl Stage for Scenarios {
             }
             .into());
         }
-        std::fs::copy(&utils, ctx.out_dir().join("unit_test/test_utils.py"))?;
-        ctx.write("prompts.jsonl", lines)?;
-        let rows: Vec<_> = counts
-            .into_iter()
-            .map(|((set, language), n)| json!({"set": set, "language": language, "scenarios": n}))
-            .collect();
-        ctx.write("results.json", serde_json::to_vec_pretty(&json!({"rows": rows}))?)?;
+        std::fs::copy(
+            &utils,
+            ctx.out_dir().join(scenarios::UNIT_TEST_DIR).join("test_utils.py"),
+        )?;
+        prompts::write(ctx, &kept)?;
+        Results::from_rows(
+            counts
+                .into_iter()
+                .map(|((set, language), n)| json!({"set": set, "language": language, "scenarios": n})),
+        )
+        .write(ctx)?;
         Ok(())
     }
 }
@@ -446,7 +439,8 @@ mod tests {
             s.prompt,
             "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nCreate a Python function for this problem: read a file\n\n### Response:\nimport os\ndef read(name):\n"
         );
-        assert_eq!((s.cwe.as_str(), s.description_from), ("cwe-022", "info"));
+        let sc = s.scenario.unwrap();
+        assert_eq!((sc.cwe.as_str(), sc.description_from.as_str()), ("cwe-022", "info"));
         let plain = load_scenario(dir.path(), "main", Template::Completion).unwrap();
         assert_eq!(plain.prompt, "import os\ndef read(name):\n");
     }

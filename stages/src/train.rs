@@ -3,6 +3,7 @@
 //! `secvec-worker` (see `worker/src/train.rs`).
 
 use schemars::JsonSchema;
+use secvec_artifacts::{adapter, model, pairs, results};
 use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
@@ -215,21 +216,21 @@ impl Stage for Train {
         vec![
             InputSlot {
                 name: "model",
-                accepts: &["model", FILES],
+                accepts: &[model::TAG, FILES],
                 many: false,
                 optional: false,
                 doc: "the frozen base model (a Hugging Face directory)",
             },
             InputSlot {
                 name: "pairs",
-                accepts: &["pairs", FILES],
+                accepts: &[pairs::TAG, FILES],
                 many: false,
                 optional: false,
                 doc: "secure/vulnerable pairs from `pair` (see `pairs_file`)",
             },
             InputSlot {
                 name: "init",
-                accepts: &["adapter", FILES],
+                accepts: &[adapter::TAG, FILES],
                 many: false,
                 optional: true,
                 doc: "LPO: the matching SFT adapter, merged into the base before a fresh LoRA is trained on top",
@@ -245,7 +246,7 @@ impl Stage for Train {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["adapter", "results"]
+        vec![adapter::TAG, results::TAG]
     }
 
     fn resources(p: &TrainParams) -> Resources {

@@ -1,9 +1,13 @@
 //! `generate`'s work: samples completions for every prompt with the model on libtorch.
 
+use secvec_artifacts::prompts;
+use secvec_artifacts::results::Results;
+use secvec_artifacts::samples::{self, Generation, Sample};
 use secvec_engine::StageContext;
 use secvec_model::generate::{generate, FinishReason, Sampling};
 use secvec_model::load_for_inference;
-use secvec_stages::generate::{read_prompts, GenerateParams};
+use secvec_stages::generate::GenerateParams;
+use secvec_stages::input_file::input_file;
 use serde_json::json;
 
 use crate::kind_of;
@@ -12,7 +16,8 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     let model_dir = &ctx.input("model").expect("required").path;
     let adapter = ctx.input("adapter").map(|a| a.path.as_path());
     let (model, tokenizer) = load_for_inference(model_dir, adapter, &p.device, kind_of(p.dtype), p.merge_adapter)?;
-    let mut prompts = read_prompts(&ctx.input("prompts").expect("required").path, &p.prompts_file)?;
+    let prompts_path = input_file(&ctx.input("prompts").expect("required").path, &p.prompts_file)?;
+    let mut prompts = prompts::read(&prompts_path)?;
     if let Some(limit) = p.limit {
         prompts.truncate(limit);
     }
@@ -27,11 +32,11 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     };
     let total = (prompts.len() * p.n) as u64;
     let mut finished = 0u64;
-    let mut lines = String::new();
+    let mut samples = Vec::new();
     let (mut tokens, mut stopped) = (0usize, 0usize);
-    for (k, (id, prompt)) in prompts.iter().enumerate() {
+    for (k, prompt) in prompts.iter().enumerate() {
         ctx.check_cancelled()?;
-        let ids = tokenizer.encode(prompt)?;
+        let ids = tokenizer.encode(&prompt.prompt)?;
         let completions = generate(
             &model,
             &tokenizer,
@@ -47,27 +52,28 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
         for c in completions {
             tokens += c.completion_tokens;
             stopped += usize::from(c.finish_reason == FinishReason::Stop);
-            let rec = json!({
-                "prompt_id": id,
-                "sample": c.sample,
-                "text": c.text,
-                "prompt_tokens": ids.len(),
-                "completion_tokens": c.completion_tokens,
-                "token_ids": c.token_ids,
-                "finish_reason": c.finish_reason,
+            samples.push(Sample {
+                prompt_id: prompt.id.clone(),
+                sample: c.sample,
+                text: c.text,
+                program: None,
+                generation: Some(Generation {
+                    prompt_tokens: ids.len(),
+                    completion_tokens: c.completion_tokens,
+                    token_ids: c.token_ids,
+                    finish_reason: c.finish_reason,
+                }),
             });
-            lines.push_str(&rec.to_string());
-            lines.push('\n');
         }
     }
-    ctx.write("samples.jsonl", lines)?;
+    samples::write(ctx, &samples)?;
     let n = total.max(1) as f64;
-    let rows = json!({"rows": [{
+    Results::from_rows([json!({
         "prompts": prompts.len(),
         "samples": total,
         "mean_completion_tokens": tokens as f64 / n,
         "stop_rate": stopped as f64 / n,
-    }]});
-    ctx.write("results.json", serde_json::to_vec_pretty(&rows)?)?;
+    })])
+    .write(ctx)?;
     Ok(())
 }

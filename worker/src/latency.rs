@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use secvec_artifacts::results::Results;
 use secvec_engine::StageContext;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::load_for_inference;
@@ -47,7 +48,7 @@ pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
         (true, true) => "adapter merged",
         (true, false) => "adapter unmerged",
     };
-    let rows = json!({"rows": [{
+    Results::from_rows([json!({
         "variant": variant,
         "device": p.device,
         "dtype": p.dtype,
@@ -55,7 +56,7 @@ pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
         "runs": p.runs,
         "mean_ms": mean,
         "std_ms": var.sqrt(),
-    }]});
-    ctx.write("results.json", serde_json::to_vec_pretty(&rows)?)?;
+    })])
+    .write(ctx)?;
     Ok(())
 }

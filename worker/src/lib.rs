@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use secvec_engine::stage::ProgressSink;
 use secvec_engine::{Stage, StageContext};
+use secvec_model::device::load_cuda_backend;
 use secvec_stages::device::Dtype;
 use secvec_stages::worker::{TorchInfo, WorkerEvent, WorkerRequest};
 
@@ -25,22 +26,6 @@ pub(crate) fn kind_of(dtype: Dtype) -> tch::Kind {
         Dtype::F32 => tch::Kind::Float,
         Dtype::Bf16 => tch::Kind::BFloat16,
         Dtype::F16 => tch::Kind::Half,
-    }
-}
-
-/// Loads libtorch's CUDA backend, which registers itself with libtorch when loaded. The linker
-/// drops `libtorch_cuda.so` (no symbol of it is referenced), and loading it costs seconds, so
-/// it is loaded only before a device query or a stage that asked for CUDA.
-fn load_cuda_backend() {
-    let path = std::path::Path::new(env!("SECVEC_LIBTORCH_LIB")).join("libtorch_cuda.so");
-    if path.exists() {
-        // SAFETY: loading a library runs its initialisers, which only register CUDA kernels.
-        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-        match unsafe { libloading::os::unix::Library::open(Some(&path), flags) } {
-            // Kept for the life of the process: its kernels stay registered.
-            Ok(lib) => std::mem::forget(lib),
-            Err(e) => eprintln!("secvec-worker: CUDA backend not loaded: {e}"),
-        }
     }
 }
 
@@ -76,9 +61,6 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         Arc::new(AtomicBool::new(false)),
     );
     let params = request.params;
-    if params["device"].as_str().is_some_and(|d| d.starts_with("cuda")) {
-        load_cuda_backend();
-    }
     match request.kind.as_str() {
         secvec_stages::init_model::InitModel::KIND => init_model::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::generate::Generate::KIND => generate::run(&serde_json::from_value(params)?, &ctx),

@@ -3,10 +3,12 @@
 //! with the training log.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
+use secvec_artifacts::pairs::{self, Pair};
+use secvec_artifacts::results::Results;
+use secvec_artifacts::{instructions, training_log};
 use secvec_engine::StageContext;
 use secvec_model::lora::{Adapter, Attach, LoraConfig};
 use secvec_model::tokenizer::TextTokenizer;
@@ -18,7 +20,7 @@ use secvec_model::train::trainer::{self, Checkpointing, Example, Hyper, Objectiv
 use secvec_model::train::{set_training, trainable_parameters};
 use secvec_model::transformer::Transformer;
 use secvec_stages::input_file::input_file;
-use secvec_stages::pair::{read_pairs, PairRecord, PAPER_TEMPLATE};
+use secvec_stages::pair::PAPER_TEMPLATE;
 use secvec_stages::train::{self as stage, Method, TrainParams};
 use serde_json::json;
 
@@ -53,7 +55,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     }
     let pairs_input = &ctx.input("pairs").expect("required").path;
     let pairs_path = input_file(pairs_input, &p.pairs_file)?;
-    let pairs = read_pairs(&pairs_path)?;
+    let pairs = pairs::read(&pairs_path)?;
     let eos = model.config.eos_token_ids.first().copied();
     let mut skipped = Skipped::default();
     let mut examples = examples(p, &tokenizer, eos, &pairs, &mut skipped)?;
@@ -67,9 +69,9 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         serde_json::to_string(&skipped)?
     );
     // Held-out pairs show whether LPO did its job: the margin s(c⁺) − s(c⁻) before and after.
-    let held_out = match pairs_input.join("val.jsonl") {
+    let held_out = match pairs_input.join(pairs::split_file("val")) {
         v if p.method == Method::Lpo && pairs_input.is_dir() && v.is_file() => {
-            let val = read_pairs(&v)?;
+            let val = pairs::read(&v)?;
             let lpo_params = TrainParams {
                 method: Method::Lpo,
                 ..p.clone()
@@ -177,15 +179,9 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         Some(init) => concatenate(init, &trained, &base_name).save(out)?,
         None => trained.save(out)?,
     }
-    let log: String = logs
-        .iter()
-        .map(|l| serde_json::to_string(l).map(|line| line + "\n"))
-        .collect::<Result<_, _>>()?;
-    ctx.write("training_log.jsonl", log)?;
+    training_log::write(ctx, &logs)?;
     let last = logs.last();
-    ctx.write(
-        "results.json",
-        serde_json::to_vec_pretty(&json!({"rows": [{
+    Results::from_rows([json!({
             "method": p.method,
             "target": p.target,
             "examples": examples.len(),
@@ -199,8 +195,8 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
             "lpo_margin_after": margin_after,
             "init_rank": init.as_ref().map(|a| a.config.r),
             "samples": (p.method == Method::Safecoder).then(|| safecoder_counts(&examples)),
-        }]}))?,
-    )?;
+    })])
+    .write(ctx)?;
     Ok(())
 }
 
@@ -214,8 +210,8 @@ fn safecoder_counts(examples: &[Example]) -> serde_json::Value {
     };
     json!({
         "instruction": count(SafeCoderSample::Instruction),
-        "secure": count(SafeCoderSample::Secure),
-        "vulnerable": count(SafeCoderSample::Vulnerable),
+        "preferred": count(SafeCoderSample::Preferred),
+        "dispreferred": count(SafeCoderSample::Dispreferred),
     })
 }
 
@@ -296,7 +292,7 @@ fn examples(
     p: &TrainParams,
     tokenizer: &TextTokenizer,
     eos: Option<i64>,
-    pairs: &[PairRecord],
+    pairs: &[Pair],
     skipped: &mut Skipped,
 ) -> anyhow::Result<Vec<Example>> {
     let grouped = examples_of(p, tokenizer, eos, pairs, skipped)?;
@@ -330,7 +326,7 @@ fn examples_of(
     p: &TrainParams,
     tokenizer: &TextTokenizer,
     eos: Option<i64>,
-    pairs: &[PairRecord],
+    pairs: &[Pair],
     skipped: &mut Skipped,
 ) -> anyhow::Result<Vec<(Example, String)>> {
     let mut out = Vec::new();
@@ -382,9 +378,14 @@ fn examples_of(
             Method::Safecoder => {
                 let (m_vul, m_sec) = changed_tokens(&vulnerable, &secure);
                 // As SafeCoder: the loss on the changed tokens, the sequence cut after the last one.
-                for (kind, tokens, marks) in [
-                    (SafeCoderSample::Secure, &secure, m_sec),
-                    (SafeCoderSample::Vulnerable, &vulnerable, m_vul),
+                // SafeCoder prefers the secure side; the vulnerable adapter mirrors it.
+                let (preferred, dispreferred) = match p.target {
+                    stage::Target::Secure => ((&secure, m_sec), (&vulnerable, m_vul)),
+                    stage::Target::Vulnerable => ((&vulnerable, m_vul), (&secure, m_sec)),
+                };
+                for (kind, (tokens, marks)) in [
+                    (SafeCoderSample::Preferred, preferred),
+                    (SafeCoderSample::Dispreferred, dispreferred),
                 ] {
                     let Some(last) = marks.iter().rposition(|&m| m) else {
                         skipped.no_changed_tokens += 1;
@@ -406,14 +407,6 @@ fn examples_of(
     Ok(out)
 }
 
-#[derive(serde::Deserialize)]
-struct InstructionLine {
-    instruction: String,
-    #[serde(default)]
-    input: String,
-    output: String,
-}
-
 /// SafeCoder's instruction data: the response's likelihood, after the paper's template.
 fn instruction_examples(
     p: &TrainParams,
@@ -425,17 +418,9 @@ fn instruction_examples(
     let Some(input) = ctx.input("instructions") else {
         anyhow::bail!("SafeCoder-style tuning needs instruction data: bind the `instructions` input");
     };
-    let path: &Path = &input.path;
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let r: InstructionLine = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: not an instruction record: {e}", path.display(), i + 1))?;
-        let instruction = match r.input.is_empty() {
-            true => r.instruction,
-            false => format!("{}\n\n{}", r.instruction, r.input),
-        };
-        let prompt = tokenizer.encode(&PAPER_TEMPLATE.replace("{instruction}", &instruction))?;
+    for r in instructions::read(&input.path)? {
+        let prompt = tokenizer.encode(&PAPER_TEMPLATE.replace("{instruction}", &r.text()))?;
         let response: Vec<i64> = tokenizer
             .encode_continuation(&r.output)?
             .into_iter()

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use tch::Tensor;
 
-use super::log::StepLog;
 use super::optim::AdamW;
+use secvec_artifacts::training_log::StepLog;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Manifest {

@@ -104,10 +104,11 @@ pub fn lpo_scores(p: &Lpo, t: &Tokens) -> Tensor {
 pub enum SafeCoderSample {
     /// Instruction data: likelihood of the response.
     Instruction,
-    /// Secure code: likelihood of its changed tokens.
-    Secure,
-    /// Vulnerable code: unlikelihood of its changed tokens.
-    Vulnerable,
+    /// The side the adapter learns (secure code for SafeCoder itself): likelihood of its
+    /// changed tokens.
+    Preferred,
+    /// The other side: unlikelihood of its changed tokens.
+    Dispreferred,
 }
 
 /// SafeCoder's loss for one sample (its batches hold one), over its selected tokens (the
@@ -116,8 +117,8 @@ pub enum SafeCoderSample {
 /// the accumulation steps.
 pub fn safecoder(kind: SafeCoderSample, logp: &Tensor, loss_weight: f64, accumulation: f64) -> Tensor {
     let per_token = match kind {
-        SafeCoderSample::Instruction | SafeCoderSample::Secure => -logp,
-        SafeCoderSample::Vulnerable => -(-logp.exp() + 1.0).clamp_min(1e-5).log(),
+        SafeCoderSample::Instruction | SafeCoderSample::Preferred => -logp,
+        SafeCoderSample::Dispreferred => -(-logp.exp() + 1.0).clamp_min(1e-5).log(),
     };
     let weight = match kind {
         SafeCoderSample::Instruction => 1.0,
@@ -193,16 +194,16 @@ mod tests {
             -(l5 + l25) / 2.0 / 16.0,
         );
         close(
-            &safecoder(SafeCoderSample::Secure, &logp, 4.0, 1.0),
+            &safecoder(SafeCoderSample::Preferred, &logp, 4.0, 1.0),
             -4.0 * (l5 + l25) / 2.0,
         );
         close(
-            &safecoder(SafeCoderSample::Vulnerable, &logp, 1.0, 1.0),
+            &safecoder(SafeCoderSample::Dispreferred, &logp, 1.0, 1.0),
             -((0.5f64).ln() + (0.75f64).ln()) / 2.0,
         );
         // A token the model is sure of: the unlikelihood is capped, not infinite.
         close(
-            &safecoder(SafeCoderSample::Vulnerable, &t(&[0.0]), 1.0, 1.0),
+            &safecoder(SafeCoderSample::Dispreferred, &t(&[0.0]), 1.0, 1.0),
             -(1e-5f64).ln(),
         );
         let sft = (sft_coefficients(&t(&[1.0, 0.5]), 3.0) * &logp).sum(Kind::Float);

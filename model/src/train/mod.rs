@@ -3,25 +3,26 @@
 
 pub mod batch;
 pub mod checkpoint;
-pub mod log;
 pub mod logprobs;
 pub mod loss;
 pub mod optim;
 pub mod token_diff;
 pub mod trainer;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::transformer::Transformer;
 
-/// Makes the model's unmerged LoRA factors trainable (leaves that record gradients) and returns
+/// Makes the model's unmerged LoRA factors trainable (f32 leaves that record gradients) and returns
 /// them by name (`<module>.lora_A` / `.lora_B`), in module order. The base weights stay frozen.
 pub fn trainable_parameters(model: &mut Transformer) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for (name, lin) in model.linears_mut() {
         if let Some(l) = &mut lin.lora {
-            l.a = l.a.detach().set_requires_grad(true);
-            l.b = l.b.detach().set_requires_grad(true);
+            // In f32 whatever the base's dtype, as PEFT trains them: bf16 factors would lose
+            // AdamW's small updates.
+            l.a = l.a.to_kind(Kind::Float).detach().set_requires_grad(true);
+            l.b = l.b.to_kind(Kind::Float).detach().set_requires_grad(true);
             out.push((format!("{name}.lora_A"), l.a.shallow_clone()));
             out.push((format!("{name}.lora_B"), l.b.shallow_clone()));
         }

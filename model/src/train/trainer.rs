@@ -9,11 +9,11 @@ use tch::Tensor;
 
 use super::batch::{Batch, Padding, Sequence};
 use super::checkpoint;
-use super::log::StepLog;
 use super::logprobs::{token_logprobs, TokenLogprobs};
 use super::loss::{self, Lpo, SafeCoderSample, Target, Tokens};
 use super::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::transformer::{Hidden, PassOptions, Transformer};
+use secvec_artifacts::training_log::StepLog;
 
 /// One training example.
 #[derive(Clone, Debug)]

@@ -2,7 +2,6 @@
 //! triples (prompt, secure, vulnerable) with the byte spans where the two differ, which later
 //! become LPO's token masks.
 
-mod language;
 mod record;
 
 use std::collections::BTreeMap;
@@ -14,8 +13,10 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use language::Language;
-pub use record::{Pair as PairRecord, RecordError};
+pub use record::RecordError;
+use secvec_artifacts::language::Language;
+use secvec_artifacts::pairs;
+use secvec_artifacts::results::{self, Results};
 
 /// The instruction-tuning template of the SecVecCoder paper (Sec. IV-A); the completion follows it.
 pub const PAPER_TEMPLATE: &str = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n";
@@ -100,40 +101,22 @@ impl Stage for Pair {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["pairs", "results"]
+        vec![pairs::TAG, results::TAG]
     }
 
     fn run(&self, params: &PairParams, ctx: &StageContext) -> anyhow::Result<()> {
         let data = ctx.input("data").expect("required slot").path.clone();
         let out = pair_dataset(&data, params, &|done, total| ctx.progress(done, total))?;
-        for (split, pairs) in &out.splits {
-            let mut text = String::new();
-            for p in pairs {
-                text.push_str(&serde_json::to_string(p)?);
-                text.push('\n');
-            }
-            ctx.write(&format!("{split}.jsonl"), text)?;
+        for (split, list) in &out.splits {
+            pairs::write(ctx, split, list)?;
         }
-        ctx.write("results.json", serde_json::to_vec_pretty(&json!({"rows": out.stats}))?)?;
+        Results::from_rows(out.stats).write(ctx)?;
         Ok(())
     }
 }
 
-/// The pairs of a `pair` output file (`train.jsonl`, `val.jsonl`), in file order; a line that is
-/// not a pair is an error naming the file and line.
-pub fn read_pairs(path: &Path) -> anyhow::Result<Vec<PairRecord>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading pairs {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{}:{}: not a pair: {e}", path.display(), i + 1))
-        })
-        .collect()
-}
-
 pub struct Paired {
-    pub splits: IndexMap<String, Vec<PairRecord>>,
+    pub splits: IndexMap<String, Vec<pairs::Pair>>,
     pub stats: Vec<serde_json::Value>,
 }
 
@@ -211,7 +194,7 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
         }
         return Err(PairError::Malformed { count, list });
     }
-    if splits.values().all(|v: &Vec<PairRecord>| v.is_empty()) {
+    if splits.values().all(|v: &Vec<pairs::Pair>| v.is_empty()) {
         return Err(PairError::Empty {
             languages: params.languages.clone(),
             cwes: params.cwes.clone(),
@@ -223,7 +206,7 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
 
 /// One row per split, language and CWE: how many pairs, how many have identical sides (a
 /// dataset defect SVEN has four of; kept, with no spans), and how much of each side the diff touches.
-fn statistics(splits: &IndexMap<String, Vec<PairRecord>>) -> Vec<serde_json::Value> {
+fn statistics(splits: &IndexMap<String, Vec<pairs::Pair>>) -> Vec<serde_json::Value> {
     #[derive(Default)]
     struct Group {
         pairs: usize,

@@ -1,8 +1,10 @@
 //! One line of SVEN-format JSONL, checked and turned into a training triple.
 
-use serde::{Deserialize, Serialize};
+use secvec_artifacts::language::Language;
+use secvec_artifacts::pairs::Pair;
+use serde::Deserialize;
 
-use super::{Language, PairParams};
+use super::PairParams;
 
 #[derive(Deserialize)]
 struct Raw {
@@ -29,23 +31,6 @@ struct Change {
     char_start: usize,
     char_end: usize,
     chars: String,
-}
-
-/// A training triple. Spans are `[start, end)` byte ranges into `secure` / `vulnerable`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Pair {
-    pub id: String,
-    pub split: String,
-    pub cwe: String,
-    pub language: Language,
-    pub func_name: String,
-    pub instruction: String,
-    /// The rendered template; a completion follows it directly.
-    pub prompt: String,
-    pub secure: String,
-    pub vulnerable: String,
-    pub secure_spans: Vec<[usize; 2]>,
-    pub vulnerable_spans: Vec<[usize; 2]>,
 }
 
 #[derive(Debug, thiserror::Error)]

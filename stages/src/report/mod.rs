@@ -6,6 +6,7 @@ mod table;
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
+use secvec_artifacts::results::{self, Results};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,8 +22,6 @@ pub struct ReportParams {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {what}")]
-    Input { path: String, what: String },
     #[error("table `{table}` names reference `{file}`, but the `references` input has no such file")]
     MissingReference { table: String, file: String },
     #[error("reference {file}: {what}")]
@@ -42,7 +41,7 @@ impl Stage for Report {
         vec![
             InputSlot {
                 name: "results",
-                accepts: &["results"],
+                accepts: &[results::TAG],
                 many: true,
                 optional: false,
                 doc: "stages whose output holds results.json rows; matrix values join each row as columns",
@@ -64,30 +63,7 @@ impl Stage for Report {
     fn run(&self, params: &ReportParams, ctx: &StageContext) -> anyhow::Result<()> {
         let mut rows = Vec::new();
         for input in ctx.inputs("results") {
-            let path = input.path.join("results.json");
-            let text = std::fs::read_to_string(&path).map_err(|e| ReportError::Input {
-                path: path.display().to_string(),
-                what: e.to_string(),
-            })?;
-            let doc: Value = serde_json::from_str(&text).map_err(|e| ReportError::Input {
-                path: path.display().to_string(),
-                what: e.to_string(),
-            })?;
-            let Some(Value::Array(items)) = doc.get("rows") else {
-                return Err(ReportError::Input {
-                    path: path.display().to_string(),
-                    what: "no `rows` array".into(),
-                }
-                .into());
-            };
-            for item in items {
-                let Value::Object(mut row) = item.clone() else {
-                    return Err(ReportError::Input {
-                        path: path.display().to_string(),
-                        what: "a row is not an object".into(),
-                    }
-                    .into());
-                };
+            for mut row in Results::read(&input.path)?.rows {
                 for (k, v) in &input.labels {
                     row.entry(k.clone()).or_insert_with(|| label_value(v));
                 }

@@ -3,6 +3,8 @@
 //! secure.
 
 use schemars::JsonSchema;
+use secvec_artifacts::samples::{self, Sample};
+use secvec_artifacts::scenarios;
 use secvec_engine::{InputSlot, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,7 +24,7 @@ impl Stage for ReferenceSamples {
     fn inputs() -> Vec<InputSlot> {
         vec![InputSlot {
             name: "scenarios",
-            accepts: &["scenarios"],
+            accepts: &[scenarios::TAG],
             many: false,
             optional: false,
             doc: "a `scenarios` stage",
@@ -30,27 +32,27 @@ impl Stage for ReferenceSamples {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["samples"]
+        vec![samples::TAG]
     }
 
     fn run(&self, _: &ReferenceParams, ctx: &StageContext) -> anyhow::Result<()> {
         let dir = &ctx.input("scenarios").expect("required").path;
-        let mut lines = String::new();
+        let mut found = Vec::new();
         let mut missing = Vec::new();
-        for line in std::fs::read_to_string(dir.join("prompts.jsonl"))?.lines() {
-            let s: serde_json::Value = serde_json::from_str(line)?;
-            let id = s["id"].as_str().unwrap_or_default();
-            let lang = s["language"].as_str().unwrap_or("py");
-            let path = dir.join("unit_test").join(id).join(format!("test_case.{lang}"));
+        for (id, scenario) in scenarios::read(dir)? {
+            let path = scenarios::unit_test_dir(dir, &id).join(format!("test_case.{}", scenario.language));
             match std::fs::read_to_string(&path) {
-                Ok(program) => {
-                    lines.push_str(&json!({"prompt_id": id, "sample": 0, "program": program}).to_string());
-                    lines.push('\n');
-                }
-                Err(_) => missing.push(id.to_string()),
+                Ok(program) => found.push(Sample {
+                    prompt_id: id,
+                    sample: 0,
+                    text: String::new(),
+                    program: Some(program),
+                    generation: None,
+                }),
+                Err(_) => missing.push(id),
             }
         }
-        ctx.write("samples.jsonl", lines)?;
+        samples::write(ctx, &found)?;
         ctx.write(
             "missing.json",
             serde_json::to_vec_pretty(&json!({"scenarios_without_reference": missing}))?,

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 use schemars::JsonSchema;
+use secvec_artifacts::prompts::Scenario;
+use secvec_artifacts::results::{self, Results};
+use secvec_artifacts::{samples, scenarios, scores};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -102,8 +105,6 @@ fn d_codeql() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    #[error("{path}:{line}: {what}")]
-    BadLine { path: PathBuf, line: usize, what: String },
     #[error("samples name scenario `{0}`, which the scenarios input does not have")]
     UnknownScenario(String),
     #[error("security: open needs the `oracles` input (a folder with mapping.yaml, e.g. manifests/oracles)")]
@@ -130,46 +131,6 @@ struct JudgedProgram<'a> {
     program: &'a str,
 }
 
-#[derive(Deserialize)]
-struct ScenarioLine {
-    id: String,
-    set: String,
-    cwe: String,
-    language: String,
-    prefix: String,
-    #[serde(default)]
-    check_ql: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SampleLine {
-    prompt_id: serde_json::Value,
-    /// A completion of the scenario's prefix.
-    #[serde(default)]
-    text: String,
-    /// A whole program, used as it is (e.g. a reference solution).
-    #[serde(default)]
-    program: Option<String>,
-}
-
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                ScoreError::BadLine {
-                    path: path.into(),
-                    line: i + 1,
-                    what: e.to_string(),
-                }
-                .into()
-            })
-        })
-        .collect()
-}
-
 pub struct Score;
 
 impl Stage for Score {
@@ -185,14 +146,14 @@ impl Stage for Score {
         vec![
             InputSlot {
                 name: "scenarios",
-                accepts: &["scenarios"],
+                accepts: &[scenarios::TAG],
                 many: false,
                 optional: false,
                 doc: "a `scenarios` stage",
             },
             InputSlot {
                 name: "samples",
-                accepts: &["samples", FILES],
+                accepts: &[samples::TAG, FILES],
                 many: false,
                 optional: false,
                 doc: "a `generate` stage over those scenarios, or a JSONL of {prompt_id, text}",
@@ -208,7 +169,7 @@ impl Stage for Score {
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec!["scores", "results"]
+        vec![scores::TAG, results::TAG]
     }
 
     /// The tests' Python (version and packages), bubblewrap, and the oracles this mode uses with
@@ -246,19 +207,15 @@ impl Stage for Score {
 
     fn run(&self, p: &ScoreParams, ctx: &StageContext) -> anyhow::Result<()> {
         let scenarios_dir = &ctx.input("scenarios").expect("required").path;
-        let scenarios: Vec<ScenarioLine> = read_jsonl(&scenarios_dir.join("prompts.jsonl"))?;
-        let by_id: HashMap<&str, &ScenarioLine> = scenarios.iter().map(|s| (s.id.as_str(), s)).collect();
-        let samples_path = input_file(&ctx.input("samples").expect("required").path, "samples.jsonl")?;
-        let samples: Vec<SampleLine> = read_jsonl(&samples_path)?;
+        let scenarios = scenarios::read(scenarios_dir)?;
+        let by_id: HashMap<&str, &Scenario> = scenarios.iter().map(|(id, s)| (id.as_str(), s)).collect();
+        let samples_path = input_file(&ctx.input("samples").expect("required").path, samples::FILE)?;
+        let samples = samples::read(&samples_path)?;
         // Distinct programs per scenario, with how many samples each stands for and the first
         // line that is not the scenario's prefix.
         let mut programs: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
         for s in &samples {
-            let id = s
-                .prompt_id
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| s.prompt_id.to_string());
+            let id = s.prompt_id.clone();
             let sc = by_id
                 .get(id.as_str())
                 .ok_or_else(|| ScoreError::UnknownScenario(id.clone()))?;
@@ -280,7 +237,7 @@ impl Stage for Score {
             memory_bytes: p.memory_mb << 20,
             ..Limits::default()
         };
-        let unit_test = scenarios_dir.join("unit_test");
+        let unit_test = scenarios_dir.join(scenarios::UNIT_TEST_DIR);
         let work: Vec<(&str, &str, usize, usize)> = programs
             .iter()
             .flat_map(|(id, progs)| {
@@ -416,7 +373,7 @@ impl Stage for Score {
                 secure: j.secure.unwrap_or(false),
             });
         }
-        ctx.write("judged.jsonl", lines)?;
+        ctx.write(scores::FILE, lines)?;
         let security_known = |id: &str| covered.contains(id) && !unjudged.contains(id);
         let mut means: BTreeMap<&str, Vec<ScenarioMetrics>> = BTreeMap::new();
         let mut rows = Vec::new();
@@ -451,10 +408,7 @@ impl Stage for Score {
             });
         }
         let sets: Vec<serde_json::Value> = means.iter().map(|(set, all)| set_means(set, all, &p.k)).collect();
-        ctx.write(
-            "results.json",
-            serde_json::to_vec_pretty(&json!({"rows": rows, "sets": sets}))?,
-        )?;
+        Results::from_rows(rows).with_sets(sets).write(ctx)?;
         Ok(())
     }
 }
@@ -502,7 +456,7 @@ impl Score {
         p: &ScoreParams,
         ctx: &StageContext,
         scenarios_dir: &Path,
-        scenarios: &[ScenarioLine],
+        scenarios: &[(String, Scenario)],
         programs: &[Program],
         jobs: usize,
         sandbox: &Sandbox,
@@ -534,11 +488,11 @@ impl Score {
         if let Some(codeql) = use_codeql {
             let queries: BTreeMap<String, String> = scenarios
                 .iter()
-                .filter_map(|s| {
+                .filter_map(|(id, s)| {
                     let q = s.check_ql.as_deref()?;
                     Some((
-                        s.id.clone(),
-                        oracle::resolve_query(q, &scenarios_dir.join("scenarios").join(&s.id))?,
+                        id.clone(),
+                        oracle::resolve_query(q, &scenarios_dir.join(scenarios::SCENARIO_DIR).join(id))?,
                     ))
                 })
                 .collect();
@@ -566,8 +520,8 @@ impl Score {
             oracle: Some("open"),
             covered: scenarios
                 .iter()
-                .filter(|s| mapping.checks_for(&s.id, &s.language).is_some())
-                .map(|s| s.id.clone())
+                .filter(|(id, s)| mapping.checks_for(id, &s.language).is_some())
+                .map(|(id, _)| id.clone())
                 .collect(),
             verdicts: oracle::judge_open(programs, &mapping, &tools, jobs)?,
         })
