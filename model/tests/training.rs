@@ -17,6 +17,10 @@ use secvec_model::train::{loss, set_training, trainable_parameters};
 use secvec_model::transformer::{PassOptions, Transformer};
 use tch::{Device, Kind, Tensor};
 
+/// Training passes seed libtorch's global generator (one training per worker process): tests
+/// that train take turns, or one test's seeds would land in another's dropout masks.
+static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn fixture() -> PathBuf {
     common::fixtures().join("llama")
 }
@@ -112,6 +116,7 @@ fn chunked_logprobs_and_their_gradient_equal_the_full_computation() {
 
 #[test]
 fn gradient_checkpointing_gives_the_gradient_of_the_stored_pass_dropout_included() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
     let config = LoraConfig {
         dropout: 0.3,
@@ -182,6 +187,62 @@ fn left_and_right_padding_give_each_sequence_its_unpadded_logprobs() {
         let together = token_logprobs(&model, &h, &b.ids, &b.weights.gt(0.0), 64).logp();
         let diff = (&together - &alone).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{padding:?}: {diff}");
+    }
+}
+
+#[test]
+fn a_bf16_base_trains_f32_lora_factors_to_the_f32_losses_within_bf16_precision() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
+    let mut adapter = Adapter::init(&mut model, lora_config(), "llama", 11);
+    for (_, (_, b)) in adapter.modules.iter_mut() {
+        *b = Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.05;
+    }
+    let examples: Vec<Example> = sequences(4, model.config.vocab_size)
+        .into_iter()
+        .map(Example::Sequence)
+        .collect();
+    let hyper = Hyper {
+        epochs: 1,
+        learning_rate: 1e-2,
+        batch_size: 2,
+        micro_batch_size: 2,
+        warmup_steps: 0,
+        schedule: Schedule::Constant,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+        seed: 0,
+        chunk: 4,
+        gradient_checkpointing: false,
+    };
+    let losses = |kind: Kind| {
+        let mut model = Transformer::load(&fixture(), Device::Cpu, kind).unwrap();
+        adapter.attach(&mut model, Attach::Unmerged).unwrap();
+        let params = trainable_parameters(&mut model);
+        assert!(
+            params.iter().all(|(_, p)| p.kind() == Kind::Float),
+            "{kind:?}: factors not in f32"
+        );
+        let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
+        let logs = trainer::train(
+            &model,
+            &tensors,
+            &examples,
+            Objective::Sft,
+            &hyper,
+            None,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+        logs.iter().map(|l| l.loss).collect::<Vec<f64>>()
+    };
+    let (f32_losses, bf16_losses) = (losses(Kind::Float), losses(Kind::BFloat16));
+    assert_eq!(f32_losses.len(), 2);
+    for (a, b) in f32_losses.iter().zip(&bf16_losses) {
+        assert!(
+            (a - b).abs() <= 2e-2 * a.abs(),
+            "f32 {f32_losses:?} vs bf16 {bf16_losses:?}"
+        );
     }
 }
 
@@ -259,6 +320,7 @@ fn reference(python: &Path, dir: &Path, spec: &serde_json::Value) -> (serde_json
 
 #[test]
 fn one_lpo_step_equals_the_loss_written_out_in_pytorch() {
+    let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let Some(python) = common::peft_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();

@@ -20,9 +20,10 @@ pub fn trainable_parameters(model: &mut Transformer) -> Vec<(String, Tensor)> {
     for (name, lin) in model.linears_mut() {
         if let Some(l) = &mut lin.lora {
             // In f32 whatever the base's dtype, as PEFT trains them: bf16 factors would lose
-            // AdamW's small updates.
-            l.a = l.a.to_kind(Kind::Float).detach().set_requires_grad(true);
-            l.b = l.b.to_kind(Kind::Float).detach().set_requires_grad(true);
+            // AdamW's small updates. Copies, so training never writes into the adapter that
+            // was attached (an f32 attach shares its tensors).
+            l.a = l.a.to_kind(Kind::Float).copy().set_requires_grad(true);
+            l.b = l.b.to_kind(Kind::Float).copy().set_requires_grad(true);
             out.push((format!("{name}.lora_A"), l.a.shallow_clone()));
             out.push((format!("{name}.lora_B"), l.b.shallow_clone()));
         }

@@ -11,6 +11,7 @@ use super::{Attend, Transformer};
 pub struct PassOptions {
     /// Layer `l` seeds the LoRA dropout with `dropout_seed + l`, so a layer run again for its
     /// gradient draws the masks of its first run, and checkpointing does not change training.
+    /// The seed goes to libtorch's global generator: one training at a time per process.
     pub dropout_seed: i64,
     /// Keep only each layer's input; recompute its activations in [`Hidden::finish_backward`].
     pub checkpoint: bool,
