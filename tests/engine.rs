@@ -344,3 +344,45 @@ fn show_prints_the_outputs_path_and_provenance() {
         .collect();
     assert!(listed.contains(&"train.jsonl".to_string()), "{listed:?}");
 }
+
+#[test]
+fn an_input_picks_matrix_variants_by_value() {
+    let ws = Workspace::new();
+    let table = "params: {title: t, tables: [{title: x, rows: [language], columns: [pairs], aggregate: sum}]}";
+    ws.write(
+        "sel.yaml",
+        &format!(
+            "name: sel\nstages:\n  p:\n    kind: pair\n    matrix: {{languages: [[python], [c]]}}\n    inputs: {{data: {{path: manifests/data/quickstart-pairs}}}}\n  both:\n    kind: report\n    inputs: {{results: [\"p@languages=python\", \"p@languages=c\"]}}\n    {table}\n  one:\n    kind: report\n    inputs: {{results: \"p@languages=c\"}}\n    {table}\n"
+        ),
+    );
+    let ev = ws.run_json(&["sel.yaml"]);
+    let names: Vec<String> = statuses(&ev).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["both", "one", "p@languages=c", "p@languages=python"], "{ev:?}");
+    let report = |stage: &str| std::fs::read_to_string(ws.path().join(format!("out/sel/{stage}/report.md"))).unwrap();
+    assert!(
+        report("both").contains("python") && report("both").contains("| c "),
+        "{}",
+        report("both")
+    );
+    assert!(
+        !report("one").contains("python") && report("one").contains("| c "),
+        "{}",
+        report("one")
+    );
+
+    ws.write(
+        "bad.yaml",
+        &std::fs::read_to_string(ws.path().join("sel.yaml"))
+            .unwrap()
+            .replace("p@languages=c\"}", "p@languages=rust\"}"),
+    );
+    let out = ws.run(&["plan", "bad.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "stage `one`: input `results`: no variant of `p` matches `p@languages=rust`; its variants are p@languages=python, p@languages=c"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

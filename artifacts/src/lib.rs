@@ -3,6 +3,7 @@
 //! the same way wherever it is read: the file, the line, and what is wrong.
 
 pub mod adapter;
+pub mod diagnostics;
 pub mod instructions;
 pub mod jsonl;
 pub mod language;

@@ -78,7 +78,8 @@ impl InputBinding {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum InputItem {
-    /// Another stage's output: `name`, or `name[*]` for every variant of a matrix stage.
+    /// Another stage's output: `name`, `name[*]` for every variant of a matrix stage, and
+    /// either with `@key=value,...` for the variants with those matrix values.
     Stage(String),
     /// A file or directory, relative to the manifest; `${SECVEC_DATA}` expands to the shared
     /// datasets (`$SECVEC_DATA`, else `../shared/data`).
@@ -145,7 +146,7 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
 pub(crate) fn field_message(path: &str, err: &str) -> String {
     let err = err.split(" at line ").next().unwrap_or(err);
     let err = if err.contains("did not match any variant of untagged enum InputBinding") {
-        "an input must be a stage name, `stage[*]`, `{path: ...}`, or a list of those".to_string()
+        "an input must be a stage name, `stage[*]`, `stage@key=value`, `{path: ...}`, or a list of those".to_string()
     } else {
         err.to_string()
     };

@@ -145,12 +145,47 @@ fn label_value(v: &serde_yaml::Value) -> String {
     }
 }
 
-/// Splits `name[*]` into the stage name and whether it gathers every variant.
-fn parse_ref(r: &str) -> (&str, bool) {
-    match r.strip_suffix("[*]") {
+/// A reference to another stage's output: `name`, `name[*]` (every variant), and either with
+/// `@key=value,...` picking the variants of a matrix stage with those values.
+struct StageRef<'a> {
+    stage: &'a str,
+    gather: bool,
+    select: Vec<(&'a str, &'a str)>,
+}
+
+impl StageRef<'_> {
+    /// Whether variant `labels` is one the selector picks.
+    fn picks(&self, labels: &IndexMap<String, String>) -> bool {
+        self.select.iter().all(|(k, v)| labels.get(*k).is_some_and(|w| w == v))
+    }
+
+    /// The variant's labels that the consumer takes on: all but the selected keys, which only
+    /// pick (two inputs may pick different values of one key).
+    fn carried(&self, labels: &IndexMap<String, String>) -> IndexMap<String, String> {
+        labels
+            .iter()
+            .filter(|(k, _)| !self.select.iter().any(|(s, _)| s == k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn parse_ref(r: &str) -> StageRef<'_> {
+    let (rest, gather) = match r.strip_suffix("[*]") {
         Some(name) => (name, true),
         None => (r, false),
-    }
+    };
+    let (stage, select) = match rest.split_once('@') {
+        Some((stage, sel)) => (
+            stage,
+            sel.split(',')
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect(),
+        ),
+        None => (rest, Vec::new()),
+    };
+    StageRef { stage, gather, select }
 }
 
 /// Builds the concrete plan. Nothing is read but the manifest and its `{path:}` inputs, whose
@@ -188,7 +223,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
         for (slot, binding) in &spec.inputs {
             for item in binding.items() {
                 let InputItem::Stage(r) = item else { continue };
-                let up = parse_ref(r).0;
+                let up = parse_ref(r).stage;
                 let Some(&from) = ids.get(up) else {
                     return Err(ManifestError::new(
                         loc(format!("{}.inputs.{slot}", stage_path(name))),
@@ -233,25 +268,43 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
         // Which manifest defaults apply: the same for every variant, so read once.
         let accepted = kind.param_names();
         let mut partials = own_combinations(spec);
+        for (slot, binding) in &spec.inputs {
+            for item in binding.items() {
+                let InputItem::Stage(r) = item else { continue };
+                let sel = parse_ref(r);
+                if !sel.select.is_empty() && !variants[sel.stage].iter().any(|&v| sel.picks(&nodes[v].labels)) {
+                    let names: Vec<&str> = variants[sel.stage].iter().map(|&v| nodes[v].name.as_str()).collect();
+                    return Err(ManifestError::new(
+                        loc(format!("{}.inputs.{slot}", stage_path(name))),
+                        format!(
+                            "stage `{name}`: input `{slot}`: no variant of `{}` matches `{r}`; its variants are {}",
+                            sel.stage,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         for item in spec.inputs.values().flat_map(|b| b.items()) {
             let InputItem::Stage(r) = item else { continue };
-            let (up, gather) = parse_ref(r);
-            if gather {
+            let sel = parse_ref(r);
+            if sel.gather {
                 continue;
             }
-            if partials.iter().all(|p| p.chosen.contains_key(up)) {
+            if partials.iter().all(|p| p.chosen.contains_key(r.as_str())) {
                 continue;
             }
             let mut next = Vec::new();
             for p in partials {
-                for &v in &variants[up] {
-                    if compatible(&p.labels, &nodes[v].labels) {
+                for &v in &variants[sel.stage] {
+                    let carried = sel.carried(&nodes[v].labels);
+                    if sel.picks(&nodes[v].labels) && compatible(&p.labels, &carried) {
                         let mut labels = p.labels.clone();
-                        for (k, val) in &nodes[v].labels {
-                            labels.entry(k.clone()).or_insert_with(|| val.clone());
+                        for (k, val) in carried {
+                            labels.entry(k).or_insert(val);
                         }
                         let mut chosen = p.chosen.clone();
-                        chosen.insert(up.to_string(), v);
+                        chosen.insert(r.to_string(), v);
                         next.push(Partial {
                             labels,
                             assignments: p.assignments.clone(),
@@ -291,15 +344,21 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                             };
                             sources.push(Source::Path { path: resolved, digest });
                         }
-                        InputItem::Stage(r) => match parse_ref(r) {
-                            (up, false) => sources.push(Source::Node(p.chosen[up])),
-                            (up, true) => sources.extend(
-                                variants[up]
-                                    .iter()
-                                    .filter(|&&v| compatible(&p.labels, &nodes[v].labels))
-                                    .map(|&v| Source::Node(v)),
-                            ),
-                        },
+                        InputItem::Stage(r) => {
+                            let sel = parse_ref(r);
+                            match sel.gather {
+                                false => sources.push(Source::Node(p.chosen[r.as_str()])),
+                                true => sources.extend(
+                                    variants[sel.stage]
+                                        .iter()
+                                        .filter(|&&v| {
+                                            sel.picks(&nodes[v].labels)
+                                                && compatible(&p.labels, &sel.carried(&nodes[v].labels))
+                                        })
+                                        .map(|&v| Source::Node(v)),
+                                ),
+                            }
+                        }
                     }
                 }
                 inputs.push((slot.clone(), sources));
@@ -437,7 +496,9 @@ fn check_inputs(
             )
         })?;
         let items = binding.items();
-        let gathers = items.iter().any(|i| matches!(i, InputItem::Stage(r) if parse_ref(r).1));
+        let gathers = items
+            .iter()
+            .any(|i| matches!(i, InputItem::Stage(r) if parse_ref(r).gather));
         if !slot.many && (items.len() != 1 || gathers) {
             return Err(ManifestError::new(
                 at(),
@@ -447,7 +508,7 @@ fn check_inputs(
         for item in items {
             let fits = match item {
                 InputItem::Path { .. } => slot.accepts_files(),
-                InputItem::Stage(r) => kinds[parse_ref(r).0]
+                InputItem::Stage(r) => kinds[parse_ref(r).stage]
                     .output_tags()
                     .iter()
                     .any(|t| slot.accepts.contains(t)),
@@ -456,7 +517,7 @@ fn check_inputs(
                 let given = match item {
                     InputItem::Path { .. } => "a path".to_string(),
                     InputItem::Stage(r) => {
-                        let up = parse_ref(r).0;
+                        let up = parse_ref(r).stage;
                         let tags = kinds[up]
                             .output_tags()
                             .iter()

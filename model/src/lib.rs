@@ -6,6 +6,7 @@ pub mod device;
 pub mod generate;
 pub mod lora;
 pub mod sampling;
+pub mod task_vector;
 pub mod tokenizer;
 pub mod train;
 pub mod transformer;

@@ -11,6 +11,7 @@ use secvec_artifacts::results::Results;
 use secvec_artifacts::{instructions, training_log};
 use secvec_engine::StageContext;
 use secvec_model::lora::{Adapter, Attach, LoraConfig};
+use secvec_model::task_vector;
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::train::batch::Sequence;
 use secvec_model::train::loss::{Lpo, LpoScore, SafeCoderSample, Target};
@@ -176,7 +177,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     let out = ctx.out_dir();
     match &init {
         // The LPO task vector is the SFT delta plus the LPO delta: both, exactly, in one adapter.
-        Some(init) => concatenate(init, &trained, &base_name).save(out)?,
+        Some(init) => task_vector::combine(&[(init, 1.0), (&trained, 1.0)], &base_name).save(out)?,
         None => trained.save(out)?,
     }
     training_log::write(ctx, &logs)?;
@@ -231,61 +232,6 @@ fn trained_factors(model: &mut Transformer) -> BTreeMap<String, (tch::Tensor, tc
             ))
         })
         .collect()
-}
-
-/// One adapter whose update is `first`'s plus `second`'s: factors stacked along the rank, each
-/// side's scaling folded into its B, and scaling 1 overall.
-fn concatenate(first: &Adapter, second: &Adapter, base: &str) -> Adapter {
-    let r = first.config.r + second.config.r;
-    let mut modules = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> = first.modules.keys().chain(second.modules.keys()).collect();
-    for name in names {
-        let part = |a: &Adapter, out: i64, inp: i64| match a.modules.get(name) {
-            Some((fa, fb)) => (
-                fa.to_kind(tch::Kind::Float),
-                fb.to_kind(tch::Kind::Float) * a.config.scaling(),
-            ),
-            None => (
-                tch::Tensor::zeros([a.config.r, inp], (tch::Kind::Float, tch::Device::Cpu)),
-                tch::Tensor::zeros([out, a.config.r], (tch::Kind::Float, tch::Device::Cpu)),
-            ),
-        };
-        let (any_a, any_b) = first
-            .modules
-            .get(name)
-            .or_else(|| second.modules.get(name))
-            .expect("named");
-        let (out, inp) = (any_b.size()[0], any_a.size()[1]);
-        let (a1, b1) = part(first, out, inp);
-        let (a2, b2) = part(second, out, inp);
-        let device = a1.device();
-        modules.insert(
-            name.clone(),
-            (
-                tch::Tensor::cat(&[a1, a2.to_device(device)], 0),
-                tch::Tensor::cat(&[b1, b2.to_device(device)], 1),
-            ),
-        );
-    }
-    let mut targets = first.config.target_modules.clone();
-    targets.extend(
-        second
-            .config
-            .target_modules
-            .iter()
-            .filter(|t| !first.config.target_modules.contains(t))
-            .cloned(),
-    );
-    Adapter {
-        config: LoraConfig {
-            r,
-            alpha: r as f64,
-            dropout: second.config.dropout,
-            target_modules: targets,
-        },
-        base_model: base.to_string(),
-        modules,
-    }
 }
 
 fn examples(
