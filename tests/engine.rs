@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 21);
+    assert_eq!(first.len(), 36);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -106,6 +106,8 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         "stages.pairs.params.cwes=[cwe-089]",
     ]);
     let want = [
+        ("diagnose-lpo", "ran"),
+        ("diagnose-sft", "ran"),
         ("known-scores", "cached"),
         ("language-report", "cached"),
         ("latency", "ran"),
@@ -125,6 +127,19 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("scores", "ran"),
         ("sft@target=secure", "ran"),
         ("sft@target=vulnerable", "ran"),
+        ("steered-samples@operator=contrast,theta=0.5", "ran"),
+        ("steered-samples@operator=contrast,theta=1.5", "ran"),
+        ("steered-samples@operator=negation,theta=0.5", "ran"),
+        ("steered-samples@operator=negation,theta=1.5", "ran"),
+        ("steered-samples@operator=secure-anchored,theta=0.5", "ran"),
+        ("steered-samples@operator=secure-anchored,theta=1.5", "ran"),
+        ("steered@operator=contrast,theta=0.5", "ran"),
+        ("steered@operator=contrast,theta=1.5", "ran"),
+        ("steered@operator=negation,theta=0.5", "ran"),
+        ("steered@operator=negation,theta=1.5", "ran"),
+        ("steered@operator=secure-anchored,theta=0.5", "ran"),
+        ("steered@operator=secure-anchored,theta=1.5", "ran"),
+        ("task-vector-report", "ran"),
         ("tiny-model", "ran"),
         ("training-report", "ran"),
     ];
@@ -155,6 +170,8 @@ fn overlays_merge_delete_and_rename_the_run() {
     assert_eq!(
         ev.keys().collect::<Vec<_>>(),
         [
+            "diagnose-lpo",
+            "diagnose-sft",
             "known-scores",
             "latency",
             "lpo-samples@target=secure",
@@ -171,6 +188,19 @@ fn overlays_merge_delete_and_rename_the_run() {
             "scores",
             "sft@target=secure",
             "sft@target=vulnerable",
+            "steered-samples@operator=contrast,theta=0.5",
+            "steered-samples@operator=contrast,theta=1.5",
+            "steered-samples@operator=negation,theta=0.5",
+            "steered-samples@operator=negation,theta=1.5",
+            "steered-samples@operator=secure-anchored,theta=0.5",
+            "steered-samples@operator=secure-anchored,theta=1.5",
+            "steered@operator=contrast,theta=0.5",
+            "steered@operator=contrast,theta=1.5",
+            "steered@operator=negation,theta=0.5",
+            "steered@operator=negation,theta=1.5",
+            "steered@operator=secure-anchored,theta=0.5",
+            "steered@operator=secure-anchored,theta=1.5",
+            "task-vector-report",
             "tiny-model",
             "training-report"
         ]
@@ -287,18 +317,18 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     assert!(
-        stdout(&dry).starts_with("would remove 14 entries and 14 artifacts"),
+        stdout(&dry).starts_with("would remove 29 entries and 26 artifacts"),
         "{}",
         stdout(&dry)
     );
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).starts_with("removed 14 entries and 14 artifacts"),
+        stdout(&gc).starts_with("removed 29 entries and 26 artifacts"),
         "{}",
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 21 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 36 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -297,3 +297,46 @@ fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_
     assert_eq!(ev["sc-vul"]["status"], "ran");
     assert_ne!(weights("sc"), weights("sc-vul"), "the target made no difference");
 }
+
+#[test]
+fn merge_and_diagnose_take_trained_adapters_and_refuse_what_cannot_be_steered() {
+    let ws = Workspace::new();
+    let manifest = "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sft:\n    kind: train\n    matrix: {target: [secure, vulnerable]}\n    inputs: {model: tiny, pairs: pairs}\n    params: {method: sft, r: 4, alpha: 8, epochs: 1, batch_size: 8, learning_rate: 0.01}\n  d:\n    kind: diagnose\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n  m:\n    kind: merge\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast, theta: 0.5}\n";
+    ws.write("t.yaml", manifest);
+    let ev = ws.run_json(&["t.yaml"]);
+    assert_eq!(
+        (ev["d"]["status"].as_str(), ev["m"]["status"].as_str()),
+        (Some("ran"), Some("ran"))
+    );
+    let d = secvec_artifacts_json(&ws.path().join("out/t/d/diagnostics.json"));
+    let cosine = d["all"]["cosine"].as_f64().unwrap();
+    assert!(cosine.abs() <= 1.0 && d["all"]["entries"].as_u64().unwrap() > 0, "{d}");
+    let config = secvec_artifacts_json(&ws.path().join("out/t/m/adapter_config.json"));
+    assert_eq!(
+        (config["r"].as_i64(), config["lora_alpha"].as_f64()),
+        (Some(8), Some(8.0))
+    );
+
+    // Contrast adds α τ_sec: without the secure adapter there is nothing to add.
+    ws.write("no-secure.yaml", &manifest.replace("inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast", "inputs: {vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast"));
+    let out = ws.run(&["run", "no-secure.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("FAILED  m: α = 0.5 (contrast) adds the secure vector: bind the `secure` input"),
+        "{said}"
+    );
+
+    ws.write("bad-theta.yaml", &manifest.replace("theta: 0.5", "theta: strong"));
+    let out = ws.run(&["plan", "bad-theta.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-theta.yaml:") && err.contains("`stages.m.params.theta`"),
+        "{err}"
+    );
+}
+
+fn secvec_artifacts_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

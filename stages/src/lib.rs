@@ -1,11 +1,13 @@
 //! The stage kinds of secvec.
 
 pub mod device;
+pub mod diagnose;
 pub mod doctor;
 pub mod generate;
 pub mod init_model;
 pub mod input_file;
 pub mod latency;
+pub mod merge;
 pub mod pair;
 pub mod report;
 pub mod scenarios;
@@ -27,5 +29,7 @@ pub fn registry() -> Registry {
         .with(score::stage::Score)
         .with(score::reference::ReferenceSamples)
         .with(train::Train)
+        .with(diagnose::Diagnose)
+        .with(merge::Merge)
         .with(report::Report)
 }

@@ -4,9 +4,11 @@
 //!   secvec-worker run       one stage: a request on stdin, events on stdout
 //!   secvec-worker devices   libtorch's version and CUDA devices, as JSON
 
+mod diagnose;
 mod generate;
 mod init_model;
 mod latency;
+mod merge;
 mod train;
 
 use std::io::{Read, Write};
@@ -66,6 +68,8 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         secvec_stages::generate::Generate::KIND => generate::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::latency::Latency::KIND => latency::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::train::Train::KIND => train::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::diagnose::Diagnose::KIND => diagnose::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::merge::Merge::KIND => merge::run(&serde_json::from_value(params)?, &ctx),
         other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
     }
 }

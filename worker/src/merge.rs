@@ -1,0 +1,57 @@
+//! `merge`'s work: α τ_sec − θ τ_insec as one stacked adapter.
+
+use secvec_artifacts::results::Results;
+use secvec_engine::StageContext;
+use secvec_model::lora::Adapter;
+use secvec_model::task_vector::{check_compatible, combine, Named};
+use secvec_stages::merge::MergeParams;
+use serde_json::json;
+
+pub fn run(p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {
+    let load = |slot: &str| -> anyhow::Result<Option<Adapter>> {
+        ctx.input(slot)
+            .map(|a| Adapter::load(&a.path, tch::Device::Cpu))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the `{slot}` adapter: {e}"))
+    };
+    let vulnerable = load("vulnerable")?.expect("required");
+    let alpha = p.alpha();
+    anyhow::ensure!(
+        p.theta.is_finite() && alpha.is_finite(),
+        "params.theta and params.alpha must be finite numbers (θ = {}, α = {alpha})",
+        p.theta
+    );
+    let secure = load("secure")?;
+    let mut terms = Vec::new();
+    match (&secure, alpha) {
+        (Some(s), _) => {
+            check_compatible(
+                &Named {
+                    name: "secure",
+                    adapter: s,
+                },
+                &Named {
+                    name: "vulnerable",
+                    adapter: &vulnerable,
+                },
+            )?;
+            terms.push((s, alpha));
+        }
+        (None, a) if a != 0.0 => anyhow::bail!(
+            "α = {a} ({}) adds the secure vector: bind the `secure` input",
+            p.operator.name()
+        ),
+        (None, _) => {}
+    }
+    terms.push((&vulnerable, -p.theta));
+    let steered = combine(&terms, &vulnerable.base_model);
+    steered.save(ctx.out_dir())?;
+    Results::from_rows([json!({
+        "operator": p.operator,
+        "alpha": alpha,
+        "theta": p.theta,
+        "rank": steered.config.r,
+    })])
+    .write(ctx)?;
+    Ok(())
+}
