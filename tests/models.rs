@@ -301,7 +301,7 @@ fn safecoder_tuning_trains_its_three_kinds_of_samples_and_counts_what_it_leaves_
 #[test]
 fn merge_and_diagnose_take_trained_adapters_and_refuse_what_cannot_be_steered() {
     let ws = Workspace::new();
-    let manifest = "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sft:\n    kind: train\n    matrix: {target: [secure, vulnerable]}\n    inputs: {model: tiny, pairs: pairs}\n    params: {method: sft, r: 4, alpha: 8, epochs: 1, batch_size: 8, learning_rate: 0.01}\n  d:\n    kind: diagnose\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n  m:\n    kind: merge\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast, theta: 0.5}\n";
+    let manifest = "name: t\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: llama, vocab_size: 300, hidden_size: 32, intermediate_size: 48, num_layers: 2, seed: 1}\n  sft:\n    kind: train\n    matrix: {target: [secure, vulnerable]}\n    inputs: {model: tiny, pairs: pairs}\n    params: {method: sft, r: 4, alpha: 8, epochs: 1, batch_size: 8, learning_rate: 0.01}\n  d:\n    kind: diagnose\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n  m:\n    kind: merge\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast, theta: 0.5}\n  whole:\n    kind: merge\n    inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\", model: tiny}\n    params: {operator: contrast, theta: 0.5, materialize: true}\n  with-adapter:\n    kind: generate\n    inputs: {model: tiny, adapter: m, prompts: pairs}\n    params: {prompts_file: val.jsonl, n: 1, temperature: 0, max_new_tokens: 6}\n  with-model:\n    kind: generate\n    inputs: {model: whole, prompts: pairs}\n    params: {prompts_file: val.jsonl, n: 1, temperature: 0, max_new_tokens: 6}\n";
     ws.write("t.yaml", manifest);
     let ev = ws.run_json(&["t.yaml"]);
     assert_eq!(
@@ -316,6 +316,11 @@ fn merge_and_diagnose_take_trained_adapters_and_refuse_what_cannot_be_steered() 
         (config["r"].as_i64(), config["lora_alpha"].as_f64()),
         (Some(8), Some(8.0))
     );
+    // The steered adapter and the steered model written out whole generate the same tokens.
+    let samples =
+        |stage: &str| std::fs::read_to_string(ws.path().join(format!("out/t/{stage}/samples.jsonl"))).unwrap();
+    assert!(ws.path().join("out/t/whole/model.safetensors").is_file());
+    assert_eq!(samples("with-adapter"), samples("with-model"));
 
     // Contrast adds α τ_sec: without the secure adapter there is nothing to add.
     ws.write("no-secure.yaml", &manifest.replace("inputs: {secure: \"sft@target=secure\", vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast", "inputs: {vulnerable: \"sft@target=vulnerable\"}\n    params: {operator: contrast"));

@@ -5,6 +5,7 @@ pub mod config;
 pub mod device;
 pub mod generate;
 pub mod lora;
+pub mod materialize;
 pub mod sampling;
 pub mod task_vector;
 pub mod tokenizer;

@@ -203,6 +203,33 @@ impl Weights {
         })
     }
 
+    /// Each weights file with its tensors' names, dtypes and shapes, in file order.
+    pub fn by_file(&self) -> Vec<(&Path, Vec<(&str, StDtype, &[i64])>)> {
+        let mut out: Vec<(&Path, Vec<(&str, StDtype, &[i64])>)> =
+            self.files.iter().map(|(p, _)| (p.as_path(), Vec::new())).collect();
+        for (name, e) in &self.entries {
+            out[e.file].1.push((name, e.dtype, &e.shape));
+        }
+        for (_, tensors) in &mut out {
+            tensors.sort_by_key(|t| t.0);
+        }
+        out
+    }
+
+    /// One tensor as stored.
+    pub fn get_stored(&self, name: &str) -> Result<Tensor, WeightsError> {
+        let e = self.entries.get(name).ok_or_else(|| WeightsError::Missing {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+        })?;
+        let kind = kind_of(e.dtype).ok_or_else(|| WeightsError::Dtype {
+            path: self.files[e.file].0.clone(),
+            name: name.into(),
+            dtype: e.dtype,
+        })?;
+        self.get(name, &e.shape.clone(), kind, Device::Cpu)
+    }
+
     /// Every tensor, as stored (for adapters and task vectors).
     pub fn all(&self, device: Device) -> Result<BTreeMap<String, Tensor>, WeightsError> {
         self.entries

@@ -1,10 +1,11 @@
 //! `merge`: steers the base model with task vectors (SecVecCoder Eqs. 2–5),
 //! W_steered = W_base + α τ_sec − θ τ_insec, written as one PEFT adapter that is exactly that
-//! update (the inputs' factors stacked along the rank, as PEFT's `cat` combination).
+//! update (the inputs' factors stacked along the rank, as PEFT's `cat` combination), or as the
+//! whole steered model.
 
 use schemars::JsonSchema;
-use secvec_artifacts::{adapter, results};
-use secvec_engine::{InputSlot, Stage, StageContext};
+use secvec_artifacts::{adapter, model, results};
+use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::diagnose::adapter_pair_slots;
@@ -20,6 +21,10 @@ pub struct MergeParams {
     /// α, when set, instead of the operator's (e.g. θ = 0 for "without θτ_insec").
     #[serde(default)]
     pub alpha: Option<f64>,
+    /// Write the whole steered model (an HF model directory, from the `model` input) instead
+    /// of the adapter.
+    #[serde(default)]
+    pub materialize: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -61,11 +66,19 @@ impl Stage for Merge {
         "Steering merge W_base + α τ_sec − θ τ_insec (negation, contrast, secure-anchored) as one exact LoRA adapter.";
 
     fn inputs() -> Vec<InputSlot> {
-        adapter_pair_slots(true, "the secure adapter (τ_sec); needed unless α is 0")
+        let mut slots = adapter_pair_slots(true, "the secure adapter (τ_sec); needed unless α is 0");
+        slots.push(InputSlot {
+            name: "model",
+            accepts: &[model::TAG, FILES],
+            many: false,
+            optional: true,
+            doc: "the base model the adapters were trained on (for `materialize: true`)",
+        });
+        slots
     }
 
     fn output_tags() -> Vec<&'static str> {
-        vec![adapter::TAG, results::TAG]
+        vec![adapter::TAG, model::TAG, results::TAG]
     }
 
     fn run(&self, p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 use secvec_artifacts::results::Results;
 use secvec_engine::StageContext;
 use secvec_model::lora::Adapter;
+use secvec_model::materialize::materialize;
 use secvec_model::task_vector::{check_compatible, combine, Named};
 use secvec_stages::merge::MergeParams;
 use serde_json::json;
@@ -45,12 +46,26 @@ pub fn run(p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {
     }
     terms.push((&vulnerable, -p.theta));
     let steered = combine(&terms, &vulnerable.base_model);
-    steered.save(ctx.out_dir())?;
+    match (p.materialize, ctx.input("model")) {
+        (false, _) => steered.save(ctx.out_dir())?,
+        (true, None) => anyhow::bail!("materialize: true writes the whole model: bind the `model` input"),
+        (true, Some(base)) => {
+            let digest = format!("blake3:{}", base.digest);
+            // secvec's adapters name their base by its digest; others name a path or hub id.
+            anyhow::ensure!(
+                !steered.base_model.starts_with("blake3:") || steered.base_model == digest,
+                "the adapters were trained on base `{}`, but the `model` input is `{digest}`",
+                steered.base_model
+            );
+            materialize(&base.path, &steered, ctx.out_dir())?;
+        }
+    }
     Results::from_rows([json!({
         "operator": p.operator,
         "alpha": alpha,
         "theta": p.theta,
         "rank": steered.config.r,
+        "materialized": p.materialize,
     })])
     .write(ctx)?;
     Ok(())
