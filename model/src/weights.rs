@@ -39,6 +39,9 @@ pub enum WeightsError {
     Torch(#[from] tch::TchError),
 }
 
+/// A tensor's name, dtype and shape as a weights file stores it.
+pub type StoredTensor<'a> = (&'a str, StDtype, &'a [i64]);
+
 struct Entry {
     file: usize,
     dtype: StDtype,
@@ -203,9 +206,9 @@ impl Weights {
         })
     }
 
-    /// Each weights file with its tensors' names, dtypes and shapes, in file order.
-    pub fn by_file(&self) -> Vec<(&Path, Vec<(&str, StDtype, &[i64])>)> {
-        let mut out: Vec<(&Path, Vec<(&str, StDtype, &[i64])>)> =
+    /// Each weights file with its tensors, in file order.
+    pub fn by_file(&self) -> Vec<(&Path, Vec<StoredTensor<'_>>)> {
+        let mut out: Vec<(&Path, Vec<StoredTensor>)> =
             self.files.iter().map(|(p, _)| (p.as_path(), Vec::new())).collect();
         for (name, e) in &self.entries {
             out[e.file].1.push((name, e.dtype, &e.shape));
