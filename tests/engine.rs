@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 36);
+    assert_eq!(first.len(), 40);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -127,6 +127,10 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("scores", "ran"),
         ("sft@target=secure", "ran"),
         ("sft@target=vulnerable", "ran"),
+        ("smollm2", "cached"),
+        ("smollm2-report", "cached"),
+        ("smollm2-samples", "cached"),
+        ("smollm2-scores", "cached"),
         ("steered-samples@operator=contrast,theta=0.5", "ran"),
         ("steered-samples@operator=contrast,theta=1.5", "ran"),
         ("steered-samples@operator=negation,theta=0.5", "ran"),
@@ -188,6 +192,10 @@ fn overlays_merge_delete_and_rename_the_run() {
             "scores",
             "sft@target=secure",
             "sft@target=vulnerable",
+            "smollm2",
+            "smollm2-report",
+            "smollm2-samples",
+            "smollm2-scores",
             "steered-samples@operator=contrast,theta=0.5",
             "steered-samples@operator=contrast,theta=1.5",
             "steered-samples@operator=negation,theta=0.5",
@@ -328,7 +336,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 36 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 40 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod device;
 pub mod generate;
+pub mod gguf;
 pub mod lora;
 pub mod materialize;
 pub mod sampling;

@@ -4,6 +4,7 @@ pub mod device;
 pub mod diagnose;
 pub mod doctor;
 pub mod generate;
+pub mod import_gguf;
 pub mod init_model;
 pub mod input_file;
 pub mod latency;
@@ -23,6 +24,7 @@ pub fn registry() -> Registry {
     Registry::default()
         .with(pair::Pair)
         .with(init_model::InitModel)
+        .with(import_gguf::ImportGguf)
         .with(generate::Generate)
         .with(latency::Latency)
         .with(scenarios::Scenarios)

@@ -20,13 +20,14 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A scratch directory holding a copy of the repository's `manifests/`.
+    /// A scratch directory holding a copy of the repository's `manifests/` and a link to its
+    /// `.models/`.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"),
-            &dir.path().join("manifests"),
-        );
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_dir(&repo.join("manifests"), &dir.path().join("manifests"));
+        // The quickstart reads the small real model that setup fetched.
+        std::os::unix::fs::symlink(repo.join(".models"), dir.path().join(".models")).unwrap();
         Workspace { dir }
     }
 

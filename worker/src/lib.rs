@@ -6,6 +6,7 @@
 
 mod diagnose;
 mod generate;
+mod import_gguf;
 mod init_model;
 mod latency;
 mod merge;
@@ -69,6 +70,7 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         secvec_stages::latency::Latency::KIND => latency::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::train::Train::KIND => train::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::diagnose::Diagnose::KIND => diagnose::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::import_gguf::ImportGguf::KIND => import_gguf::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::merge::Merge::KIND => merge::run(&serde_json::from_value(params)?, &ctx),
         other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
     }

@@ -136,7 +136,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 8;
+    const VERSION: u32 = 9;
     const SPEED_PARAMS: &'static [&'static str] = &["jobs"];
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \

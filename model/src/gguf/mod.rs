@@ -1,0 +1,261 @@
+//! GGUF files (llama.cpp's format, version 2 and 3): metadata and tensors, dequantised to f32.
+//! Supported tensor types: F32, F16, BF16, Q4_0, Q4_1 and Q8_0.
+
+mod dequant;
+pub mod hf;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::Tensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    #[error("reading {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {what}")]
+    Format { path: PathBuf, what: String },
+    #[error("{path}: tensor `{name}` has GGML type {ty}, which secvec cannot dequantise (it reads F32, F16, BF16, Q4_0, Q4_1 and Q8_0)")]
+    Type { path: PathBuf, name: String, ty: u32 },
+    #[error("{path}: metadata `{key}` {what}")]
+    Metadata { path: PathBuf, key: String, what: String },
+}
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::Uint(u) => Some(u),
+            Value::Int(i) => u64::try_from(i).ok(),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Float(f) => Some(f),
+            Value::Uint(u) => Some(u as f64),
+            Value::Int(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+pub struct TensorInfo {
+    /// GGML order: `dims[0]` is the fastest-varying (a linear layer's input width).
+    pub dims: Vec<u64>,
+    pub ty: u32,
+    /// From the start of the data section.
+    pub offset: u64,
+}
+
+/// An opened GGUF file: its metadata and tensor directory; tensor data is read on demand.
+pub struct Gguf {
+    pub path: PathBuf,
+    pub metadata: BTreeMap<String, Value>,
+    pub tensors: BTreeMap<String, TensorInfo>,
+    map: memmap2::Mmap,
+    data_start: usize,
+}
+
+/// A little-endian cursor over the file that reports where it ran out.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], GgufError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| GgufError::Format {
+                path: self.path.to_path_buf(),
+                what: format!("ends at byte {} inside its header (truncated?)", self.bytes.len()),
+            })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, GgufError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, GgufError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn len(&mut self) -> Result<usize, GgufError> {
+        let n = self.u64()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.bytes.len())
+            .ok_or_else(|| GgufError::Format {
+                path: self.path.to_path_buf(),
+                what: format!("a length of {n} at byte {} exceeds the file", self.at - 8),
+            })
+    }
+    fn string(&mut self) -> Result<String, GgufError> {
+        let n = self.len()?;
+        let at = self.at;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| GgufError::Format {
+            path: self.path.to_path_buf(),
+            what: format!("the string at byte {at} is not UTF-8"),
+        })
+    }
+    fn value(&mut self, ty: u32) -> Result<Value, GgufError> {
+        Ok(match ty {
+            0 => Value::Uint(self.take(1)?[0] as u64),
+            1 => Value::Int(self.take(1)?[0] as i8 as i64),
+            2 => Value::Uint(u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as u64),
+            3 => Value::Int(i16::from_le_bytes(self.take(2)?.try_into().expect("2")) as i64),
+            4 => Value::Uint(self.u32()? as u64),
+            5 => Value::Int(self.u32()? as i32 as i64),
+            6 => Value::Float(f32::from_le_bytes(self.take(4)?.try_into().expect("4")) as f64),
+            7 => Value::Bool(self.take(1)?[0] != 0),
+            8 => Value::Str(self.string()?),
+            9 => {
+                let inner = self.u32()?;
+                let n = self.len()?;
+                let mut items = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    items.push(self.value(inner)?);
+                }
+                Value::Array(items)
+            }
+            10 => Value::Uint(self.u64()?),
+            11 => Value::Int(self.u64()? as i64),
+            12 => Value::Float(f64::from_le_bytes(self.take(8)?.try_into().expect("8"))),
+            other => {
+                return Err(GgufError::Format {
+                    path: self.path.to_path_buf(),
+                    what: format!("unknown metadata value type {other} at byte {}", self.at - 4),
+                })
+            }
+        })
+    }
+}
+
+impl Gguf {
+    pub fn open(path: &Path) -> Result<Gguf, GgufError> {
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: read-only map of a file the stage reads as an immutable input.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let format = |what: String| GgufError::Format {
+            path: path.to_path_buf(),
+            what,
+        };
+        let mut r = Reader {
+            bytes: &map,
+            at: 0,
+            path,
+        };
+        if r.take(4)? != b"GGUF" {
+            return Err(format("not a GGUF file (no GGUF magic)".into()));
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(format(format!("GGUF version {version}; secvec reads versions 2 and 3")));
+        }
+        let (n_tensors, n_kv) = (r.len()?, r.len()?);
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            metadata.insert(key, r.value(ty)?);
+        }
+        let mut tensors = BTreeMap::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims > 4 {
+                return Err(format(format!("tensor `{name}` has {n_dims} dimensions")));
+            }
+            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+            let ty = r.u32()?;
+            let offset = r.u64()?;
+            tensors.insert(name, TensorInfo { dims, ty, offset });
+        }
+        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        let data_start = r.at.div_ceil(alignment.max(1)) * alignment.max(1);
+        let gguf = Gguf {
+            path: path.to_path_buf(),
+            metadata,
+            tensors,
+            data_start,
+            map,
+        };
+        for (name, info) in &gguf.tensors {
+            let size = dequant::byte_size(info.ty, info.dims.iter().product())
+                .ok_or_else(|| gguf.type_error(name, info.ty))?;
+            let end = gguf.data_start as u64 + info.offset + size as u64;
+            if end > gguf.map.len() as u64 {
+                return Err(format(format!(
+                    "tensor `{name}` runs past the end of the file (truncated?)"
+                )));
+            }
+        }
+        Ok(gguf)
+    }
+
+    fn type_error(&self, name: &str, ty: u32) -> GgufError {
+        GgufError::Type {
+            path: self.path.clone(),
+            name: name.to_string(),
+            ty,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+
+    /// A metadata value that must be there.
+    pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
+        self.metadata.get(key).ok_or_else(|| GgufError::Metadata {
+            path: self.path.clone(),
+            key: key.to_string(),
+            what: "is missing".into(),
+        })
+    }
+
+    /// Tensor `name` dequantised to f32, with its dimensions in PyTorch order (`[out, in]`).
+    pub fn tensor(&self, name: &str) -> Result<Tensor, GgufError> {
+        let info = self.tensors.get(name).ok_or_else(|| GgufError::Format {
+            path: self.path.clone(),
+            what: format!("no tensor `{name}`"),
+        })?;
+        let n: u64 = info.dims.iter().product();
+        let size = dequant::byte_size(info.ty, n).ok_or_else(|| self.type_error(name, info.ty))?;
+        let start = self.data_start + info.offset as usize;
+        let values = dequant::to_f32(info.ty, &self.map[start..start + size], n as usize)
+            .ok_or_else(|| self.type_error(name, info.ty))?;
+        let shape: Vec<i64> = info.dims.iter().rev().map(|&d| d as i64).collect();
+        Ok(Tensor::from_slice(&values).view(shape.as_slice()))
+    }
+}

@@ -1,0 +1,11 @@
+//! `import-gguf`'s work: dequantise the GGUF and write it as an HF model directory.
+
+use secvec_engine::StageContext;
+use secvec_model::gguf::{hf::write_hf, Gguf};
+use secvec_stages::import_gguf::ImportGgufParams;
+
+pub fn run(_: &ImportGgufParams, ctx: &StageContext) -> anyhow::Result<()> {
+    let gguf = Gguf::open(&ctx.input("gguf").expect("required").path)?;
+    write_hf(&gguf, ctx.out_dir())?;
+    Ok(())
+}
