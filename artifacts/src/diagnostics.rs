@@ -7,7 +7,7 @@ use std::path::Path;
 use secvec_engine::StageContext;
 use serde::{Deserialize, Serialize};
 
-use crate::ArtifactError;
+use crate::{json, ArtifactError};
 
 pub const TAG: &str = "diagnostics";
 pub const FILE: &str = "diagnostics.json";
@@ -33,22 +33,10 @@ pub struct Similarity {
 
 impl Diagnostics {
     pub fn read(dir: &Path) -> Result<Diagnostics, ArtifactError> {
-        let path = dir.join(FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ArtifactError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| ArtifactError::File {
-            path,
-            what: e.to_string(),
-        })
+        json::read(dir, FILE, "task-vector diagnostics")
     }
 
     pub fn write(&self, ctx: &StageContext) -> Result<(), ArtifactError> {
-        let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
-        ctx.write(FILE, bytes).map_err(|source| ArtifactError::Write {
-            path: ctx.out_dir().join(FILE),
-            source,
-        })
+        json::write(ctx, FILE, self)
     }
 }

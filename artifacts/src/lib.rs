@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod diagnostics;
 pub mod instructions;
+pub mod json;
 pub mod jsonl;
 pub mod language;
 pub mod model;

@@ -7,7 +7,7 @@ use secvec_engine::StageContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ArtifactError;
+use crate::{json, ArtifactError};
 
 pub const TAG: &str = "results";
 pub const FILE: &str = "results.json";
@@ -39,23 +39,11 @@ impl Results {
 
     /// The results inside an output directory.
     pub fn read(dir: &Path) -> Result<Results, ArtifactError> {
-        let path = dir.join(FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ArtifactError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| ArtifactError::File {
-            path,
-            what: format!("not {{\"rows\": [objects]}}: {e}"),
-        })
+        json::read(dir, FILE, "{\"rows\": [objects]}")
     }
 
     pub fn write(&self, ctx: &StageContext) -> Result<(), ArtifactError> {
-        let bytes = serde_json::to_vec_pretty(self).expect("serialisable");
-        ctx.write(FILE, bytes).map_err(|source| ArtifactError::Write {
-            path: ctx.out_dir().join(FILE),
-            source,
-        })
+        json::write(ctx, FILE, self)
     }
 }
 
