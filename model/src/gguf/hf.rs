@@ -53,12 +53,16 @@ fn hf_name(name: &str, heads: i64, kv_heads: i64) -> Option<(String, Option<i64>
     Some((format!("model.layers.{layer}.{hf}"), permute))
 }
 
-/// llama.cpp stores each head's rotary pairs interleaved; transformers rotates halves.
-fn unpermute(w: &Tensor, heads: i64) -> Tensor {
-    let (out, inp) = (w.size()[0], w.size()[1]);
-    w.reshape([heads, out / heads / 2, 2, inp])
-        .transpose(1, 2)
-        .reshape([out, inp])
+/// llama.cpp stores each head's rotary pairs interleaved; transformers rotates halves. `None`
+/// when the weight's rows do not split into `heads` heads of rotary pairs.
+fn unpermute(w: &Tensor, heads: i64) -> Option<Tensor> {
+    let size = w.size();
+    let [out, inp] = size[..] else { return None };
+    (heads > 0 && out % (2 * heads) == 0).then(|| {
+        w.reshape([heads, out / heads / 2, 2, inp])
+            .transpose(1, 2)
+            .reshape([out, inp])
+    })
 }
 
 /// Writes `g` (a llama GGUF) to `out` as an HF model directory in f32.
@@ -106,7 +110,14 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
             what: format!("tensor `{name}` is not one of a llama model's"),
         })?;
         let t = g.tensor(name)?;
-        tensors.push((hf, permute.map_or(t.shallow_clone(), |h| unpermute(&t, h))));
+        let t = match permute {
+            None => t,
+            Some(h) => unpermute(&t, h).ok_or_else(|| GgufError::Format {
+                path: g.path.clone(),
+                what: format!("tensor `{name}` of shape {:?} does not split into {h} heads", t.size()),
+            })?,
+        };
+        tensors.push((hf, t));
     }
     let tied = !g.tensors.contains_key("output.weight");
     let weights = out.join("model.safetensors");
@@ -202,10 +213,11 @@ fn tokenizer(g: &Gguf, tokens: &[&str]) -> Result<Json, GgufError> {
     // Control (3) and user-defined (4) tokens are matched whole, before the BPE.
     let added: Vec<Json> = types
         .iter()
+        .zip(tokens)
         .enumerate()
-        .filter(|(_, &t)| t == 3 || t == 4)
-        .map(|(id, &t)| {
-            json!({"id": id, "content": tokens[id], "single_word": false, "lstrip": false,
+        .filter(|(_, (&t, _))| t == 3 || t == 4)
+        .map(|(id, (&t, token))| {
+            json!({"id": id, "content": token, "single_word": false, "lstrip": false,
                    "rstrip": false, "normalized": false, "special": t == 3})
         })
         .collect();

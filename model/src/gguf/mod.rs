@@ -124,7 +124,7 @@ impl Reader<'_> {
             what: format!("the string at byte {at} is not UTF-8"),
         })
     }
-    fn value(&mut self, ty: u32) -> Result<Value, GgufError> {
+    fn value(&mut self, ty: u32, depth: usize) -> Result<Value, GgufError> {
         Ok(match ty {
             0 => Value::Uint(self.take(1)?[0] as u64),
             1 => Value::Int(self.take(1)?[0] as i8 as i64),
@@ -135,12 +135,19 @@ impl Reader<'_> {
             6 => Value::Float(f32::from_le_bytes(self.take(4)?.try_into().expect("4")) as f64),
             7 => Value::Bool(self.take(1)?[0] != 0),
             8 => Value::Str(self.string()?),
+            // Arrays of arrays nest; a hostile file could nest them deep enough to exhaust the stack.
+            9 if depth >= 4 => {
+                return Err(GgufError::Format {
+                    path: self.path.to_path_buf(),
+                    what: format!("metadata arrays nested deeper than 4 at byte {}", self.at),
+                })
+            }
             9 => {
                 let inner = self.u32()?;
                 let n = self.len()?;
                 let mut items = Vec::with_capacity(n.min(1 << 20));
                 for _ in 0..n {
-                    items.push(self.value(inner)?);
+                    items.push(self.value(inner, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -187,7 +194,7 @@ impl Gguf {
         for _ in 0..n_kv {
             let key = r.string()?;
             let ty = r.u32()?;
-            metadata.insert(key, r.value(ty)?);
+            metadata.insert(key, r.value(ty, 0)?);
         }
         let mut tensors = BTreeMap::new();
         for _ in 0..n_tensors {
@@ -211,16 +218,30 @@ impl Gguf {
             map,
         };
         for (name, info) in &gguf.tensors {
-            let size = dequant::byte_size(info.ty, info.dims.iter().product())
-                .ok_or_else(|| gguf.type_error(name, info.ty))?;
-            let end = gguf.data_start as u64 + info.offset + size as u64;
-            if end > gguf.map.len() as u64 {
+            let size = gguf.byte_size(name, info)?;
+            let end = (gguf.data_start as u64)
+                .checked_add(info.offset)
+                .and_then(|e| e.checked_add(size as u64));
+            if end.is_none_or(|e| e > gguf.map.len() as u64) {
                 return Err(format(format!(
                     "tensor `{name}` runs past the end of the file (truncated?)"
                 )));
             }
         }
         Ok(gguf)
+    }
+
+    /// The bytes tensor `name` takes; its element count must not overflow.
+    fn byte_size(&self, name: &str, info: &TensorInfo) -> Result<usize, GgufError> {
+        let n = info
+            .dims
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| GgufError::Format {
+                path: self.path.clone(),
+                what: format!("tensor `{name}` has dimensions {:?} too large to hold", info.dims),
+            })?;
+        dequant::byte_size(info.ty, n).ok_or_else(|| self.type_error(name, info.ty))
     }
 
     fn type_error(&self, name: &str, ty: u32) -> GgufError {
@@ -250,12 +271,59 @@ impl Gguf {
             path: self.path.clone(),
             what: format!("no tensor `{name}`"),
         })?;
+        // Sizes and offsets were checked against the file when it was opened.
+        let size = self.byte_size(name, info)?;
         let n: u64 = info.dims.iter().product();
-        let size = dequant::byte_size(info.ty, n).ok_or_else(|| self.type_error(name, info.ty))?;
         let start = self.data_start + info.offset as usize;
         let values = dequant::to_f32(info.ty, &self.map[start..start + size], n as usize)
             .ok_or_else(|| self.type_error(name, info.ty))?;
         let shape: Vec<i64> = info.dims.iter().rev().map(|&d| d as i64).collect();
         Ok(Tensor::from_slice(&values).view(shape.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    fn open(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, bytes).unwrap();
+        match super::Gguf::open(&path) {
+            Ok(_) => "opened".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_not_followed() {
+        // One tensor whose dimensions overflow any size.
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        string(&mut b, "t");
+        b.extend(2u32.to_le_bytes());
+        b.extend(u64::MAX.to_le_bytes());
+        b.extend(4u64.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        assert!(open(&b).contains("too large to hold"), "{}", open(&b));
+        // Metadata arrays nested past the limit.
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        string(&mut b, "k");
+        b.extend(9u32.to_le_bytes());
+        for _ in 0..6 {
+            b.extend(9u32.to_le_bytes());
+            b.extend(1u64.to_le_bytes());
+        }
+        assert!(open(&b).contains("nested deeper than 4"), "{}", open(&b));
     }
 }
