@@ -424,3 +424,59 @@ fn an_input_picks_matrix_variants_by_value() {
         stderr(&out)
     );
 }
+
+#[test]
+fn sources_bind_by_name_and_labels_reach_reports() {
+    let ws = Workspace::new();
+    let table = "params: {title: t, tables: [{title: x, rows: [origin], columns: [pairs], aggregate: sum}]}";
+    ws.write(
+        "src.yaml",
+        &format!(
+            "name: src\nsources:\n  data: manifests/data/quickstart-pairs\nstages:\n  p:\n    kind: pair\n    labels: {{origin: shipped}}\n    inputs: {{data: data}}\n  r:\n    kind: report\n    inputs: {{results: p}}\n    {table}\n"
+        ),
+    );
+    let ev = ws.run_json(&["src.yaml"]);
+    let names: Vec<String> = statuses(&ev).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["p@origin=shipped", "r@origin=shipped"],
+        "labels are carried like matrix values: {ev:?}"
+    );
+    let report = std::fs::read_to_string(ws.path().join("out/src/r@origin=shipped/report.md")).unwrap();
+    assert!(report.contains("| shipped | 25 "), "{report}");
+
+    // Params for every stage of a kind, from one place; a stage's own params still win.
+    let ev = ws.run_json(&["src.yaml", "--set", "defaults.kinds.pair.languages=[c]"]);
+    assert_eq!(ev["p@origin=shipped"]["status"], "ran");
+    let c_only = std::fs::read_to_string(ws.path().join("out/src/r@origin=shipped/report.md")).unwrap();
+    assert!(
+        c_only.contains("| shipped |") && !c_only.contains("| shipped | 25 "),
+        "{c_only}"
+    );
+    let out = ws.run(&["plan", "src.yaml", "--set", "defaults.kinds.pairs.languages=[c]"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("defaults for unknown kind `pairs` (did you mean `pair`?)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Swapping the source on the command line re-reads it; a missing one is named.
+    let out = ws.run(&["plan", "src.yaml", "--set", "sources.data=nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nowhere does not exist"), "{}", stderr(&out));
+
+    ws.write(
+        "clash.yaml",
+        &std::fs::read_to_string(ws.path().join("src.yaml"))
+            .unwrap()
+            .replace("  data: manifests", "  p: manifests"),
+    );
+    let out = ws.run(&["plan", "clash.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`p` is both a source and a stage"),
+        "{}",
+        stderr(&out)
+    );
+}

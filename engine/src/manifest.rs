@@ -23,6 +23,11 @@ pub struct Manifest {
     /// Values every stage whose params have a field of the same name takes unless it sets its own.
     #[serde(default)]
     pub defaults: Defaults,
+    /// Named files or directories that stage inputs bind by name, as they would a stage: e.g.
+    /// `base: /models/Qwen2.5-Coder-3B` and `model: base`. An overlay or `--set sources.base=...`
+    /// swaps one for every stage that reads it. Relative to the manifest, like `{path: ...}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub sources: IndexMap<String, String>,
     /// Stages by name. A name may hold letters, digits, `_` and `-`.
     pub stages: IndexMap<String, StageSpec>,
 }
@@ -38,6 +43,11 @@ pub struct Defaults {
     pub dtype: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Params every stage of a kind takes unless it sets its own, e.g.
+    /// `generate: {n: 100, temperature: 0.1}`: one place for an overlay to change them all.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
+    pub kinds: IndexMap<String, Mapping>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -57,6 +67,10 @@ pub struct StageSpec {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Vec<serde_json::Value>>")]
     pub matrix: IndexMap<String, Vec<Value>>,
+    /// Constant labels (e.g. `strategy: LPO`) that, like matrix values, name the stage's output
+    /// (`stage@strategy=LPO`), are carried by every stage downstream and become report columns.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -136,6 +150,7 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
         ManifestError::new(lines.find(&path), field_message(&path, &e.into_inner().to_string()))
     })?;
     validate_names(&manifest, &lines)?;
+    let manifest = bind_sources(manifest, &mut lines)?;
     Ok(LoadedManifest {
         manifest,
         file: file.to_path_buf(),
@@ -180,6 +195,14 @@ fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> 
                 format!("stage name `{name}` may hold only letters, digits, `_` and `-`"),
             ));
         }
+        for (key, value) in &spec.labels {
+            if let Some(bad) = unsafe_path_part(&Value::String(value.clone())) {
+                return Err(ManifestError::new(
+                    lines.find(&join(&join(&join("stages", name), "labels"), key)),
+                    format!("stage `{name}`: label `{key}: {bad}` would be part of a path (out/<manifest>/{name}@{key}=…): it may not hold `/` or NUL, or be `.` or `..`"),
+                ));
+            }
+        }
         for (key, values) in &spec.matrix {
             if let Some(bad) = values.iter().find_map(unsafe_path_part) {
                 return Err(ManifestError::new(
@@ -192,6 +215,38 @@ fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> 
         }
     }
     Ok(())
+}
+
+/// Replaces each input naming a source with that source's path.
+/// Errors about such an input (a missing path) point at the source's line.
+fn bind_sources(mut m: Manifest, lines: &mut LineIndex) -> Result<Manifest, ManifestError> {
+    if let Some(name) = m.sources.keys().find(|s| m.stages.contains_key(*s)) {
+        return Err(ManifestError::new(
+            lines.find(&join("sources", name)),
+            format!(
+                "`{name}` is both a source and a stage; rename one, or delete the other with `null` in the overlay"
+            ),
+        ));
+    }
+    for (name, spec) in m.stages.iter_mut() {
+        for (slot, binding) in spec.inputs.iter_mut() {
+            let items: Vec<&mut InputItem> = match binding {
+                InputBinding::One(i) => vec![i],
+                InputBinding::Many(v) => v.iter_mut().collect(),
+            };
+            for item in items {
+                if let InputItem::Stage(r) = item {
+                    if let Some(path) = m.sources.get(r.as_str()) {
+                        if let Some(at) = lines.find(&join("sources", r)) {
+                            lines.insert(format!("stages.{name}.inputs.{slot}"), at);
+                        }
+                        *item = InputItem::Path { path: path.clone() };
+                    }
+                }
+            }
+        }
+    }
+    Ok(m)
 }
 
 /// A text in a matrix value that cannot be part of a variant's folder name.

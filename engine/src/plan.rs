@@ -135,6 +135,13 @@ fn compatible(a: &IndexMap<String, String>, b: &IndexMap<String, String>) -> boo
     a.iter().all(|(k, v)| b.get(k).map(|w| w == v).unwrap_or(true))
 }
 
+/// A stage's own `labels` replace the same keys from upstream (an LPO adapter trained from an SFT
+/// one is `strategy=LPO`), so they never make its inputs disagree.
+fn own_labels_win(mut carried: IndexMap<String, String>, spec: &StageSpec) -> IndexMap<String, String> {
+    carried.retain(|k, _| !spec.labels.contains_key(k));
+    carried
+}
+
 fn label_value(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => s.clone(),
@@ -195,6 +202,19 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
     let loc = |p: String| loaded.location(&p);
     let stage_path = |name: &str| join("stages", name);
 
+    for kind in m.defaults.kinds.keys() {
+        if registry.get(kind).is_none() {
+            let known: Vec<&str> = registry.kinds().map(|k| k.kind()).collect();
+            return Err(ManifestError::new(
+                loc(join("defaults.kinds", kind)),
+                format!(
+                    "defaults for unknown kind `{kind}`{}; known kinds: {}",
+                    did_you_mean(kind, known.iter().copied()),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     // Kinds and input slots, per manifest stage.
     let mut kinds: IndexMap<&str, Arc<dyn DynStage>> = IndexMap::new();
     for (name, spec) in &m.stages {
@@ -297,7 +317,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
             let mut next = Vec::new();
             for p in partials {
                 for &v in &variants[sel.stage] {
-                    let carried = sel.carried(&nodes[v].labels);
+                    let carried = own_labels_win(sel.carried(&nodes[v].labels), spec);
                     if sel.picks(&nodes[v].labels) && compatible(&p.labels, &carried) {
                         let mut labels = p.labels.clone();
                         for (k, val) in carried {
@@ -353,7 +373,10 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                                         .iter()
                                         .filter(|&&v| {
                                             sel.picks(&nodes[v].labels)
-                                                && compatible(&p.labels, &sel.carried(&nodes[v].labels))
+                                                && compatible(
+                                                    &p.labels,
+                                                    &own_labels_win(sel.carried(&nodes[v].labels), spec),
+                                                )
                                         })
                                         .map(|&v| Source::Node(v)),
                                 ),
@@ -425,7 +448,7 @@ fn manifest_order_toposort(graph: &DiGraph<&str, ()>) -> Vec<petgraph::graph::No
 
 fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
     let mut out = vec![Partial {
-        labels: IndexMap::new(),
+        labels: spec.labels.clone(),
         assignments: Vec::new(),
         chosen: HashMap::new(),
     }];
@@ -569,12 +592,30 @@ fn resolve_params(
         crate::manifest::set_path(&mut params, key, value.clone())
             .map_err(|what| ManifestError::new(loaded.location(&format!("stages.{name}.matrix.{key}")), what))?;
     }
-    let defaults = serde_json::to_value(&loaded.manifest.defaults).expect("defaults serialise");
-    if let (serde_yaml::Value::Mapping(map), Value::Object(defaults)) = (&mut params, defaults) {
-        for (k, v) in defaults {
-            let key = serde_yaml::Value::String(k.clone());
-            if accepted.contains(&k) && !map.contains_key(&key) {
-                map.insert(key, serde_yaml::to_value(v).expect("JSON converts to YAML"));
+    let defaults = &loaded.manifest.defaults;
+    if let serde_yaml::Value::Mapping(map) = &mut params {
+        if let Some(own) = defaults.kinds.get(&spec.kind) {
+            for (k, v) in own {
+                if !map.contains_key(k) {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let shared = [
+            (
+                "device",
+                defaults.device.as_ref().map(|d| serde_yaml::Value::from(d.as_str())),
+            ),
+            (
+                "dtype",
+                defaults.dtype.as_ref().map(|d| serde_yaml::Value::from(d.as_str())),
+            ),
+            ("seed", defaults.seed.map(serde_yaml::Value::from)),
+        ];
+        for (k, v) in shared {
+            let key = serde_yaml::Value::String(k.to_string());
+            if let Some(v) = v.filter(|_| accepted.iter().any(|a| a == k) && !map.contains_key(&key)) {
+                map.insert(key, v);
             }
         }
     }

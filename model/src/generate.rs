@@ -69,6 +69,22 @@ pub fn generate(
     eos: &[i64],
     on_sample_done: &mut dyn FnMut(),
 ) -> Result<Vec<Completion>, GenerateError> {
+    generate_until(model, tokenizer, prompt, prompt_key, s, eos, None, on_sample_done)
+}
+
+/// [`generate`], where `end_of(text)` may also end a sample: the byte offset where its text
+/// is complete (e.g. the end of the function a scenario's prefix opened), if it is yet.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_until(
+    model: &Transformer,
+    tokenizer: &TextTokenizer,
+    prompt: &[i64],
+    prompt_key: u64,
+    s: &Sampling,
+    eos: &[i64],
+    end_of: Option<&dyn Fn(&str) -> Option<usize>>,
+    on_sample_done: &mut dyn FnMut(),
+) -> Result<Vec<Completion>, GenerateError> {
     if prompt.is_empty() {
         return Err(GenerateError::EmptyPrompt);
     }
@@ -105,13 +121,14 @@ pub fn generate(
                     Some((FinishReason::Stop, None))
                 } else {
                     row.tokens.push(token);
-                    let stop_at = if s.stop.is_empty() {
+                    let stop_at = if s.stop.is_empty() && end_of.is_none() {
                         None
                     } else {
                         let text = tokenizer.decode(&row.tokens)?;
                         s.stop
                             .iter()
                             .filter_map(|st| text.find(st.as_str()))
+                            .chain(end_of.and_then(|f| f(&text)))
                             .min()
                             .map(|at| text[..at].to_string())
                     };

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use secvec_model::generate::{generate, FinishReason, Sampling};
+use secvec_model::generate::{generate, generate_until, FinishReason, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
 use tch::{Device, Kind};
@@ -110,4 +110,27 @@ fn stop_sequences_and_eos_end_a_sample() {
         (out[0].completion_tokens, out[0].finish_reason),
         (3, FinishReason::Stop)
     );
+}
+
+#[test]
+fn an_end_rule_cuts_each_sample_where_its_text_is_complete() {
+    let (model, tok, r) = load("qwen2");
+    let prompt = ids(&r["input_ids"]);
+    let s = sampling(4, 1.0, 2, 24);
+    let free = generate(&model, &tok, &prompt, 3, &s, &[], &mut || {}).unwrap();
+    // "Complete" after the sample's fifth character: each sample stops there, with the text and
+    // the tokens it had drawn in the free run (each sample keeps its own random stream).
+    let fifth = |text: &str| text.char_indices().nth(5).map(|(i, _)| i);
+    let cut = generate_until(&model, &tok, &prompt, 3, &s, &[], Some(&fifth), &mut || {}).unwrap();
+    for (f, c) in free.iter().zip(&cut) {
+        let want = &f.text[..fifth(&f.text).expect("24 tokens make more than 5 characters")];
+        assert_eq!((c.text.as_str(), c.finish_reason), (want, FinishReason::Stop));
+        assert!(
+            c.completion_tokens < f.completion_tokens,
+            "{} vs {}",
+            c.completion_tokens,
+            f.completion_tokens
+        );
+        assert_eq!(c.token_ids, f.token_ids[..c.token_ids.len()]);
+    }
 }

@@ -40,6 +40,11 @@ pub struct GenerateParams {
     /// Only the first N prompts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// For scenario prompts: end each sample where the function its prefix opened ends, the
+    /// point where scoring cuts the program (as CodeGuard+'s stop words do). The scored
+    /// programs are the same; the tokens after them are never generated.
+    #[serde(default)]
+    pub stop_at_function_end: bool,
     /// Fold the adapter into the weights (no per-token overhead) rather than keeping it separate.
     #[serde(default = "yes")]
     pub merge_adapter: bool,

@@ -124,6 +124,10 @@ pub struct TrainParams {
     /// The file of pairs inside the `pairs` input.
     #[serde(default = "d_pairs_file")]
     pub pairs_file: String,
+    /// SafeCoder: use only the first N instruction examples that fit `max_length` (a subset
+    /// for small machines); all when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instructions: Option<usize>,
 }
 
 fn d_r() -> i64 {

@@ -4,10 +4,11 @@ use secvec_artifacts::prompts;
 use secvec_artifacts::results::Results;
 use secvec_artifacts::samples::{self, Generation, Sample};
 use secvec_engine::StageContext;
-use secvec_model::generate::{generate, FinishReason, Sampling};
+use secvec_model::generate::{generate_until, FinishReason, Sampling};
 use secvec_model::load_for_inference;
 use secvec_stages::generate::GenerateParams;
 use secvec_stages::input_file::input_file;
+use secvec_stages::score::postprocess::function_end;
 use serde_json::json;
 
 use crate::kind_of;
@@ -37,13 +38,16 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     for (k, prompt) in prompts.iter().enumerate() {
         ctx.check_cancelled()?;
         let ids = tokenizer.encode(&prompt.prompt)?;
-        let completions = generate(
+        let scenario = prompt.scenario.as_ref().filter(|_| p.stop_at_function_end);
+        let end_of = |text: &str| scenario.and_then(|sc| function_end(&sc.language, &sc.prefix, text));
+        let completions = generate_until(
             &model,
             &tokenizer,
             &ids,
             k as u64,
             &sampling,
             &model.config.eos_token_ids,
+            scenario.map(|_| &end_of as &dyn Fn(&str) -> Option<usize>),
             &mut || {
                 finished += 1;
                 ctx.progress(finished, total);

@@ -366,6 +366,9 @@ fn instruction_examples(
     };
     let mut out = Vec::new();
     for r in instructions::read(&input.path)? {
+        if p.max_instructions.is_some_and(|n| out.len() >= n) {
+            break;
+        }
         let prompt = tokenizer.encode(&PAPER_TEMPLATE.replace("{instruction}", &r.text()))?;
         let response: Vec<i64> = tokenizer
             .encode_continuation(&r.output)?

@@ -33,6 +33,10 @@ pub struct PairParams {
     /// Keep only these CWEs (e.g. `cwe-089`); empty keeps all.
     #[serde(default)]
     pub cwes: Vec<String>,
+    /// Keep at most this many pairs per split, language and CWE, the first in file order: a
+    /// stratified subset for runs on small machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_group: Option<usize>,
     /// Prompt template; `{instruction}` is replaced by the pair's instruction.
     #[serde(default = "default_template")]
     pub template: String,
@@ -158,6 +162,7 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
     let mut splits = IndexMap::new();
     for (split, paths) in files {
         let mut pairs = Vec::new();
+        let mut per_group: BTreeMap<(Language, String), usize> = BTreeMap::new();
         for path in paths {
             let text = std::fs::read_to_string(&path).map_err(|source| PairError::Io {
                 path: path.clone(),
@@ -174,7 +179,9 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
                         let keep_lang = params.languages.is_empty() || params.languages.contains(&p.language);
                         let keep_cwe =
                             params.cwes.is_empty() || params.cwes.iter().any(|c| c.eq_ignore_ascii_case(&p.cwe));
-                        if keep_lang && keep_cwe {
+                        let seen = per_group.entry((p.language, p.cwe.to_ascii_lowercase())).or_default();
+                        if keep_lang && keep_cwe && params.per_group.is_none_or(|n| *seen < n) {
+                            *seen += 1;
                             pairs.push(p);
                         }
                     }

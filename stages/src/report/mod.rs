@@ -11,13 +11,17 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use table::{render, Rendered, TableSpec};
+pub use table::{render, From, Rendered, TableSpec};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
     pub title: String,
     pub tables: Vec<TableSpec>,
+    /// Fields added to every measured row that lacks them, e.g. `model: SmolLM2-135M`, so that
+    /// the run's rows sit beside a reference's rows for other models.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,8 @@ pub enum ReportError {
     MissingReference { table: String, file: String },
     #[error("reference {file}: {what}")]
     Reference { file: String, what: String },
+    #[error("table `{table}`: {what}")]
+    Spec { table: String, what: String },
 }
 
 pub struct Report;
@@ -61,14 +67,20 @@ impl Stage for Report {
     }
 
     fn run(&self, params: &ReportParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let mut rows = Vec::new();
+        let (mut rows, mut sets) = (Vec::new(), Vec::new());
         for input in ctx.inputs("results") {
-            for mut row in Results::read(&input.path)?.rows {
+            let results = Results::read(&input.path)?;
+            let label = |mut row: serde_json::Map<String, Value>| {
                 for (k, v) in &input.labels {
                     row.entry(k.clone()).or_insert_with(|| label_value(v));
                 }
-                rows.push(row);
-            }
+                for (k, v) in &params.labels {
+                    row.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                row
+            };
+            rows.extend(results.rows.into_iter().map(label));
+            sets.extend(results.sets.into_iter().map(label));
         }
         let references = reference_files(ctx)?;
         let mut markdown = format!("# {}\n", params.title);
@@ -81,11 +93,11 @@ impl Stage for Report {
                     file: file.clone(),
                 })?),
             };
-            let rendered = render(
-                spec,
-                &rows,
-                reference.map(|(name, text)| (name.as_str(), text.as_str())),
-            )?;
+            let pool = match spec.from {
+                From::Rows => &rows,
+                From::Sets => &sets,
+            };
+            let rendered = render(spec, pool, reference.map(|(name, text)| (name.as_str(), text.as_str())))?;
             markdown.push_str(&format!("\n## {}\n\n{}", spec.title, rendered.markdown()));
             let slug = format!("table-{}.csv", i + 1);
             ctx.write(&slug, rendered.csv()?)?;

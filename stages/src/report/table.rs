@@ -33,6 +33,32 @@ pub struct TableSpec {
     /// Append a row aggregating every row of the table.
     #[serde(default)]
     pub total: bool,
+    /// Which rows of the results: each stage's `rows`, or `sets` (`score`'s metrics averaged over
+    /// each set of scenarios, e.g. main and unseen CWEs).
+    #[serde(default)]
+    pub from: From,
+    /// Show each value as its change relative to a baseline, `(value / baseline - 1) x 100` in %,
+    /// as Table IV shows steering against each strategy's W_sec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_to: Option<Baseline>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum From {
+    #[default]
+    Rows,
+    Sets,
+}
+
+/// The baseline of a relative table: the mean of the rows matching `filter` that agree with the
+/// cell on the `match` fields (each one of the table's `rows` fields or its `pivot`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    pub filter: BTreeMap<String, Value>,
+    #[serde(default, rename = "match")]
+    pub matching: Vec<String>,
 }
 
 fn default_decimals() -> usize {
@@ -45,6 +71,9 @@ pub enum Aggregate {
     #[default]
     Mean,
     Sum,
+    /// The best of the rows sharing a key, e.g. over the steering strengths.
+    Max,
+    Min,
 }
 
 /// A rendered table: a header and string cells.
@@ -81,6 +110,8 @@ fn aggregate(values: &[f64], how: Aggregate) -> Option<f64> {
     Some(match how {
         Aggregate::Sum => sum,
         Aggregate::Mean => sum / values.len() as f64,
+        Aggregate::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        Aggregate::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
     })
 }
 
@@ -91,11 +122,50 @@ pub fn render(
 ) -> Result<Rendered, ReportError> {
     // Rows from several upstream kinds share one pool: a row holding none of this table's
     // columns belongs to another table.
+    let matches = |r: &Map<String, Value>, filter: &BTreeMap<String, Value>| {
+        filter.iter().all(|(k, v)| text(r.get(k)) == text(Some(v)))
+    };
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
-        .filter(|r| spec.filter.iter().all(|(k, v)| text(r.get(k)) == text(Some(v))))
+        .filter(|r| matches(r, &spec.filter))
         .filter(|r| spec.columns.iter().any(|c| r.contains_key(c)))
         .collect();
+    if let Some(b) = &spec.relative_to {
+        if spec.total {
+            return Err(ReportError::Spec {
+                table: spec.title.clone(),
+                what: "`total` and `relative_to` do not combine: a total of relative changes means nothing".into(),
+            });
+        }
+        if let Some(m) = b
+            .matching
+            .iter()
+            .find(|m| !spec.rows.contains(m) && spec.pivot.as_ref() != Some(m))
+        {
+            return Err(ReportError::Spec {
+                table: spec.title.clone(),
+                what: format!("`relative_to.match` field `{m}` must be one of the table's `rows` or its `pivot`"),
+            });
+        }
+    }
+    // The baseline of a cell: the mean of the baseline rows that agree on the `match` fields.
+    let baseline = |key: &[String], pivot: Option<&String>, field: &str| -> Option<f64> {
+        let b = spec.relative_to.as_ref()?;
+        let want: Vec<(&String, String)> = b
+            .matching
+            .iter()
+            .map(|m| match spec.rows.iter().position(|r| r == m) {
+                Some(i) => (m, key[i].clone()),
+                None => (m, pivot.cloned().unwrap_or_default()),
+            })
+            .collect();
+        let values: Vec<f64> = rows
+            .iter()
+            .filter(|r| matches(r, &b.filter) && want.iter().all(|(m, v)| &text(r.get(*m)) == v))
+            .filter_map(|r| r.get(field).and_then(Value::as_f64))
+            .collect();
+        aggregate(&values, Aggregate::Mean)
+    };
     let pivots: Vec<Option<String>> = match &spec.pivot {
         None => vec![None],
         Some(p) => {
@@ -161,6 +231,8 @@ pub fn render(
         k[0] = match spec.aggregate {
             Aggregate::Sum => "total".into(),
             Aggregate::Mean => "mean".into(),
+            Aggregate::Max => "max".into(),
+            Aggregate::Min => "min".into(),
         };
         k
     });
@@ -184,10 +256,16 @@ pub fn render(
     let mut cells = Vec::new();
     for key in &keys {
         let mut row = key.clone();
-        for (j, (h, _, _)) in value_headers.iter().enumerate() {
+        for (j, (h, field, pv)) in value_headers.iter().enumerate() {
             let measured = groups
                 .get(key)
-                .and_then(|g| aggregate(&g[j], spec.aggregate).map(|x| fmt_num(x, spec.decimals, spec.aggregate)))
+                .and_then(|g| aggregate(&g[j], spec.aggregate))
+                .and_then(|x| match &spec.relative_to {
+                    None => Some(fmt_num(x, spec.decimals, spec.aggregate)),
+                    Some(_) => baseline(key, pv.as_ref(), field)
+                        .filter(|b| *b != 0.0)
+                        .map(|b| format!("{:+.*}%", spec.decimals, (x / b - 1.0) * 100.0)),
+                })
                 .or_else(|| labels.get(key).and_then(|t| t[j].clone()))
                 .unwrap_or_else(|| MISSING.to_string());
             row.push(measured);
@@ -364,6 +442,33 @@ mod tests {
         assert_eq!(
             String::from_utf8(r.csv().unwrap()).unwrap(),
             "language,pairs\npython,4\nc,2\ntotal,6\n"
+        );
+    }
+
+    #[test]
+    fn best_over_theta_relative_to_each_strategys_baseline() {
+        let data = rows(json!([
+            {"model": "W_sec", "strategy": "LPO", "sec": 0.5},
+            {"model": "W_sec", "strategy": "SFT", "sec": 0.4},
+            {"model": "W_steered", "strategy": "LPO", "operator": "negation", "theta": 0.5, "sec": 0.55},
+            {"model": "W_steered", "strategy": "LPO", "operator": "negation", "theta": 1.5, "sec": 0.6},
+            {"model": "W_steered", "strategy": "SFT", "operator": "negation", "theta": 0.5, "sec": 0.3},
+            {"model": "W_steered", "strategy": "SFT", "operator": "negation", "theta": 1.5, "sec": 0.2}
+        ]));
+        let t = spec(
+            json!({"title": "t", "filter": {"model": "W_steered"}, "rows": ["operator"], "columns": ["sec"],
+                            "pivot": "strategy", "aggregate": "max", "decimals": 1,
+                            "relative_to": {"filter": {"model": "W_sec"}, "match": ["strategy"]}}),
+        );
+        let r = render(&t, &data, None).unwrap();
+        assert_eq!(r.cells, vec![vec!["negation", "+20.0%", "-25.0%"]], "{:?}", r.header);
+
+        let bad = spec(json!({"title": "t", "rows": ["operator"], "columns": ["sec"],
+                              "relative_to": {"filter": {"model": "W_sec"}, "match": ["theta"]}}));
+        let err = render(&bad, &data, None).unwrap_err().to_string();
+        assert!(
+            err.contains("`theta` must be one of the table's `rows` or its `pivot`"),
+            "{err}"
         );
     }
 

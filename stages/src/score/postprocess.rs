@@ -4,36 +4,42 @@
 /// The program a completion makes: the prefix, then the completion up to the end of the
 /// function the prefix opened.
 pub fn program(language: &str, prefix: &str, completion: &str) -> String {
-    let body = match language {
-        "py" => cut_python(completion),
-        _ => cut_braces(prefix, completion),
-    };
-    format!("{prefix}{body}")
+    let end = function_end(language, prefix, completion).unwrap_or(completion.len());
+    format!("{prefix}{}", &completion[..end])
+}
+
+/// Where the function the prefix opened ends in `completion` (a byte offset), once it has:
+/// generation can stop there, as nothing after it is scored.
+pub fn function_end(language: &str, prefix: &str, completion: &str) -> Option<usize> {
+    match language {
+        "py" => python_end(completion),
+        _ => brace_end(prefix, completion),
+    }
 }
 
 /// Python: the function ends at the first non-blank line that starts at column 0 (a new
 /// top-level statement).
-fn cut_python(completion: &str) -> &str {
+fn python_end(completion: &str) -> Option<usize> {
     let mut at = 0;
     for (i, line) in completion.split_inclusive('\n').enumerate() {
         let top_level = !line.trim().is_empty() && !line.starts_with([' ', '\t']);
         if i > 0 && top_level {
-            return &completion[..at];
+            return Some(at);
         }
         at += line.len();
     }
-    completion
+    None
 }
 
 /// C: the function ends at the brace that closes the one the prefix left open.
-fn cut_braces<'a>(prefix: &str, completion: &'a str) -> &'a str {
+fn brace_end(prefix: &str, completion: &str) -> Option<usize> {
     let depth = |s: &str| {
         s.chars()
             .fold(0i64, |d, c| d + i64::from(c == '{') - i64::from(c == '}'))
     };
     let mut open = depth(prefix);
     if open <= 0 {
-        return completion;
+        return None;
     }
     for (i, c) in completion.char_indices() {
         match c {
@@ -41,13 +47,13 @@ fn cut_braces<'a>(prefix: &str, completion: &'a str) -> &'a str {
             '}' => {
                 open -= 1;
                 if open == 0 {
-                    return &completion[..i + 1];
+                    return Some(i + 1);
                 }
             }
             _ => {}
         }
     }
-    completion
+    None
 }
 
 #[cfg(test)]
@@ -65,6 +71,12 @@ mod tests {
         assert_eq!(
             program("py", prefix, "    return 1"),
             "def f(x):\n    y = 1\n    return 1"
+        );
+        assert_eq!(function_end("py", prefix, "    return 1\n"), None, "not ended yet");
+        assert_eq!(
+            function_end("py", prefix, "    return 1\np"),
+            Some(13),
+            "a top-level line began"
         );
     }
 
