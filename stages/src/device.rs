@@ -57,11 +57,13 @@ pub fn settle(device: &mut String) -> Result<Value, DeviceError> {
     }
 }
 
-/// What a stage on a settled `device` occupies: one GPU slot on CUDA.
+/// What a stage on a settled `device` occupies: one GPU slot on CUDA; on the CPU every core,
+/// since libtorch's threads use them all and two such stages side by side would oversubscribe
+/// them.
 pub fn resources(device: &str) -> Resources {
-    Resources {
-        cpu: 1,
-        gpu: u32::from(device.starts_with("cuda")),
+    match device.starts_with("cuda") {
+        true => Resources { cpu: 1, gpu: 1 },
+        false => Resources { cpu: u32::MAX, gpu: 0 },
     }
 }
 
