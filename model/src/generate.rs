@@ -72,6 +72,9 @@ pub fn generate(
     generate_until(model, tokenizer, prompt, prompt_key, s, eos, None, on_sample_done)
 }
 
+/// Where a sample's text is complete, if it is yet: a byte offset into it.
+pub type EndOf<'a> = &'a dyn Fn(&str) -> Option<usize>;
+
 /// [`generate`], where `end_of(text)` may also end a sample: the byte offset where its text
 /// is complete (e.g. the end of the function a scenario's prefix opened), if it is yet.
 #[allow(clippy::too_many_arguments)]
@@ -82,7 +85,7 @@ pub fn generate_until(
     prompt_key: u64,
     s: &Sampling,
     eos: &[i64],
-    end_of: Option<&dyn Fn(&str) -> Option<usize>>,
+    end_of: Option<EndOf>,
     on_sample_done: &mut dyn FnMut(),
 ) -> Result<Vec<Completion>, GenerateError> {
     if prompt.is_empty() {

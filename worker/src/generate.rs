@@ -4,7 +4,7 @@ use secvec_artifacts::prompts;
 use secvec_artifacts::results::Results;
 use secvec_artifacts::samples::{self, Generation, Sample};
 use secvec_engine::StageContext;
-use secvec_model::generate::{generate_until, FinishReason, Sampling};
+use secvec_model::generate::{generate_until, EndOf, FinishReason, Sampling};
 use secvec_model::load_for_inference;
 use secvec_stages::generate::GenerateParams;
 use secvec_stages::input_file::input_file;
@@ -47,7 +47,7 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
             k as u64,
             &sampling,
             &model.config.eos_token_ids,
-            scenario.map(|_| &end_of as &dyn Fn(&str) -> Option<usize>),
+            scenario.map(|_| &end_of as EndOf),
             &mut || {
                 finished += 1;
                 ctx.progress(finished, total);
