@@ -304,6 +304,7 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         // Names that would put outputs outside out/ and the cache.
         ("dots_name", base.replace("name: bad", "name: .."), &[]),
         ("matrix_value_path", format!("{base}    matrix:\n      cwes: [[cwe-089], [a/../../x]]\n"), &[]),
+        ("label_key_path", format!("{base}    labels: {{\"a/../../x\": y}}\n"), &[]),
     ];
     for (name, text, extra) in cases {
         ws.write("bad.yaml", text);

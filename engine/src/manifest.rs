@@ -87,6 +87,13 @@ impl InputBinding {
             InputBinding::Many(v) => v.iter().collect(),
         }
     }
+
+    pub fn items_mut(&mut self) -> Vec<&mut InputItem> {
+        match self {
+            InputBinding::One(i) => vec![i],
+            InputBinding::Many(v) => v.iter_mut().collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -196,10 +203,11 @@ fn validate_names(m: &Manifest, lines: &LineIndex) -> Result<(), ManifestError> 
             ));
         }
         for (key, value) in &spec.labels {
-            if let Some(bad) = unsafe_path_part(&Value::String(value.clone())) {
+            let text = |s: &str| Value::String(s.to_string());
+            if let Some(bad) = unsafe_path_part(&text(key)).or_else(|| unsafe_path_part(&text(value))) {
                 return Err(ManifestError::new(
                     lines.find(&join(&join(&join("stages", name), "labels"), key)),
-                    format!("stage `{name}`: label `{key}: {bad}` would be part of a path (out/<manifest>/{name}@{key}=…): it may not hold `/` or NUL, or be `.` or `..`"),
+                    format!("stage `{name}`: label `{key}: {value}`: `{bad}` would be part of a path (out/<manifest>/{name}@{key}={value}): neither may hold `/` or NUL, or be `.` or `..`"),
                 ));
             }
         }
@@ -230,11 +238,7 @@ fn bind_sources(mut m: Manifest, lines: &mut LineIndex) -> Result<Manifest, Mani
     }
     for (name, spec) in m.stages.iter_mut() {
         for (slot, binding) in spec.inputs.iter_mut() {
-            let items: Vec<&mut InputItem> = match binding {
-                InputBinding::One(i) => vec![i],
-                InputBinding::Many(v) => v.iter_mut().collect(),
-            };
-            for item in items {
+            for item in binding.items_mut() {
                 if let InputItem::Stage(r) = item {
                     if let Some(path) = m.sources.get(r.as_str()) {
                         if let Some(at) = lines.find(&join("sources", r)) {

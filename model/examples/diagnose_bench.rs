@@ -64,16 +64,7 @@ fn main() -> anyhow::Result<()> {
     let vulnerable = Adapter::load(&dir.join("vulnerable"), Device::Cpu)?;
     let load = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let d = diagnose(
-        &Named {
-            name: "secure",
-            adapter: &secure,
-        },
-        &Named {
-            name: "vulnerable",
-            adapter: &vulnerable,
-        },
-    )?;
+    let d = diagnose(&Named::secure(&secure), &Named::vulnerable(&vulnerable))?;
     println!(
         "{}",
         serde_json::json!({"rank": r, "modules": secure.modules.len(), "load_s": load,

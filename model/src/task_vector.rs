@@ -36,6 +36,24 @@ pub struct Named<'a> {
     pub adapter: &'a Adapter,
 }
 
+impl<'a> Named<'a> {
+    /// The secure task vector's adapter, as steering names it.
+    pub fn secure(adapter: &'a Adapter) -> Named<'a> {
+        Named {
+            name: "secure",
+            adapter,
+        }
+    }
+
+    /// The vulnerable task vector's adapter, as steering names it.
+    pub fn vulnerable(adapter: &'a Adapter) -> Named<'a> {
+        Named {
+            name: "vulnerable",
+            adapter,
+        }
+    }
+}
+
 /// Checks that two adapters are task vectors of one base over the same modules.
 pub fn check_compatible(x: &Named, y: &Named) -> Result<(), TaskVectorError> {
     if x.adapter.base_model != y.adapter.base_model {

@@ -10,16 +10,7 @@ use serde_json::json;
 pub fn run(p: &DiagnoseParams, ctx: &StageContext) -> anyhow::Result<()> {
     let load = |slot: &str| Adapter::load(&ctx.input(slot).expect("required").path, tch::Device::Cpu);
     let (secure, vulnerable) = (load("secure")?, load("vulnerable")?);
-    let d = diagnose(
-        &Named {
-            name: "secure",
-            adapter: &secure,
-        },
-        &Named {
-            name: "vulnerable",
-            adapter: &vulnerable,
-        },
-    )?;
+    let d = diagnose(&Named::secure(&secure), &Named::vulnerable(&vulnerable))?;
     d.write(ctx)?;
     let row = |scope: &str, part: String, s: &secvec_artifacts::diagnostics::Similarity| {
         json!({

@@ -26,16 +26,7 @@ pub fn run(p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {
     let mut terms = Vec::new();
     match (&secure, alpha) {
         (Some(s), _) => {
-            check_compatible(
-                &Named {
-                    name: "secure",
-                    adapter: s,
-                },
-                &Named {
-                    name: "vulnerable",
-                    adapter: &vulnerable,
-                },
-            )?;
+            check_compatible(&Named::secure(s), &Named::vulnerable(&vulnerable))?;
             terms.push((s, alpha));
         }
         (None, a) if a != 0.0 => anyhow::bail!(
