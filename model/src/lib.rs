@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod device;
+pub mod encoder;
 pub mod generate;
 pub mod gguf;
 pub mod lora;
