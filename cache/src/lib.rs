@@ -10,13 +10,16 @@
 //! - `locks/<key>.lock`     per-key kernel locks so concurrent processes compute a key once
 //! - `tmp/<id>/`            staging directories, each held by a kernel lock while in use
 //! - `scratch/<key>/`       a stage's checkpoints, kept across failed attempts until it commits
+//! - `memo/<xx>/<key>`      responses of expensive calls by request (see [`Memo`]); gc keeps them
 //! - `LOCK`                 shared by runs, exclusive for garbage collection
 
 mod digest;
+mod memo;
 mod stamp;
 mod store;
 
 pub use digest::{hash_file, hash_path, Digest, DigestParseError};
+pub use memo::Memo;
 pub use stamp::{now_ns, Stamp, StatCache, TreeStamps, RACY_NS};
 pub use store::{
     canonical_json, key_of, ActionEntry, Cache, CacheError, Found, GcReport, KeyLock, Problem, Staging, VerifyReport,

@@ -151,7 +151,7 @@ impl Cache {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Cache> {
-        for sub in ["store", "stamps", "ac", "records", "locks", "tmp", "scratch"] {
+        for sub in ["store", "stamps", "ac", "records", "locks", "tmp", "scratch", "memo"] {
             let p = root.join(sub);
             io(&p, fs::create_dir_all(&p))?;
         }
@@ -321,6 +321,11 @@ impl Cache {
     /// killed attempts (the key's lock makes its user exclusive) until [`Cache::remove_scratch`].
     pub fn scratch_dir(&self, key: &Digest) -> PathBuf {
         self.root.join("scratch").join(key.hex())
+    }
+
+    /// The responses of expensive calls, shared by every stage (see [`Memo`]).
+    pub fn memo(&self) -> crate::Memo {
+        crate::Memo::new(self.root.join("memo"))
     }
 
     /// Removes a key's scratch folder once its outputs are committed.

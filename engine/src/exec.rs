@@ -297,6 +297,7 @@ fn execute(
         inputs,
         staging.out().to_path_buf(),
         cache.scratch_dir(&key),
+        cache.memo(),
         progress,
         shared.cancel.clone(),
     );

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
-use secvec_cache::Digest;
+use secvec_cache::{Digest, Memo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -211,6 +211,7 @@ pub struct StageContext {
     inputs: BTreeMap<String, Vec<InputArtifact>>,
     out: PathBuf,
     scratch: PathBuf,
+    memo: Memo,
     progress: Arc<dyn ProgressSink>,
     cancelled: Arc<AtomicBool>,
 }
@@ -224,6 +225,7 @@ impl StageContext {
         inputs: BTreeMap<String, Vec<InputArtifact>>,
         out: PathBuf,
         scratch: PathBuf,
+        memo: Memo,
         progress: Arc<dyn ProgressSink>,
         cancelled: Arc<AtomicBool>,
     ) -> Self {
@@ -231,6 +233,7 @@ impl StageContext {
             inputs,
             out,
             scratch,
+            memo,
             progress,
             cancelled,
         }
@@ -261,6 +264,12 @@ impl StageContext {
     /// keep checkpoints to resume from.
     pub fn scratch_dir(&self) -> &Path {
         &self.scratch
+    }
+
+    /// Responses of expensive calls by request, shared by every stage and kept across failed
+    /// and killed attempts (an LLM's answers): see [`Memo`].
+    pub fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// Writes one output file, creating parent directories.

@@ -26,6 +26,7 @@ pub struct WorkerRequest {
     pub inputs: BTreeMap<String, Vec<InputArtifact>>,
     pub out: PathBuf,
     pub scratch: PathBuf,
+    pub memo: PathBuf,
 }
 
 /// One line of the worker's stdout.
@@ -94,6 +95,7 @@ pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -
         inputs: ctx.all_inputs().clone(),
         out: ctx.out_dir().to_path_buf(),
         scratch: ctx.scratch_dir().to_path_buf(),
+        memo: ctx.memo().dir().to_path_buf(),
     };
     let mut command = Command::new(&exe);
     // SAFETY: prctl is async-signal-safe. The worker dies with secvec, even by kill -9, so no

@@ -60,6 +60,7 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         request.inputs,
         request.out,
         request.scratch,
+        secvec_cache::Memo::new(request.memo),
         events,
         Arc::new(AtomicBool::new(false)),
     );

@@ -1,0 +1,205 @@
+//! Chat requests to an OpenAI-compatible endpoint: bounded concurrency, retries with
+//! exponential backoff (or the server's `Retry-After`) on what a retry can fix, and every
+//! response kept in the memo as soon as it arrives.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use secvec_cache::Memo;
+use serde_json::{json, Value};
+
+use crate::wire::{ChatRequest, ChatResponse};
+use crate::LlmError;
+
+/// Where requests go.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Base URL up to and including `/v1`, without a trailing slash.
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+}
+
+/// How requests are sent.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub concurrency: usize,
+    /// One attempt's limit.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// The first wait; each retry doubles it, up to 30 s.
+    pub backoff: Duration,
+}
+
+/// Why one attempt failed.
+enum Attempt {
+    /// Worth another try: the reason, and how long the server asked us to wait.
+    Retry(String, Option<Duration>),
+    /// Retrying cannot help (a 4xx other than 429).
+    Fatal(LlmError),
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    policy: Policy,
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint, policy: Policy) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(policy.timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Client {
+            agent,
+            endpoint,
+            policy,
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn attempt(&self, url: &str, body: &[u8]) -> Result<ChatResponse, Attempt> {
+        let mut request = self.agent.post(url).header("Content-Type", "application/json");
+        if let Some(key) = &self.endpoint.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let mut response = request.send(body).map_err(|e| Attempt::Retry(e.to_string(), None))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Attempt::Retry(format!("reading the response: {e}"), None))?;
+        match status {
+            200..=299 => {}
+            429 | 500..=599 => {
+                return Err(Attempt::Retry(
+                    format!("HTTP {status}: {}", excerpt(&text)),
+                    retry_after,
+                ))
+            }
+            _ => {
+                return Err(Attempt::Fatal(LlmError::Refused {
+                    url: url.to_string(),
+                    status,
+                    body: excerpt(&text),
+                }))
+            }
+        }
+        let parsed: ChatResponse = serde_json::from_str(&text)
+            .map_err(|e| Attempt::Retry(format!("malformed response ({e}): {}", excerpt(&text)), None))?;
+        if parsed.choices.is_empty() {
+            return Err(Attempt::Retry("malformed response: no choices".into(), None));
+        }
+        Ok(parsed)
+    }
+
+    /// One request, retried as the policy allows.
+    pub fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let url = format!("{}/chat/completions", self.endpoint.url);
+        let body = serde_json::to_vec(request).expect("requests serialise");
+        let mut wait = self.policy.backoff;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(&url, &body) {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(what, asked)) => {
+                    if attempts > self.policy.retries {
+                        return Err(LlmError::GaveUp { url, attempts, what });
+                    }
+                    std::thread::sleep(asked.unwrap_or(wait));
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Every request's response, in order. Memoised responses are not sent again; the rest go
+    /// `concurrency` at a time, each memoised as it arrives, so a failure or a kill loses
+    /// nothing obtained. `identity` names the model behind the endpoint in the memo's keys;
+    /// `on_done` hears of each response.
+    pub fn chat_all(
+        &self,
+        requests: &[ChatRequest],
+        memo: &Memo,
+        identity: &Value,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Result<Vec<ChatResponse>, LlmError> {
+        let keys: Vec<_> = requests
+            .iter()
+            .map(|r| Memo::key(&json!({"endpoint": identity, "request": r})))
+            .collect();
+        let results: Mutex<Vec<Option<ChatResponse>>> = Mutex::new(
+            keys.iter()
+                .map(|k| memo.get(k).and_then(|b| serde_json::from_slice(&b).ok()))
+                .collect(),
+        );
+        let missing: Vec<usize> = {
+            let r = results.lock().expect("results lock");
+            for _ in r.iter().flatten() {
+                on_done();
+            }
+            (0..requests.len()).filter(|&i| r[i].is_none()).collect()
+        };
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<LlmError>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..self.policy.concurrency.min(missing.len()) {
+                s.spawn(|| loop {
+                    let at = next.fetch_add(1, Ordering::Relaxed);
+                    if at >= missing.len() || failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = missing[at];
+                    match self.chat(&requests[i]) {
+                        Ok(response) => {
+                            let bytes = serde_json::to_vec(&response).expect("responses serialise");
+                            // A memo that cannot be written costs a rerun, not this run.
+                            let _ = memo.put(&keys[i], &bytes);
+                            results.lock().expect("results lock")[i] = Some(response);
+                            on_done();
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("error lock").get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().expect("error lock") {
+            return Err(e);
+        }
+        Ok(results
+            .into_inner()
+            .expect("results lock")
+            .into_iter()
+            .map(|r| r.expect("every request answered"))
+            .collect())
+    }
+}
+
+/// The start of a body, for error messages.
+fn excerpt(text: &str) -> String {
+    let t = text.trim();
+    match t.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &t[..at]),
+        None => t.to_string(),
+    }
+}
