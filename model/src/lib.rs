@@ -1,6 +1,7 @@
 //! The model stack on libtorch: devices and dtypes, HF configs and weights, the transformer,
 //! LoRA, tokenizers and sampling.
 
+pub mod chat_template;
 pub mod config;
 pub mod device;
 pub mod encoder;
