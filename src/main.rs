@@ -75,6 +75,29 @@ enum Command {
     /// Cache maintenance.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Serve a model as an OpenAI-compatible endpoint (`/v1/chat/completions`,
+    /// `/v1/completions`, `/v1/models`) until interrupted.
+    Serve {
+        /// An HF model directory (config.json, safetensors, tokenizer.json).
+        model: PathBuf,
+        /// A PEFT LoRA adapter (or a `merge` output) applied to the model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port; the address is printed once the model is loaded.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// `cpu`, `cuda` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// `f32`, `bf16` or `f16`.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// The model name clients send (default: the model folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -278,6 +301,35 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Serve {
+            model,
+            adapter,
+            host,
+            port,
+            device,
+            dtype,
+            name,
+        } => {
+            let dtype = serde_json::from_value(serde_json::Value::String(dtype.clone()))
+                .with_context(|| format!("--dtype {dtype}: use f32, bf16 or f16"))?;
+            let request = secvec_stages::worker::ServeRequest {
+                model,
+                adapter,
+                host,
+                port,
+                device,
+                dtype,
+                name,
+            };
+            let worker = secvec_stages::worker::worker_path()?;
+            // The worker takes this process's place, so signals and the exit status are its own.
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(&worker)
+                .arg("serve")
+                .arg(serde_json::to_string(&request)?)
+                .exec();
+            Err(anyhow::anyhow!("starting {}: {err}", worker.display()))
         }
         Command::Digest { path } => {
             let d: Digest = secvec_cache::hash_path(&path).with_context(|| format!("hashing {}", path.display()))?;

@@ -29,6 +29,19 @@ pub struct WorkerRequest {
     pub memo: PathBuf,
 }
 
+/// `secvec serve`'s arguments, as `secvec-worker serve JSON` takes them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServeRequest {
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    pub device: String,
+    pub dtype: crate::device::Dtype,
+    /// The model name clients send and `/v1/models` lists (default: the folder's name).
+    pub name: Option<String>,
+}
+
 /// One line of the worker's stdout.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

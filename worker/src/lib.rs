@@ -2,6 +2,7 @@
 //! `secvec_stages::worker` for why and for the protocol).
 //!
 //!   secvec-worker run       one stage: a request on stdin, events on stdout
+//!   secvec-worker serve J   `secvec serve` (J: a ServeRequest as JSON)
 //!   secvec-worker devices   libtorch's version and CUDA devices, as JSON
 
 mod diagnose;
@@ -10,6 +11,7 @@ mod import_gguf;
 mod init_model;
 mod latency;
 mod merge;
+mod serve;
 mod train;
 
 use std::io::{Read, Write};
@@ -85,6 +87,19 @@ pub fn main() -> ExitCode {
             std::io::stdin().read_to_string(&mut text)?;
             run_stage(serde_json::from_str(&text)?, events.clone())
         })(),
+        Some("serve") => {
+            let request = std::env::args().nth(2).unwrap_or_default();
+            return match serde_json::from_str(&request)
+                .map_err(anyhow::Error::from)
+                .and_then(serve::serve)
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("secvec serve: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some("devices") => {
             load_cuda_backend();
             let info = TorchInfo {
@@ -99,7 +114,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         _ => {
-            eprintln!("usage: secvec-worker run|devices (secvec starts it; see secvec_stages::worker)");
+            eprintln!("usage: secvec-worker run|serve JSON|devices (secvec starts it; see secvec_stages::worker)");
             return ExitCode::from(2);
         }
     };

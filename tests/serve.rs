@@ -1,0 +1,204 @@
+//! `secvec serve` is a real OpenAI-compatible server: the official `openai` Python client lists
+//! its model and gets chat and plain completions from it, secvec's own HTTP client gets the
+//! same answer, and that answer is what the model stack generates in-process for the same
+//! prompt. Wrong requests get the protocol's error bodies.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use secvec_llm::client::{Client, Endpoint, Policy};
+use secvec_llm::wire::{ChatRequest, Message};
+use secvec_model::chat_template::ChatTemplate;
+use secvec_model::generate::{generate, Sampling};
+use secvec_model::tokenizer::TextTokenizer;
+use secvec_model::transformer::Transformer;
+use secvec_stages::device::Dtype;
+use secvec_stages::worker::ServeRequest;
+use serde_json::json;
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> Option<PathBuf> {
+    let py = root().join(".venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("notice: no .venv with openai (run scripts/setup.sh); skipping the client test");
+    }
+    ok.then_some(py)
+}
+
+/// The tiny fixture model with a ChatML template, as a model folder named `tiny-chat`.
+fn model_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("tiny-chat");
+    std::fs::create_dir(&dir).unwrap();
+    let fixture = root().join("model/fixtures/llama");
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let config = json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "chat_template": CHATML});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    dir
+}
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(model: &Path) -> Served {
+    let request = ServeRequest {
+        model: model.to_path_buf(),
+        adapter: None,
+        host: "127.0.0.1".into(),
+        port: 0,
+        device: "cpu".into(),
+        dtype: Dtype::F32,
+        name: None,
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secvec-worker"))
+        .arg("serve")
+        .arg(serde_json::to_string(&request).unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .strip_prefix("listening on ")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    Served { child, url }
+}
+
+const CLIENT: &str = r#"
+import json, sys, openai
+c = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0)
+out = {"models": [m.id for m in c.models.list().data]}
+chat = c.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "def read(path):"}],
+                                 max_tokens=12, temperature=0, seed=3)
+out["chat"] = chat.choices[0].message.content
+out["chat_finish"] = chat.choices[0].finish_reason
+out["chat_usage"] = [chat.usage.prompt_tokens, chat.usage.completion_tokens]
+two = c.completions.create(model="tiny-chat", prompt=["import os\n", "int main("], max_tokens=6,
+                           temperature=0.8, seed=5, n=2)
+out["completions"] = [x.text for x in two.choices]
+try:
+    c.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])
+except openai.NotFoundError as e:
+    out["wrong_model"] = e.status_code
+try:
+    c.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "x"}], stream=True)
+except openai.BadRequestError as e:
+    out["stream"] = e.status_code
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
+    let Some(python) = python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path());
+    let served = serve(&dir);
+    let out = Command::new(&python)
+        .args(["-c", CLIENT, &served.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["models"], json!(["tiny-chat"]));
+    assert_eq!(got["wrong_model"], 404);
+    assert_eq!(got["stream"], 400);
+    assert_eq!(
+        got["completions"].as_array().unwrap().len(),
+        4,
+        "two prompts, two choices each"
+    );
+
+    // The same request through secvec's client.
+    let client = Client::new(
+        Endpoint {
+            url: served.url.clone(),
+            model: "tiny-chat".into(),
+            api_key: None,
+        },
+        Policy {
+            concurrency: 1,
+            timeout: Duration::from_secs(60),
+            retries: 0,
+            backoff: Duration::from_millis(10),
+        },
+    );
+    let request = ChatRequest {
+        model: "tiny-chat".into(),
+        messages: vec![Message::user("def read(path):")],
+        temperature: Some(0.0),
+        top_p: None,
+        max_tokens: Some(12),
+        seed: Some(3),
+        n: None,
+        stop: None,
+        stream: None,
+    };
+    let ours = client.chat(&request).unwrap();
+    assert_eq!(ours.choices[0].message.content, got["chat"].as_str().unwrap());
+
+    // And in-process: the template's prompt, greedy, 12 tokens.
+    let model = Transformer::load(&dir, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let tokenizer = TextTokenizer::load(&dir, model.config.vocab_size).unwrap();
+    let prompt = ChatTemplate::load(&dir)
+        .unwrap()
+        .render(&json!([{"role": "user", "content": "def read(path):"}]), true)
+        .unwrap();
+    let ids = tokenizer.encode_continuation(&prompt).unwrap();
+    let sampling = Sampling {
+        n: 1,
+        temperature: 0.0,
+        top_p: 1.0,
+        max_new_tokens: 12,
+        stop: vec![],
+        seed: 3,
+        batch_size: 1,
+    };
+    let local = generate(
+        &model,
+        &tokenizer,
+        &ids,
+        0,
+        &sampling,
+        &model.config.eos_token_ids,
+        &mut || {},
+    )
+    .unwrap();
+    assert_eq!(local[0].text, got["chat"].as_str().unwrap());
+    assert_eq!(
+        got["chat_usage"],
+        json!([ids.len(), local[0].completion_tokens]),
+        "usage counts the prompt and the completion"
+    );
+}
