@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 40);
+    assert_eq!(first.len(), 43);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -108,6 +108,9 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
     let want = [
         ("diagnose-lpo", "ran"),
         ("diagnose-sft", "ran"),
+        ("kb-examples", "cached"),
+        ("kb-report", "cached"),
+        ("kb-summaries", "cached"),
         ("known-scores", "cached"),
         ("language-report", "cached"),
         ("latency", "ran"),
@@ -176,6 +179,9 @@ fn overlays_merge_delete_and_rename_the_run() {
         [
             "diagnose-lpo",
             "diagnose-sft",
+            "kb-examples",
+            "kb-report",
+            "kb-summaries",
             "known-scores",
             "latency",
             "lpo-samples@target=secure",
@@ -337,7 +343,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 40 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 43 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -7,6 +7,7 @@ pub mod diagnostics;
 pub mod instructions;
 pub mod json;
 pub mod jsonl;
+pub mod kb;
 pub mod language;
 pub mod model;
 pub mod pairs;

@@ -7,7 +7,10 @@ pub mod generate;
 pub mod import_gguf;
 pub mod init_model;
 pub mod input_file;
+pub mod kb_slice;
+pub mod kb_summarize;
 pub mod latency;
+pub mod llm;
 pub mod merge;
 pub mod pair;
 pub mod report;
@@ -33,5 +36,7 @@ pub fn registry() -> Registry {
         .with(train::Train)
         .with(diagnose::Diagnose)
         .with(merge::Merge)
+        .with(kb_slice::KbSlice)
+        .with(kb_summarize::KbSummarize)
         .with(report::Report)
 }

@@ -34,17 +34,18 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 
 const DEFAULT_MAX_TOKENS: usize = 512;
 
+/// The sampling fields both kinds of request carry.
+struct Asked<'a> {
+    n: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<usize>,
+    stop: &'a Option<Stop>,
+    seed: Option<u64>,
+}
+
 impl Server {
-    fn sampling(
-        &self,
-        prompt_len: usize,
-        n: Option<usize>,
-        temperature: Option<f64>,
-        top_p: Option<f64>,
-        max_tokens: Option<usize>,
-        stop: &Option<Stop>,
-        seed: Option<u64>,
-    ) -> Result<Sampling, Refusal> {
+    fn sampling(&self, prompt_len: usize, o: Asked) -> Result<Sampling, Refusal> {
         let room = self.context.saturating_sub(prompt_len);
         if room == 0 {
             return Err(refuse(
@@ -55,17 +56,17 @@ impl Server {
                 ),
             ));
         }
-        let n = n.unwrap_or(1);
+        let n = o.n.unwrap_or(1);
         if n == 0 || n > 128 {
             return Err(refuse(400, format!("`n` is {n}; ask for 1 to 128 choices")));
         }
         Ok(Sampling {
             n,
-            temperature: temperature.unwrap_or(1.0),
-            top_p: top_p.unwrap_or(1.0),
-            max_new_tokens: max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(room),
-            stop: stop.as_ref().map(Stop::list).unwrap_or_default(),
-            seed: seed.unwrap_or(0),
+            temperature: o.temperature.unwrap_or(1.0),
+            top_p: o.top_p.unwrap_or(1.0),
+            max_new_tokens: o.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(room),
+            stop: o.stop.as_ref().map(Stop::list).unwrap_or_default(),
+            seed: o.seed.unwrap_or(0),
             batch_size: n,
         })
     }
@@ -118,7 +119,17 @@ impl Server {
             .tokenizer
             .encode_continuation(&prompt)
             .map_err(|e| refuse(500, e.to_string()))?;
-        let s = self.sampling(ids.len(), r.n, r.temperature, r.top_p, r.max_tokens, &r.stop, r.seed)?;
+        let s = self.sampling(
+            ids.len(),
+            Asked {
+                n: r.n,
+                temperature: r.temperature,
+                top_p: r.top_p,
+                max_tokens: r.max_tokens,
+                stop: &r.stop,
+                seed: r.seed,
+            },
+        )?;
         let completions = self.complete(&ids, &s)?;
         let usage = usage(ids.len(), &completions);
         let response = ChatResponse {
@@ -159,7 +170,17 @@ impl Server {
             if ids.is_empty() {
                 return Err(refuse(400, "a prompt is empty after tokenisation"));
             }
-            let s = self.sampling(ids.len(), r.n, r.temperature, r.top_p, r.max_tokens, &r.stop, r.seed)?;
+            let s = self.sampling(
+                ids.len(),
+                Asked {
+                    n: r.n,
+                    temperature: r.temperature,
+                    top_p: r.top_p,
+                    max_tokens: r.max_tokens,
+                    stop: &r.stop,
+                    seed: r.seed,
+                },
+            )?;
             let completions = self.complete(&ids, &s)?;
             let u = usage(ids.len(), &completions);
             prompt_tokens += u.prompt_tokens;

@@ -1,0 +1,189 @@
+//! The LLM a stage calls: the model stack, served by `secvec serve` on 127.0.0.1 for the
+//! stage's duration, or any OpenAI-compatible endpoint. Either way the stage talks HTTP through
+//! one client, so retries, concurrency and the response memo behave the same.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use schemars::JsonSchema;
+use secvec_engine::StageContext;
+use secvec_llm::backend::HttpBackend;
+use secvec_llm::client::{Client, Endpoint, Policy};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::device::Dtype;
+use crate::worker::{worker_path, ServeRequest};
+
+/// `backend:` in a stage's params: `{local: {...}}` (the default) or `{http: {...}}`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// The stage's `model` input (and `adapter`), served by `secvec serve` while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalBackend>,
+    /// An OpenAI-compatible endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpBackend>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBackend {
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "cpu")]
+    pub device: String,
+    #[serde(default)]
+    pub dtype: Dtype,
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+
+impl Default for LocalBackend {
+    fn default() -> LocalBackend {
+        LocalBackend {
+            device: cpu(),
+            dtype: Dtype::F32,
+        }
+    }
+}
+
+/// Which backend, once checked.
+enum Chosen<'a> {
+    Local(LocalBackend),
+    Http(&'a HttpBackend),
+}
+
+impl Backend {
+    fn chosen(&self) -> anyhow::Result<Chosen<'_>> {
+        match (&self.local, &self.http) {
+            (Some(_), Some(_)) => bail!("`backend` names both `local` and `http`; choose one"),
+            (_, Some(h)) => Ok(Chosen::Http(h)),
+            (l, None) => Ok(Chosen::Local(l.clone().unwrap_or_default())),
+        }
+    }
+
+    /// Plan-time checks: one backend is chosen, and an endpoint's API-key variable is set (its
+    /// value never enters a key).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Chosen::Http(h) = self.chosen()? {
+            h.resolve()?;
+        }
+        Ok(())
+    }
+}
+
+/// A client ready for requests, the identity its responses are memoised under, and the model
+/// name requests carry; a local server lives as long as the session.
+pub struct Session {
+    pub client: Client,
+    pub identity: Value,
+    pub model: String,
+    server: Option<Child>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts talking to the backend: for `local`, loads the stage's `model` (and `adapter`) into a
+/// `secvec serve` on a free port of 127.0.0.1 and waits until it listens.
+pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
+    match backend.chosen()? {
+        Chosen::Http(h) => {
+            let (endpoint, policy) = h.resolve()?;
+            Ok(Session {
+                model: endpoint.model.clone(),
+                client: Client::new(endpoint, policy),
+                identity: h.identity(),
+                server: None,
+            })
+        }
+        Chosen::Local(l) => {
+            let Some(model) = ctx.input("model") else {
+                bail!("`backend: local` serves the stage's `model` input; bind `model` to a model stage or an HF model directory");
+            };
+            let adapter = ctx.input("adapter");
+            let request = ServeRequest {
+                model: model.path.clone(),
+                adapter: adapter.map(|a| a.path.clone()),
+                host: "127.0.0.1".into(),
+                port: 0,
+                device: l.device.clone(),
+                dtype: l.dtype,
+                name: Some("local".into()),
+            };
+            let exe = worker_path()?;
+            let mut command = Command::new(&exe);
+            // SAFETY: prctl is async-signal-safe; the server dies with secvec, even by kill -9.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = command
+                .arg("serve")
+                .arg(serde_json::to_string(&request)?)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?;
+            // Drained on its own thread so the server never blocks on a full pipe.
+            let stderr = {
+                let mut pipe = child.stderr.take().expect("piped");
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = pipe.read_to_string(&mut text);
+                    text
+                })
+            };
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+            let Some(url) = line
+                .strip_prefix("listening on ")
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = stderr.join().unwrap_or_default();
+                bail!("the local model server did not start: {}", stderr.trim());
+            };
+            let endpoint = Endpoint {
+                url: url.to_string(),
+                model: "local".into(),
+                api_key: None,
+            };
+            // One request at a time is all the server does; a long generation is not a timeout.
+            let policy = Policy {
+                concurrency: 1,
+                timeout: Duration::from_secs(3600),
+                retries: 1,
+                backoff: Duration::from_millis(200),
+            };
+            Ok(Session {
+                client: Client::new(endpoint, policy),
+                identity: json!({
+                    "local": {
+                        "model": model.digest.hex(),
+                        "adapter": adapter.map(|a| a.digest.hex()),
+                        "device": l.device,
+                        "dtype": l.dtype,
+                    }
+                }),
+                model: "local".into(),
+                server: Some(child),
+            })
+        }
+    }
+}
