@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use secvec_llm::client::{Client, Endpoint, Policy};
-use secvec_llm::wire::{ChatRequest, Message};
+use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
 use secvec_model::chat_template::ChatTemplate;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
@@ -157,13 +157,12 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
     let request = ChatRequest {
         model: "tiny-chat".into(),
         messages: vec![Message::user("def read(path):")],
-        temperature: Some(0.0),
-        top_p: None,
-        max_tokens: Some(12),
-        seed: Some(3),
-        n: None,
-        stop: None,
-        stream: None,
+        sampling: SamplingFields {
+            temperature: Some(0.0),
+            max_tokens: Some(12),
+            seed: Some(3),
+            ..SamplingFields::default()
+        },
     };
     let ours = client.chat(&request).unwrap();
     assert_eq!(ours.choices[0].message.content, got["chat"].as_str().unwrap());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use secvec_cache::Memo;
 use secvec_llm::backend::HttpBackend;
 use secvec_llm::client::{Client, Endpoint, Policy};
-use secvec_llm::wire::{ChatRequest, Message};
+use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
 use secvec_llm::LlmError;
 use serde_json::json;
 
@@ -85,13 +85,11 @@ fn requests(n: usize) -> Vec<ChatRequest> {
         .map(|i| ChatRequest {
             model: "m".into(),
             messages: vec![Message::user(format!("q{i}"))],
-            temperature: Some(0.0),
-            top_p: None,
-            max_tokens: Some(16),
-            seed: None,
-            n: None,
-            stop: None,
-            stream: None,
+            sampling: SamplingFields {
+                temperature: Some(0.0),
+                max_tokens: Some(16),
+                ..SamplingFields::default()
+            },
         })
         .collect()
 }

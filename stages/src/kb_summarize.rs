@@ -13,7 +13,7 @@ use secvec_artifacts::kb::{self, Example, Summary};
 use secvec_artifacts::language::Language;
 use secvec_artifacts::results::{self, Results};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
-use secvec_llm::wire::{ChatRequest, Message};
+use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -201,13 +201,12 @@ impl Stage for KbSummarize {
                 .map(|prompt| ChatRequest {
                     model: session.model.clone(),
                     messages: vec![Message::user(prompt)],
-                    temperature: Some(p.temperature),
-                    top_p: None,
-                    max_tokens: Some(p.max_tokens),
-                    seed: Some(p.seed),
-                    n: None,
-                    stop: None,
-                    stream: None,
+                    sampling: SamplingFields {
+                        temperature: Some(p.temperature),
+                        max_tokens: Some(p.max_tokens),
+                        seed: Some(p.seed),
+                        ..SamplingFields::default()
+                    },
                 })
                 .collect();
             let total = requests.len() as u64;

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use secvec_llm::wire::{
     ChatChoice, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody,
-    ErrorDetail, Message, ModelCard, ModelList, Prompt, Stop, Usage,
+    ErrorDetail, Message, ModelCard, ModelList, Prompt, SamplingFields, Stop, Usage,
 };
 use secvec_model::chat_template::ChatTemplate;
 use secvec_model::generate::{generate, Completion, FinishReason, Sampling};
@@ -34,18 +34,8 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 
 const DEFAULT_MAX_TOKENS: usize = 512;
 
-/// The sampling fields both kinds of request carry.
-struct Asked<'a> {
-    n: Option<usize>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    max_tokens: Option<usize>,
-    stop: &'a Option<Stop>,
-    seed: Option<u64>,
-}
-
 impl Server {
-    fn sampling(&self, prompt_len: usize, o: Asked) -> Result<Sampling, Refusal> {
+    fn sampling(&self, prompt_len: usize, o: &SamplingFields) -> Result<Sampling, Refusal> {
         let room = self.context.saturating_sub(prompt_len);
         if room == 0 {
             return Err(refuse(
@@ -104,7 +94,7 @@ impl Server {
     fn chat(&self, body: &str) -> Result<String, Refusal> {
         let r: ChatRequest = serde_json::from_str(body).map_err(|e| refuse(400, format!("bad request body: {e}")))?;
         self.check_model(&r.model)?;
-        if r.stream == Some(true) {
+        if r.sampling.stream == Some(true) {
             return Err(refuse(400, "streaming is not supported; send `stream: false`"));
         }
         let template = self
@@ -119,17 +109,7 @@ impl Server {
             .tokenizer
             .encode_continuation(&prompt)
             .map_err(|e| refuse(500, e.to_string()))?;
-        let s = self.sampling(
-            ids.len(),
-            Asked {
-                n: r.n,
-                temperature: r.temperature,
-                top_p: r.top_p,
-                max_tokens: r.max_tokens,
-                stop: &r.stop,
-                seed: r.seed,
-            },
-        )?;
+        let s = self.sampling(ids.len(), &r.sampling)?;
         let completions = self.complete(&ids, &s)?;
         let usage = usage(ids.len(), &completions);
         let response = ChatResponse {
@@ -157,7 +137,7 @@ impl Server {
         let r: CompletionRequest =
             serde_json::from_str(body).map_err(|e| refuse(400, format!("bad request body: {e}")))?;
         self.check_model(&r.model)?;
-        if r.stream == Some(true) {
+        if r.sampling.stream == Some(true) {
             return Err(refuse(400, "streaming is not supported; send `stream: false`"));
         }
         let prompts = match &r.prompt {
@@ -170,17 +150,7 @@ impl Server {
             if ids.is_empty() {
                 return Err(refuse(400, "a prompt is empty after tokenisation"));
             }
-            let s = self.sampling(
-                ids.len(),
-                Asked {
-                    n: r.n,
-                    temperature: r.temperature,
-                    top_p: r.top_p,
-                    max_tokens: r.max_tokens,
-                    stop: &r.stop,
-                    seed: r.seed,
-                },
-            )?;
+            let s = self.sampling(ids.len(), &r.sampling)?;
             let completions = self.complete(&ids, &s)?;
             let u = usage(ids.len(), &completions);
             prompt_tokens += u.prompt_tokens;
