@@ -354,10 +354,7 @@ impl Encoder {
                 split(layer.key.forward(&x)),
                 split(layer.value.forward(&x)),
             );
-            let scores = q.matmul(&k.transpose(-1, -2)) / (d as f64).sqrt() + &bias;
-            let context = scores
-                .softmax(-1, Kind::Float)
-                .matmul(&v)
+            let context = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&bias), 0.0, false, None, false)
                 .transpose(1, 2)
                 .contiguous()
                 .view([b, len, h]);
