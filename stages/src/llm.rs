@@ -3,7 +3,7 @@
 //! one client, so retries, concurrency and the response memo behave the same.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::device::Dtype;
-use crate::worker::{worker_path, ServeRequest};
+use crate::worker::{tied_command, worker_path, ServeRequest};
 
 /// `backend:` in a stage's params: `{local: {...}}` (the default) or `{http: {...}}`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -123,16 +123,7 @@ pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
                 name: Some("local".into()),
             };
             let exe = worker_path()?;
-            let mut command = Command::new(&exe);
-            // SAFETY: prctl is async-signal-safe; the server dies with secvec, even by kill -9.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = command
+            let mut child = tied_command(&exe)
                 .arg("serve")
                 .arg(serde_json::to_string(&request)?)
                 .stdout(Stdio::piped())

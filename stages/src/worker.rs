@@ -99,6 +99,21 @@ pub fn worker_path() -> Result<PathBuf, WorkerError> {
         .ok_or_else(|| WorkerError::Missing(dir.join("secvec-worker")))
 }
 
+/// A command for `exe` that dies with this process, even by kill -9, so no orphan keeps
+/// computing (or writing a checkpoint, or serving) for a run that is gone.
+pub fn tied_command(exe: &Path) -> Command {
+    let mut command = Command::new(exe);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+}
+
 /// Runs stage `kind` in a worker process, relaying its progress to `ctx`.
 pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -> anyhow::Result<()> {
     let exe = worker_path()?;
@@ -110,17 +125,7 @@ pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -
         scratch: ctx.scratch_dir().to_path_buf(),
         memo: ctx.memo().dir().to_path_buf(),
     };
-    let mut command = Command::new(&exe);
-    // SAFETY: prctl is async-signal-safe. The worker dies with secvec, even by kill -9, so no
-    // orphan keeps computing (or writing a checkpoint) for a run that is gone.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = command
+    let mut child = tied_command(&exe)
         .arg("run")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

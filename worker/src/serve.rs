@@ -3,6 +3,8 @@
 //! and secvec's own LLM stages, can use a local model. Requests are answered one at a time;
 //! the same request with the same `seed` gives the same answer.
 
+use std::io::Read;
+
 use anyhow::Context;
 use secvec_llm::wire::{
     ChatChoice, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody,
@@ -33,6 +35,9 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 }
 
 const DEFAULT_MAX_TOKENS: usize = 512;
+
+/// The largest request body read (bytes).
+const MAX_BODY: u64 = 16 << 20;
 
 impl Server {
     fn sampling(&self, prompt_len: usize, o: &SamplingFields) -> Result<Sampling, Refusal> {
@@ -267,7 +272,18 @@ pub fn serve(args: ServeRequest) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     for mut request in http.incoming_requests() {
         let mut body = String::new();
-        let read = request.as_reader().read_to_string(&mut body);
+        // A request is a JSON body of messages; anything past the limit is refused, not read.
+        let read = request
+            .as_reader()
+            .take(MAX_BODY + 1)
+            .read_to_string(&mut body)
+            .and_then(|n| {
+                if n as u64 > MAX_BODY {
+                    Err(std::io::Error::other(format!("the body is over {MAX_BODY} bytes")))
+                } else {
+                    Ok(n)
+                }
+            });
         let (status, text) = match read {
             Err(e) => (400, error_body(&format!("reading the request: {e}"))),
             Ok(_) => match server.answer(request.method(), request.url(), &body) {
