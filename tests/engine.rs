@@ -31,7 +31,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 43);
+    assert_eq!(first.len(), 48);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -123,7 +123,12 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("pairs", "ran"),
         ("pairs-by-language@languages=c", "cached"),
         ("pairs-by-language@languages=python", "cached"),
+        ("rag-prompts@method=rescue", "cached"),
+        ("rag-samples@method=rescue", "cached"),
+        ("rag-scores@method=rescue", "cached"),
         ("report", "ran"),
+        ("rescue-report", "cached"),
+        ("retrieved@method=rescue", "cached"),
         ("samples", "ran"),
         ("scenario-samples", "ran"),
         ("scenarios", "cached"),
@@ -131,9 +136,9 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("sft@target=secure", "ran"),
         ("sft@target=vulnerable", "ran"),
         ("smollm2", "cached"),
-        ("smollm2-report", "cached"),
-        ("smollm2-samples", "cached"),
-        ("smollm2-scores", "cached"),
+        ("smollm2-report@method=llm-alone", "cached"),
+        ("smollm2-samples@method=llm-alone", "cached"),
+        ("smollm2-scores@method=llm-alone", "cached"),
         ("steered-samples@operator=contrast,theta=0.5", "ran"),
         ("steered-samples@operator=contrast,theta=1.5", "ran"),
         ("steered-samples@operator=negation,theta=0.5", "ran"),
@@ -191,7 +196,12 @@ fn overlays_merge_delete_and_rename_the_run() {
             "model-report",
             "oracle-report",
             "pairs",
+            "rag-prompts@method=rescue",
+            "rag-samples@method=rescue",
+            "rag-scores@method=rescue",
             "report",
+            "rescue-report",
+            "retrieved@method=rescue",
             "samples",
             "scenario-samples",
             "scenarios",
@@ -199,9 +209,9 @@ fn overlays_merge_delete_and_rename_the_run() {
             "sft@target=secure",
             "sft@target=vulnerable",
             "smollm2",
-            "smollm2-report",
-            "smollm2-samples",
-            "smollm2-scores",
+            "smollm2-report@method=llm-alone",
+            "smollm2-samples@method=llm-alone",
+            "smollm2-scores@method=llm-alone",
             "steered-samples@operator=contrast,theta=0.5",
             "steered-samples@operator=contrast,theta=1.5",
             "steered-samples@operator=negation,theta=0.5",
@@ -343,7 +353,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         stdout(&gc)
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 43 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 48 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

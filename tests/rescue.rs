@@ -115,3 +115,125 @@ fn a_missing_api_key_variable_stops_the_run_before_any_request() {
     assert!(events(&out.stdout).is_empty(), "nothing ran");
     assert!(server.prompts.lock().unwrap().is_empty());
 }
+
+fn retrieval_manifest(url: &str) -> String {
+    format!(
+        r#"name: rag
+stages:
+  kb-examples:
+    kind: kb-slice
+    inputs:
+      data: {{path: manifests/data/quickstart-pairs}}
+  kb-summaries:
+    kind: kb-summarize
+    inputs: {{examples: kb-examples, prompts: {{path: prompts}}}}
+    params: {{group_size: 10, backend: {{http: {{url: "{url}", model: m, retries: 0}}}}}}
+  scenarios:
+    kind: scenarios
+    inputs:
+      data: {{path: manifests/data/quickstart-scenarios}}
+  by-code:
+    kind: retrieve
+    inputs:
+      tasks: scenarios
+      drafts: {{path: manifests/data/quickstart-completions.jsonl}}
+      examples: kb-examples
+      encoder: {{path: .models/minilm}}
+    params:
+      facets: [api, code]
+      top_cwes: 2
+      thresholds: {{api: 0.5, code: 0.3}}
+  with-cause:
+    kind: retrieve
+    inputs:
+      tasks: scenarios
+      drafts: {{path: manifests/data/quickstart-completions.jsonl}}
+      examples: kb-examples
+      summaries: kb-summaries
+      encoder: {{path: .models/minilm}}
+      prompt: {{path: prompts/analysis.txt}}
+    params:
+      thresholds: {{api: 0.5, cause: 0.0, code: 0.3}}
+      backend: {{http: {{url: "{url}", model: m, retries: 0}}}}
+  seccoder:
+    kind: retrieve
+    inputs:
+      tasks: scenarios
+      examples: kb-examples
+      encoder: {{path: .models/minilm}}
+    params: {{strategy: seccoder}}
+"#
+    )
+}
+
+fn retrieved(ws: &Workspace, stage: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(ws.path().join(format!("out/rag/{stage}/retrieved.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn retrieval_finds_each_task_its_own_cwe_and_asks_the_llm_once_per_task() {
+    if !common::bwrap_available() || !common::model_available("minilm") {
+        return;
+    }
+    let server = endpoint();
+    let ws = Workspace::new();
+    copy_prompts(&ws);
+    ws.write("rag.yaml", &retrieval_manifest(&server.url));
+    ws.run_json(&["rag.yaml"]);
+
+    // The secure completions as drafts: their APIs and code lead to their own CWE's fixes.
+    let by_code = retrieved(&ws, "by-code");
+    assert_eq!(by_code.len(), 3);
+    for r in &by_code {
+        let task_cwe = r["id"].as_str().unwrap().split('/').next().unwrap();
+        assert_eq!(r["example"]["cwe"], task_cwe, "{r}");
+        assert!(r["example"]["cause"].is_null() && r["example"]["guideline"].is_null(), "{r}");
+        assert!(r["cwes"].as_array().unwrap().len() <= 2, "{r}");
+    }
+    let sql = by_code.iter().find(|r| r["id"] == "cwe-089/0-py").unwrap();
+    assert!(sql["apis"].as_array().unwrap().iter().any(|a| a == "cur.execute"), "{sql}");
+
+    // With the cause facet: one analysis request per task, its text kept; the guideline of
+    // the retrieved example's CWE comes along.
+    let sent = server.prompts.lock().unwrap().clone();
+    let analyses: Vec<&String> = sent.iter().filter(|p| p.contains("Before any code is written")).collect();
+    assert_eq!(analyses.len(), 3, "{analyses:?}");
+    assert!(analyses.iter().any(|p| p.contains("users table")), "the task's description is asked about");
+    for r in retrieved(&ws, "with-cause") {
+        assert!(r["cause"].as_str().unwrap().starts_with("- rule"), "{r}");
+        if r["example"]["language"] == "python" {
+            assert!(r["example"]["guideline"].as_str().unwrap().starts_with("- rule"), "{r}");
+        }
+    }
+
+    // SecCoder: one whole secure function per task, no threshold, no guideline.
+    for r in retrieved(&ws, "seccoder") {
+        let e = &r["example"];
+        assert!(e["guideline"].is_null() && e["secure_original"].as_str().unwrap().contains('\n'), "{r}");
+    }
+
+    // A rerun with a changed threshold re-ranks without asking the LLM again.
+    let again = ws.run_json(&["rag.yaml", "--set", "stages.with-cause.params.top_cwes=1"]);
+    assert_eq!(again["with-cause"]["status"], "ran");
+    assert_eq!(server.prompts.lock().unwrap().len(), sent.len());
+}
+
+#[test]
+fn the_cause_facet_without_summaries_is_a_clear_error() {
+    if !common::bwrap_available() || !common::model_available("minilm") {
+        return;
+    }
+    let ws = Workspace::new();
+    copy_prompts(&ws);
+    let manifest = retrieval_manifest("http://127.0.0.1:9/v1")
+        .replace("      facets: [api, code]\n", "      facets: [api, cause]\n");
+    ws.write("rag.yaml", &manifest);
+    let out = ws.run(&["run", "rag.yaml", "--only", "by-code"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("by-code") && said.contains("bind `summaries`"), "{said}");
+}

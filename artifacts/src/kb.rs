@@ -71,3 +71,67 @@ pub fn read_summaries(dir: &Path) -> Result<Vec<Summary>, ArtifactError> {
 pub fn write_summaries(ctx: &StageContext, summaries: &[Summary]) -> Result<(), ArtifactError> {
     jsonl::write(ctx, SUMMARIES_FILE, summaries)
 }
+
+pub const RETRIEVED_TAG: &str = "kb-retrieved";
+pub const RETRIEVED_FILE: &str = "retrieved.jsonl";
+
+/// What `retrieve` found for one task (Rescue §2.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Retrieval {
+    /// The task's prompt id.
+    pub id: String,
+    /// The task's vulnerability-cause analysis by the LLM (empty when not asked).
+    pub cause: String,
+    /// The API calls of the task's draft.
+    pub apis: Vec<String>,
+    /// Step 1's CWEs, best first.
+    pub cwes: Vec<RetrievedCwe>,
+    /// Step 2's example, when one cleared a threshold.
+    pub example: Option<RetrievedExample>,
+}
+
+/// A candidate's fused score and its score per facet (absent: the facet took no part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub fused: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrievedCwe {
+    pub language: Language,
+    pub cwe: String,
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrievedExample {
+    /// The example's id in `examples.jsonl`.
+    pub id: String,
+    pub language: Language,
+    pub cwe: String,
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Its CWE's security guideline, when the knowledge base has summaries.
+    pub guideline: Option<String>,
+    /// Its secure code, sliced and whole.
+    pub secure_sliced: String,
+    pub secure_original: String,
+}
+
+pub fn read_retrieved(dir: &Path) -> Result<Vec<Retrieval>, ArtifactError> {
+    Ok(jsonl::read(&dir.join(RETRIEVED_FILE))?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+pub fn write_retrieved(ctx: &StageContext, retrieved: &[Retrieval]) -> Result<(), ArtifactError> {
+    jsonl::write(ctx, RETRIEVED_FILE, retrieved)
+}

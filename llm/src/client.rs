@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use secvec_cache::Memo;
+use secvec_cache::{Digest, Memo};
 use serde_json::{json, Value};
 
 use crate::wire::{ChatRequest, ChatResponse};
@@ -139,15 +139,9 @@ impl Client {
         identity: &Value,
         on_done: &(dyn Fn() + Sync),
     ) -> Result<Vec<ChatResponse>, LlmError> {
-        let keys: Vec<_> = requests
-            .iter()
-            .map(|r| Memo::key(&json!({"endpoint": identity, "request": r})))
-            .collect();
-        let results: Mutex<Vec<Option<ChatResponse>>> = Mutex::new(
-            keys.iter()
-                .map(|k| memo.get(k).and_then(|b| serde_json::from_slice(&b).ok()))
-                .collect(),
-        );
+        let keys: Vec<_> = requests.iter().map(|r| memo_key(identity, r)).collect();
+        let results: Mutex<Vec<Option<ChatResponse>>> =
+            Mutex::new(keys.iter().map(|k| recall(memo, k)).collect());
         let missing: Vec<usize> = {
             let r = results.lock().expect("results lock");
             for _ in r.iter().flatten() {
@@ -193,6 +187,20 @@ impl Client {
             .map(|r| r.expect("every request answered"))
             .collect())
     }
+}
+
+fn memo_key(identity: &Value, request: &ChatRequest) -> Digest {
+    Memo::key(&json!({"endpoint": identity, "request": request}))
+}
+
+fn recall(memo: &Memo, key: &Digest) -> Option<ChatResponse> {
+    memo.get(key).and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Every request's memoised response, or `None` when any is missing: whether a backend is
+/// needed at all.
+pub fn memoised(requests: &[ChatRequest], memo: &Memo, identity: &Value) -> Option<Vec<ChatResponse>> {
+    requests.iter().map(|r| recall(memo, &memo_key(identity, r))).collect()
 }
 
 /// The start of a body, for error messages.

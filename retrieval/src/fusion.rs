@@ -4,8 +4,10 @@
 //!
 //!   RRF(d) = Σ_f 1[s_f(d) ≥ τ_f] / (k + r_f(d))
 //!
-//! r_f(d) is d's 1-based rank among all candidates by facet f's score (higher first; equal
-//! scores keep the candidates' order), taken before thresholding. A candidate that clears no
+//! r_f(d) is d's 1-based rank among all candidates by facet f's score (higher first), taken
+//! before thresholding; equal scores share the best rank (1 + the number of higher scores), so
+//! candidates that carry one score, such as the examples of one CWE, are not told apart by
+//! the order they were listed in. A candidate that clears no
 //! facet's threshold scores 0 and is never retrieved, so a task with no security-relevant match
 //! gets no security context, which is the thresholds' purpose in the paper.
 
@@ -26,9 +28,14 @@ pub fn fuse(facets: &[Facet], k: f64) -> Vec<f64> {
     let mut fused = vec![0.0; n];
     for facet in facets {
         assert_eq!(facet.scores.len(), n, "every facet scores every candidate");
-        for (rank, d) in ranking(facet.scores).into_iter().enumerate() {
+        let order = ranking(facet.scores);
+        let mut rank = 0;
+        for (at, &d) in order.iter().enumerate() {
+            if at == 0 || facet.scores[d] != facet.scores[order[at - 1]] {
+                rank = at + 1;
+            }
             if facet.scores[d] >= facet.threshold {
-                fused[d] += 1.0 / (k + rank as f64 + 1.0);
+                fused[d] += 1.0 / (k + rank as f64);
             }
         }
     }
@@ -122,6 +129,19 @@ mod tests {
             K,
         );
         assert!(top(&fused, 4).is_empty());
+    }
+
+    #[test]
+    fn equal_scores_share_a_rank() {
+        let scores = [0.8, 0.9, 0.8, 0.7];
+        let fused = fuse(
+            &[Facet {
+                scores: &scores,
+                threshold: 0.0,
+            }],
+            K,
+        );
+        assert_eq!(fused, vec![1.0 / 62.0, 1.0 / 61.0, 1.0 / 62.0, 1.0 / 64.0]);
     }
 
     #[test]

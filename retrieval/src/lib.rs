@@ -4,3 +4,4 @@
 pub mod bm25;
 pub mod dense;
 pub mod fusion;
+pub mod hierarchy;

@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod pdg;
+pub mod service;
 pub mod slice;
 mod syntax;
 

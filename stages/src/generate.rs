@@ -99,7 +99,8 @@ pub struct Generate;
 impl Stage for Generate {
     type Params = GenerateParams;
     const KIND: &'static str = "generate";
-    const VERSION: u32 = 1;
+    // 2: results carry mean_prompt_tokens.
+    const VERSION: u32 = 2;
     // Each sample has its own seeded stream: batching changes nothing but speed.
     const SPEED_PARAMS: &'static [&'static str] = &["batch_size"];
     const DESCRIPTION: &'static str =

@@ -209,13 +209,8 @@ impl Stage for KbSummarize {
                     },
                 })
                 .collect();
-            let total = requests.len() as u64;
-            let done = std::sync::atomic::AtomicU64::new(0);
-            let answers = session.client.chat_all(&requests, ctx.memo(), &session.identity, &|| {
-                let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                ctx.progress(d, total);
-            })?;
-            Ok(answers
+            Ok(session
+                .chat_all(&requests, ctx)?
                 .into_iter()
                 .map(|a| a.choices[0].message.content.trim().to_string())
                 .collect())

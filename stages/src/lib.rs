@@ -13,7 +13,10 @@ pub mod latency;
 pub mod llm;
 pub mod merge;
 pub mod pair;
+pub mod parse;
+pub mod rag_prompt;
 pub mod report;
+pub mod retrieve;
 pub mod scenarios;
 pub mod score;
 pub mod toolchain;
@@ -38,5 +41,7 @@ pub fn registry() -> Registry {
         .with(merge::Merge)
         .with(kb_slice::KbSlice)
         .with(kb_summarize::KbSummarize)
+        .with(retrieve::Retrieve)
+        .with(rag_prompt::RagPrompt)
         .with(report::Report)
 }

@@ -4,13 +4,16 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use schemars::JsonSchema;
 use secvec_engine::StageContext;
 use secvec_llm::backend::HttpBackend;
-use secvec_llm::client::{Client, Endpoint, Policy};
+use secvec_llm::client::{memoised, Client, Endpoint, Policy};
+use secvec_llm::wire::{ChatRequest, ChatResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -77,35 +80,70 @@ impl Backend {
     }
 }
 
-/// A client ready for requests, the identity its responses are memoised under, and the model
-/// name requests carry; a local server lives as long as the session.
+/// A backend ready for requests: the identity its responses are memoised under and the model
+/// name requests carry. A local server starts at the first request the memo cannot answer and
+/// lives as long as the session.
 pub struct Session {
-    pub client: Client,
     pub identity: Value,
     pub model: String,
-    server: Option<Child>,
+    target: Target,
+}
+
+enum Target {
+    Http(Client),
+    Local {
+        request: ServeRequest,
+        server: Mutex<Option<(Client, Child)>>,
+    },
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.server {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Target::Local { server, .. } = &mut self.target {
+            if let Some((_, child)) = server.get_mut().ok().and_then(|s| s.as_mut()) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
 
-/// Starts talking to the backend: for `local`, loads the stage's `model` (and `adapter`) into a
-/// `secvec serve` on a free port of 127.0.0.1 and waits until it listens.
+impl Session {
+    /// Every request's response, in order, from the memo where it has them (reporting
+    /// progress to `ctx`); see [`Client::chat_all`].
+    pub fn chat_all(&self, requests: &[ChatRequest], ctx: &StageContext) -> anyhow::Result<Vec<ChatResponse>> {
+        let total = requests.len() as u64;
+        let done = AtomicU64::new(0);
+        let on_done = || ctx.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+        if let Some(all) = memoised(requests, ctx.memo(), &self.identity) {
+            all.iter().for_each(|_| on_done());
+            return Ok(all);
+        }
+        let answers = match &self.target {
+            Target::Http(client) => client.chat_all(requests, ctx.memo(), &self.identity, &on_done)?,
+            Target::Local { request, server } => {
+                let mut server = server.lock().expect("server lock");
+                if server.is_none() {
+                    *server = Some(start_server(request)?);
+                }
+                let (client, _) = server.as_ref().expect("started");
+                client.chat_all(requests, ctx.memo(), &self.identity, &on_done)?
+            }
+        };
+        Ok(answers)
+    }
+}
+
+/// Opens the backend: for `local`, the stage's `model` (and `adapter`), served by `secvec
+/// serve` on a free port of 127.0.0.1 once a request needs it.
 pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
     match backend.chosen()? {
         Chosen::Http(h) => {
             let (endpoint, policy) = h.resolve()?;
             Ok(Session {
                 model: endpoint.model.clone(),
-                client: Client::new(endpoint, policy),
                 identity: h.identity(),
-                server: None,
+                target: Target::Http(Client::new(endpoint, policy)),
             })
         }
         Chosen::Local(l) => {
@@ -113,57 +151,7 @@ pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
                 bail!("`backend: local` serves the stage's `model` input; bind `model` to a model stage or an HF model directory");
             };
             let adapter = ctx.input("adapter");
-            let request = ServeRequest {
-                model: model.path.clone(),
-                adapter: adapter.map(|a| a.path.clone()),
-                host: "127.0.0.1".into(),
-                port: 0,
-                device: l.device.clone(),
-                dtype: l.dtype,
-                name: Some("local".into()),
-            };
-            let exe = worker_path()?;
-            let mut child = tied_command(&exe)
-                .arg("serve")
-                .arg(serde_json::to_string(&request)?)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", exe.display()))?;
-            // Drained on its own thread so the server never blocks on a full pipe.
-            let stderr = {
-                let mut pipe = child.stderr.take().expect("piped");
-                std::thread::spawn(move || {
-                    let mut text = String::new();
-                    let _ = pipe.read_to_string(&mut text);
-                    text
-                })
-            };
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-            let Some(url) = line
-                .strip_prefix("listening on ")
-                .and_then(|l| l.split_whitespace().next())
-            else {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stderr = stderr.join().unwrap_or_default();
-                bail!("the local model server did not start: {}", stderr.trim());
-            };
-            let endpoint = Endpoint {
-                url: url.to_string(),
-                model: "local".into(),
-                api_key: None,
-            };
-            // One request at a time is all the server does; a long generation is not a timeout.
-            let policy = Policy {
-                concurrency: 1,
-                timeout: Duration::from_secs(3600),
-                retries: 1,
-                backoff: Duration::from_millis(200),
-            };
             Ok(Session {
-                client: Client::new(endpoint, policy),
                 identity: json!({
                     "local": {
                         "model": model.digest.hex(),
@@ -173,8 +161,64 @@ pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
                     }
                 }),
                 model: "local".into(),
-                server: Some(child),
+                target: Target::Local {
+                    request: ServeRequest {
+                        model: model.path.clone(),
+                        adapter: adapter.map(|a| a.path.clone()),
+                        host: "127.0.0.1".into(),
+                        port: 0,
+                        device: l.device.clone(),
+                        dtype: l.dtype,
+                        name: Some("local".into()),
+                    },
+                    server: Mutex::new(None),
+                },
             })
         }
     }
+}
+
+/// Starts `secvec serve` and waits until it listens.
+fn start_server(request: &ServeRequest) -> anyhow::Result<(Client, Child)> {
+    let exe = worker_path()?;
+    let mut child = tied_command(&exe)
+        .arg("serve")
+        .arg(serde_json::to_string(request)?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    // Drained on its own thread so the server never blocks on a full pipe.
+    let stderr = {
+        let mut pipe = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let Some(url) = line
+        .strip_prefix("listening on ")
+        .and_then(|l| l.split_whitespace().next())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = stderr.join().unwrap_or_default();
+        bail!("the local model server did not start: {}", stderr.trim());
+    };
+    let endpoint = Endpoint {
+        url: url.to_string(),
+        model: "local".into(),
+        api_key: None,
+    };
+    // One request at a time is all the server does; a long generation is not a timeout.
+    let policy = Policy {
+        concurrency: 1,
+        timeout: Duration::from_secs(3600),
+        retries: 1,
+        backoff: Duration::from_millis(200),
+    };
+    Ok((Client::new(endpoint, policy), child))
 }

@@ -162,7 +162,8 @@ fn scenario_id(dir: &Path) -> String {
     format!("{}/{}", name(dir.parent()), name(Some(dir)))
 }
 
-fn language_name(lang: &str) -> &str {
+/// A scenario language's name in prompts.
+pub fn language_name(lang: &str) -> &str {
     match lang {
         "py" => "Python",
         "c" => "C",

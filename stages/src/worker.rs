@@ -73,7 +73,7 @@ pub struct TorchInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("cannot find secvec-worker at {0} (build it with `cargo build --release`, or set {WORKER_ENV})")]
+    #[error("cannot find {0}: build secvec with `cargo build --release` ({WORKER_ENV} may name the worker)")]
     Missing(PathBuf),
     #[error("starting {0}: {1}")]
     Spawn(PathBuf, std::io::Error),
@@ -85,18 +85,23 @@ pub enum WorkerError {
     Protocol(String),
 }
 
-/// The worker binary: `$SECVEC_WORKER`, else `secvec-worker` beside the running executable (or
-/// beside its folder, for test binaries under `target/*/deps`).
+/// The worker binary: `$SECVEC_WORKER`, else `secvec-worker` beside the running executable.
 pub fn worker_path() -> Result<PathBuf, WorkerError> {
     if let Some(p) = std::env::var_os(WORKER_ENV) {
         return Ok(PathBuf::from(p));
     }
+    sibling_binary("secvec-worker")
+}
+
+/// One of secvec's binaries beside the running executable (or beside its folder, for test
+/// binaries under `target/*/deps`).
+pub fn sibling_binary(name: &str) -> Result<PathBuf, WorkerError> {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().unwrap_or(Path::new("."));
-    [dir.join("secvec-worker"), dir.join("../secvec-worker")]
+    [dir.join(name), dir.join("..").join(name)]
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| WorkerError::Missing(dir.join("secvec-worker")))
+        .ok_or_else(|| WorkerError::Missing(dir.join(name)))
 }
 
 /// A command for `exe` that dies with this process, even by kill -9, so no orphan keeps

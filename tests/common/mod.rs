@@ -142,3 +142,12 @@ stages:
       tables:
         - {title: pairs, rows: [cwe], columns: [pairs], aggregate: sum}
 "#;
+
+/// Whether setup fetched `.models/<name>`; says so when it did not (the caller skips).
+pub fn model_available(name: &str) -> bool {
+    let ok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".models").join(name).is_dir();
+    if !ok {
+        eprintln!("notice: no .models/{name} (scripts/setup.sh fetches it); skipping");
+    }
+    ok
+}

@@ -34,10 +34,11 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     let total = (prompts.len() * p.n) as u64;
     let mut finished = 0u64;
     let mut samples = Vec::new();
-    let (mut tokens, mut stopped) = (0usize, 0usize);
+    let (mut tokens, mut stopped, mut prompt_tokens) = (0usize, 0usize, 0usize);
     for (k, prompt) in prompts.iter().enumerate() {
         ctx.check_cancelled()?;
         let ids = tokenizer.encode(&prompt.prompt)?;
+        prompt_tokens += ids.len();
         let scenario = prompt.scenario.as_ref().filter(|_| p.stop_at_function_end);
         let end_of = |text: &str| scenario.and_then(|sc| function_end(&sc.language, &sc.prefix, text));
         let completions = generate_until(
@@ -75,6 +76,7 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     Results::from_rows([json!({
         "prompts": prompts.len(),
         "samples": total,
+        "mean_prompt_tokens": prompt_tokens as f64 / prompts.len().max(1) as f64,
         "mean_completion_tokens": tokens as f64 / n,
         "stop_rate": stopped as f64 / n,
     })])

@@ -11,6 +11,7 @@ mod import_gguf;
 mod init_model;
 mod latency;
 mod merge;
+mod retrieve;
 mod serve;
 mod train;
 
@@ -75,6 +76,7 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         secvec_stages::diagnose::Diagnose::KIND => diagnose::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::import_gguf::ImportGguf::KIND => import_gguf::run(&serde_json::from_value(params)?, &ctx),
         secvec_stages::merge::Merge::KIND => merge::run(&serde_json::from_value(params)?, &ctx),
+        secvec_stages::retrieve::Retrieve::KIND => retrieve::run(&serde_json::from_value(params)?, &ctx),
         other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
     }
 }

@@ -1,0 +1,34 @@
+//! What `secvec-parse` answers: the binary that parses untrusted code (generated programs) in
+//! the sandbox, so tree-sitter never reads them in a process that holds the cache. One
+//! [`Request`] per stdin line, one [`Answer`] per stdout line, in order.
+
+use std::io::{BufRead, Write};
+
+use secvec_artifacts::language::Language;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub language: Language,
+    pub source: String,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The APIs the code calls ([`crate::calls::api_calls`]).
+    pub apis: Vec<String>,
+}
+
+/// Answers every request line of `input` on `output`; a line that is not a request is an error.
+pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    for line in input.lines() {
+        let request: Request = serde_json::from_str(&line?).map_err(std::io::Error::other)?;
+        let answer = Answer {
+            apis: crate::calls::api_calls(request.language, &request.source),
+        };
+        serde_json::to_writer(&mut output, &answer)?;
+        output.write_all(b"\n")?;
+        output.flush()?;
+    }
+    Ok(())
+}
