@@ -34,6 +34,10 @@ pub struct KbSummarizeParams {
     /// paper) or `sliced`.
     #[serde(default)]
     pub code: Code,
+    /// Summarise at most this many fixes of each cluster (the first, in file order): a budget
+    /// for slow summarisers. Retrieval still searches every fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fixes: Option<usize>,
     #[serde(default = "max_tokens")]
     pub max_tokens: usize,
     #[serde(default)]
@@ -64,6 +68,7 @@ impl Default for KbSummarizeParams {
             languages: Vec::new(),
             group_size: group_size(),
             code: Code::default(),
+            max_fixes: None,
             max_tokens: max_tokens(),
             temperature: 0.0,
             seed: 0,
@@ -189,6 +194,9 @@ impl Stage for KbSummarize {
             .filter(|e| p.languages.is_empty() || p.languages.contains(&e.language))
         {
             clusters.entry((e.language, e.cwe.clone())).or_default().push(e);
+        }
+        if let Some(max) = p.max_fixes {
+            clusters.values_mut().for_each(|members| members.truncate(max.max(1)));
         }
         let keys: Vec<(Language, String)> = clusters.keys().cloned().collect();
         // Per cluster and facet, the texts of the current level.
