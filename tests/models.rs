@@ -345,3 +345,47 @@ fn merge_and_diagnose_take_trained_adapters_and_refuse_what_cannot_be_steered() 
 fn secvec_artifacts_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+fn samples_of(ws: &Workspace, stage: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(ws.path().join(format!("out/m/{stage}/samples.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn memoised_prompts_give_the_samples_a_fresh_generation_gives() {
+    // `b` shares its first prompt (same text, same place) with `a`; `c` is `b` with another
+    // seed. Sampling at T 1 so that any difference in stream or model shows.
+    let manifest = |with_a: bool| {
+        let mut m = init_manifest("qwen2", 512);
+        let stage = |name: &str, file: &str, seed: u64| {
+            format!("  {name}:\n    kind: generate\n    inputs: {{model: tiny, prompts: {{path: {file}}}}}\n    params: {{n: 3, temperature: 1.0, top_p: 1.0, max_new_tokens: 6, seed: {seed}}}\n")
+        };
+        if with_a {
+            m += &stage("a", "a.jsonl", 0);
+        }
+        m += &stage("b", "b.jsonl", 0);
+        m += &stage("c", "b.jsonl", 1);
+        m
+    };
+    let prompts = |second: &str| {
+        format!("{{\"id\": \"p0\", \"prompt\": \"def read(path):\"}}\n{{\"id\": \"p1\", \"prompt\": \"{second}\"}}\n")
+    };
+    let memoised = Workspace::new();
+    memoised.write("a.jsonl", &prompts("int main(void) {"));
+    memoised.write("b.jsonl", &prompts("import os"));
+    memoised.write("m.yaml", &manifest(true));
+    memoised.run_json(&["m.yaml"]);
+    let fresh = Workspace::new();
+    fresh.write("b.jsonl", &prompts("import os"));
+    fresh.write("m.yaml", &manifest(false));
+    fresh.run_json(&["m.yaml"]);
+
+    let (a, b) = (samples_of(&memoised, "a"), samples_of(&memoised, "b"));
+    assert_eq!(b, samples_of(&fresh, "b"), "recalled samples equal generated ones");
+    assert_eq!(a[..3], b[..3], "the shared prompt's samples were recalled");
+    assert_ne!(a[3..], b[3..]);
+    assert_ne!(samples_of(&memoised, "c")[..3], b[..3], "another seed is another key");
+}

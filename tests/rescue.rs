@@ -191,18 +191,30 @@ fn retrieval_finds_each_task_its_own_cwe_and_asks_the_llm_once_per_task() {
     for r in &by_code {
         let task_cwe = r["id"].as_str().unwrap().split('/').next().unwrap();
         assert_eq!(r["example"]["cwe"], task_cwe, "{r}");
-        assert!(r["example"]["cause"].is_null() && r["example"]["guideline"].is_null(), "{r}");
+        assert!(
+            r["example"]["cause"].is_null() && r["example"]["guideline"].is_null(),
+            "{r}"
+        );
         assert!(r["cwes"].as_array().unwrap().len() <= 2, "{r}");
     }
     let sql = by_code.iter().find(|r| r["id"] == "cwe-089/0-py").unwrap();
-    assert!(sql["apis"].as_array().unwrap().iter().any(|a| a == "cur.execute"), "{sql}");
+    assert!(
+        sql["apis"].as_array().unwrap().iter().any(|a| a == "cur.execute"),
+        "{sql}"
+    );
 
     // With the cause facet: one analysis request per task, its text kept; the guideline of
     // the retrieved example's CWE comes along.
     let sent = server.prompts.lock().unwrap().clone();
-    let analyses: Vec<&String> = sent.iter().filter(|p| p.contains("Before any code is written")).collect();
+    let analyses: Vec<&String> = sent
+        .iter()
+        .filter(|p| p.contains("Before any code is written"))
+        .collect();
     assert_eq!(analyses.len(), 3, "{analyses:?}");
-    assert!(analyses.iter().any(|p| p.contains("users table")), "the task's description is asked about");
+    assert!(
+        analyses.iter().any(|p| p.contains("users table")),
+        "the task's description is asked about"
+    );
     for r in retrieved(&ws, "with-cause") {
         assert!(r["cause"].as_str().unwrap().starts_with("- rule"), "{r}");
         if r["example"]["language"] == "python" {
@@ -213,7 +225,10 @@ fn retrieval_finds_each_task_its_own_cwe_and_asks_the_llm_once_per_task() {
     // SecCoder: one whole secure function per task, no threshold, no guideline.
     for r in retrieved(&ws, "seccoder") {
         let e = &r["example"];
-        assert!(e["guideline"].is_null() && e["secure_original"].as_str().unwrap().contains('\n'), "{r}");
+        assert!(
+            e["guideline"].is_null() && e["secure_original"].as_str().unwrap().contains('\n'),
+            "{r}"
+        );
     }
 
     // A rerun with a changed threshold re-ranks without asking the LLM again.

@@ -140,8 +140,7 @@ impl Client {
         on_done: &(dyn Fn() + Sync),
     ) -> Result<Vec<ChatResponse>, LlmError> {
         let keys: Vec<_> = requests.iter().map(|r| memo_key(identity, r)).collect();
-        let results: Mutex<Vec<Option<ChatResponse>>> =
-            Mutex::new(keys.iter().map(|k| recall(memo, k)).collect());
+        let results: Mutex<Vec<Option<ChatResponse>>> = Mutex::new(keys.iter().map(|k| recall(memo, k)).collect());
         let missing: Vec<usize> = {
             let r = results.lock().expect("results lock");
             for _ in r.iter().flatten() {

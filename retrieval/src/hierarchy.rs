@@ -162,21 +162,21 @@ impl Knowledge {
             .filter(|&e| kept.contains(&self.examples[e].cwe))
             .collect();
         let example_api = uses(FacetKind::Api).then(|| self.example_apis.scores(&query_tokens));
-        let code = match (uses(FacetKind::Code), query.code) {
-            (true, Some(q)) => Some(q),
+        let example_code: Option<Vec<f64>> = match (uses(FacetKind::Code), query.code) {
+            (true, Some(q)) => Some(self.examples.iter().map(|e| cosine(q, &e.code)).collect()),
             _ => None,
         };
         let best = Best {
             api: cwe_api.as_ref().and_then(|s| max(s.iter().copied())),
             cause: cwe_cause.as_ref().and_then(|s| max(s.iter().copied())),
-            code: code.and_then(|q| max(self.examples.iter().map(|e| cosine(q, &e.code)))),
+            code: example_code.as_ref().and_then(|s| max(s.iter().copied())),
         };
         let example = self
             .rank(
                 &candidates,
                 |d| example_api.as_ref().map(|s| s[d]),
                 |d| cwe_cause.as_ref().map(|s| s[self.examples[d].cwe]),
-                |d| code.map(|q| cosine(q, &self.examples[d].code)),
+                |d| example_code.as_ref().map(|s| s[d]),
                 config,
                 1,
             )
@@ -195,11 +195,14 @@ impl Knowledge {
         config: &Config,
         top: usize,
     ) -> Vec<Scored> {
-        let column = |f: &dyn Fn(usize) -> Option<f64>| -> Option<Vec<f64>> {
-            candidates.iter().map(|&d| f(d)).collect()
-        };
+        let column =
+            |f: &dyn Fn(usize) -> Option<f64>| -> Option<Vec<f64>> { candidates.iter().map(|&d| f(d)).collect() };
         let t = &config.thresholds;
-        let columns = [(column(&api), t.api), (column(&cause), t.cause), (column(&code), t.code)];
+        let columns = [
+            (column(&api), t.api),
+            (column(&cause), t.cause),
+            (column(&code), t.code),
+        ];
         let facets: Vec<Facet> = columns
             .iter()
             .filter_map(|(scores, threshold)| {

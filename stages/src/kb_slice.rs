@@ -16,6 +16,8 @@ use secvec_slicing::{api_calls, slice_fix, Fix};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::fixes::Record;
+
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KbSliceParams {
@@ -52,8 +54,8 @@ impl Default for KbSliceParams {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KbSliceError {
-    #[error("`files` pattern `{0}`: {1}")]
-    Glob(String, globset::Error),
+    #[error("`files`: {0}")]
+    Glob(#[from] crate::fixes::BadGlob),
     #[error("no file under {dir} matches {patterns:?}; set `files` to globs relative to the data folder")]
     NoFiles { dir: PathBuf, patterns: Vec<String> },
     #[error("reading {path}: {source}")]
@@ -62,44 +64,9 @@ pub enum KbSliceError {
     Record { path: PathBuf, line: usize, what: String },
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    func_src_before: String,
-    func_src_after: String,
-    vul_type: String,
-    file_name: String,
-    #[serde(default)]
-    func_name: Option<String>,
-    #[serde(default)]
-    line_changes: Option<LineChanges>,
-}
-
-#[derive(Deserialize)]
-struct LineChanges {
-    deleted: Vec<LineChange>,
-    added: Vec<LineChange>,
-}
-
-#[derive(Deserialize)]
-struct LineChange {
-    line_no: usize,
-}
-
 /// Every fix in the matched files, sliced; identical (before, after) pairs once.
 pub fn slice_folder(data: &Path, p: &KbSliceParams, progress: &dyn Fn(u64, u64)) -> Result<Vec<Example>, KbSliceError> {
-    let mut builder = globset::GlobSetBuilder::new();
-    for pattern in &p.files {
-        builder.add(globset::Glob::new(pattern).map_err(|e| KbSliceError::Glob(pattern.clone(), e))?);
-    }
-    let set = builder.build().map_err(|e| KbSliceError::Glob(p.files.join(", "), e))?;
-    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(data)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| e.path().strip_prefix(data).is_ok_and(|r| set.is_match(r)))
-        .map(|e| e.into_path())
-        .collect();
-    paths.sort();
+    let paths = crate::fixes::matching_files(data, &p.files)?;
     if paths.is_empty() {
         return Err(KbSliceError::NoFiles {
             dir: data.to_path_buf(),
@@ -115,7 +82,7 @@ pub fn slice_folder(data: &Path, p: &KbSliceParams, progress: &dyn Fn(u64, u64))
         })?;
         let rel = path.strip_prefix(data).unwrap_or(path).to_string_lossy().to_string();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let raw: Raw = serde_json::from_str(line).map_err(|e| KbSliceError::Record {
+            let raw: Record = serde_json::from_str(line).map_err(|e| KbSliceError::Record {
                 path: path.clone(),
                 line: n + 1,
                 what: e.to_string(),

@@ -3,6 +3,7 @@
 pub mod device;
 pub mod diagnose;
 pub mod doctor;
+pub mod fixes;
 pub mod generate;
 pub mod import_gguf;
 pub mod init_model;

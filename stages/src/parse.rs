@@ -75,7 +75,10 @@ mod tests {
         }
         let deep = format!("x = {}1{}\n", "(".repeat(200_000), ")".repeat(200_000));
         let programs = [
-            (Language::Python, "import yaml\ndef f(p):\n    return yaml.load(open(p))\n"),
+            (
+                Language::Python,
+                "import yaml\ndef f(p):\n    return yaml.load(open(p))\n",
+            ),
             (Language::Python, deep.as_str()),
             (Language::C, "int main(void) { char b[8]; strcpy(b, getenv(\"X\")); }\n"),
         ];

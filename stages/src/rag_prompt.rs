@@ -62,7 +62,12 @@ fn environment(source: String) -> Result<minijinja::Environment<'static>, miniji
 }
 
 /// Renders `template` for one task; `None` when there is nothing to add.
-fn render(env: &minijinja::Environment, p: &RagPromptParams, task: &Prompt, found: &Retrieval) -> anyhow::Result<Option<String>> {
+fn render(
+    env: &minijinja::Environment,
+    p: &RagPromptParams,
+    task: &Prompt,
+    found: &Retrieval,
+) -> anyhow::Result<Option<String>> {
     let (Some(scenario), Some(example)) = (&task.scenario, &found.example) else {
         return Ok(None);
     };
@@ -75,16 +80,18 @@ fn render(env: &minijinja::Environment, p: &RagPromptParams, task: &Prompt, foun
     if guideline.is_none() && code.is_none() {
         return Ok(None);
     }
-    let text = env.get_template("rag")?.render(minijinja::Value::from(minijinja::value::Serde(json!({
-        "language": language_name(&scenario.language),
-        "fence": example.language.name(),
-        "description": scenario.description,
-        "prefix": scenario.prefix,
-        "prompt": task.prompt,
-        "guideline": guideline,
-        "example": code,
-        "cwe": example.cwe.to_uppercase(),
-    }))))?;
+    let text = env
+        .get_template("rag")?
+        .render(minijinja::Value::from(minijinja::value::Serde(json!({
+            "language": language_name(&scenario.language),
+            "fence": example.language.name(),
+            "description": scenario.description,
+            "prefix": scenario.prefix,
+            "prompt": task.prompt,
+            "guideline": guideline,
+            "example": code,
+            "cwe": example.cwe.to_uppercase(),
+        }))))?;
     Ok(Some(text))
 }
 
@@ -129,16 +136,21 @@ impl Stage for RagPrompt {
         let tasks = prompts::read(&input_file(&ctx.input("tasks").expect("required").path, prompts::FILE)?)?;
         let retrieved = kb::read_retrieved(&ctx.input("retrieved").expect("required").path)?;
         let path = &ctx.input("template").expect("required").path;
-        let source = std::fs::read_to_string(path).with_context(|| format!("reading the template {}", path.display()))?;
+        let source =
+            std::fs::read_to_string(path).with_context(|| format!("reading the template {}", path.display()))?;
         let env = environment(source).with_context(|| format!("the template {} does not parse", path.display()))?;
         let by_id: HashMap<&str, &Retrieval> = retrieved.iter().map(|r| (r.id.as_str(), r)).collect();
         let mut out = Vec::with_capacity(tasks.len());
         let mut rows = Vec::with_capacity(tasks.len());
         for task in &tasks {
             let found = by_id.get(task.id.as_str()).with_context(|| {
-                format!("`retrieved` has nothing for task {:?}: bind both inputs to the same tasks", task.id)
+                format!(
+                    "`retrieved` has nothing for task {:?}: bind both inputs to the same tasks",
+                    task.id
+                )
             })?;
-            let rendered = render(&env, p, task, found).with_context(|| format!("rendering {} for task {:?}", path.display(), task.id))?;
+            let rendered = render(&env, p, task, found)
+                .with_context(|| format!("rendering {} for task {:?}", path.display(), task.id))?;
             rows.push(json!({
                 "id": task.id,
                 "set": task.scenario.as_ref().map(|s| s.set.clone()),
@@ -202,7 +214,10 @@ mod tests {
     }
 
     fn env() -> minijinja::Environment<'static> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/prompts/rescue/generation.txt");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../manifests/prompts/rescue/generation.txt"
+        );
         environment(std::fs::read_to_string(path).unwrap()).unwrap()
     }
 

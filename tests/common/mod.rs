@@ -145,7 +145,10 @@ stages:
 
 /// Whether setup fetched `.models/<name>`; says so when it did not (the caller skips).
 pub fn model_available(name: &str) -> bool {
-    let ok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".models").join(name).is_dir();
+    let ok = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".models")
+        .join(name)
+        .is_dir();
     if !ok {
         eprintln!("notice: no .models/{name} (scripts/setup.sh fetches it); skipping");
     }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{bail, Context};
-use secvec_artifacts::kb::{self, Example, RetrievedCwe, RetrievedExample, Retrieval, Scores, Summary};
+use secvec_artifacts::kb::{self, Example, Retrieval, RetrievedCwe, RetrievedExample, Scores, Summary};
 use secvec_artifacts::language::Language;
 use secvec_artifacts::prompts::{self, Prompt, Scenario};
 use secvec_artifacts::results::Results;
@@ -23,10 +23,11 @@ use secvec_stages::retrieve::{RetrieveParams, Strategy};
 use secvec_stages::score::postprocess;
 use serde_json::json;
 
-/// A task: its prompt, the scenario behind it, and its language family.
+/// A task: its prompt, the scenario behind it, its language and that language's family.
 struct Task<'a> {
     prompt: &'a Prompt,
     scenario: &'a Scenario,
+    language: Language,
     family: Language,
 }
 
@@ -64,12 +65,16 @@ pub fn run(p: &RetrieveParams, ctx: &StageContext) -> anyhow::Result<()> {
             Ok(Task {
                 prompt,
                 scenario,
+                language,
                 family: family(language),
             })
         })
         .collect::<anyhow::Result<_>>()?;
     let examples = kb::read(&ctx.input("examples").expect("required").path)?;
-    let summaries = ctx.input("summaries").map(|s| kb::read_summaries(&s.path)).transpose()?;
+    let summaries = ctx
+        .input("summaries")
+        .map(|s| kb::read_summaries(&s.path))
+        .transpose()?;
     let device = parse_device(&p.device)?;
     let encoder = Encoder::load(&ctx.input("encoder").expect("required").path, device)?;
 
@@ -115,8 +120,16 @@ fn seccoder(
     examples: &[Example],
     encoder: &Encoder,
 ) -> anyhow::Result<Vec<Retrieval>> {
-    ctx.message(&format!("embedding {} secure functions and {} tasks", examples.len(), tasks.len()));
-    let secure = embed(encoder, &examples.iter().map(|e| e.after.clone()).collect::<Vec<_>>(), p.batch_size)?;
+    ctx.message(&format!(
+        "embedding {} secure functions and {} tasks",
+        examples.len(),
+        tasks.len()
+    ));
+    let secure = embed(
+        encoder,
+        &examples.iter().map(|e| e.after.clone()).collect::<Vec<_>>(),
+        p.batch_size,
+    )?;
     let queries: Vec<String> = tasks
         .iter()
         .map(|t| format!("{}\n{}", t.scenario.description, t.scenario.prefix))
@@ -176,8 +189,11 @@ fn rescue(
         None => vec![String::new(); tasks.len()],
     };
     let apis: Vec<Vec<String>> = if p.uses(FacetKind::Api) {
-        let languages: Vec<(Language, &str)> =
-            tasks.iter().zip(&programs).map(|(t, code)| (t.family, code.as_str())).collect();
+        let languages: Vec<(Language, &str)> = tasks
+            .iter()
+            .zip(&programs)
+            .map(|(t, code)| (t.language, code.as_str()))
+            .collect();
         secvec_stages::parse::api_calls(&languages)?
     } else {
         vec![Vec::new(); tasks.len()]
@@ -312,7 +328,7 @@ fn cause_analyses(p: &RetrieveParams, ctx: &StageContext, tasks: &[Task]) -> any
             model: session.model.clone(),
             messages: vec![Message::user(
                 template
-                    .replace("{language}", t.family.display())
+                    .replace("{language}", t.language.display())
                     .replace("{description}", &t.scenario.description)
                     .replace("{code}", &t.scenario.prefix),
             )],
@@ -346,7 +362,11 @@ fn build_family<'a>(
     for e in &members {
         clusters.insert((e.language, e.cwe.clone()), None);
     }
-    for s in summaries.unwrap_or_default().iter().filter(|s| family(s.language) == language) {
+    for s in summaries
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| family(s.language) == language)
+    {
         clusters.insert((s.language, s.cwe.clone()), Some(s));
     }
     let cwes: Vec<((Language, String), Option<&Summary>)> = clusters.into_iter().collect();
@@ -376,7 +396,11 @@ fn build_family<'a>(
         false => None,
     };
     let code_rows = match p.uses(FacetKind::Code) {
-        true => embed(encoder, &members.iter().map(|e| code_of(e)).collect::<Vec<_>>(), p.batch_size)?,
+        true => embed(
+            encoder,
+            &members.iter().map(|e| code_of(e)).collect::<Vec<_>>(),
+            p.batch_size,
+        )?,
         false => vec![Vec::new(); members.len()],
     };
     let mut cwe_apis: Vec<Vec<String>> = vec![Vec::new(); cwes.len()];

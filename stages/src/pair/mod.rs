@@ -70,8 +70,8 @@ pub enum PairError {
         dir: PathBuf,
         patterns: Vec<String>,
     },
-    #[error("bad glob pattern `{0}`: {1}")]
-    Glob(String, globset::Error),
+    #[error(transparent)]
+    Glob(#[from] crate::fixes::BadGlob),
     #[error("`template` must contain `{{instruction}}`")]
     Template,
     #[error("{count} malformed line(s); fix or remove them:\n{list}")]
@@ -134,19 +134,7 @@ pub fn pair_dataset(data: &Path, params: &PairParams, progress: &dyn Fn(u64, u64
     }
     let mut files: Vec<(String, Vec<PathBuf>)> = Vec::new();
     for (split, patterns) in &params.splits {
-        let mut builder = globset::GlobSetBuilder::new();
-        for p in patterns {
-            builder.add(globset::Glob::new(p).map_err(|e| PairError::Glob(p.clone(), e))?);
-        }
-        let set = builder.build().map_err(|e| PairError::Glob(patterns.join(", "), e))?;
-        let mut matched: Vec<PathBuf> = walkdir::WalkDir::new(data)
-            .into_iter()
-            .flatten()
-            .filter(|e| e.file_type().is_file())
-            .filter(|e| e.path().strip_prefix(data).map(|r| set.is_match(r)).unwrap_or(false))
-            .map(|e| e.into_path())
-            .collect();
-        matched.sort();
+        let matched = crate::fixes::matching_files(data, patterns)?;
         if matched.is_empty() {
             return Err(PairError::NoFiles {
                 split: split.clone(),

@@ -2,36 +2,9 @@
 
 use secvec_artifacts::language::Language;
 use secvec_artifacts::pairs::Pair;
-use serde::Deserialize;
 
 use super::PairParams;
-
-#[derive(Deserialize)]
-struct Raw {
-    func_src_before: String,
-    func_src_after: String,
-    vul_type: String,
-    file_name: String,
-    #[serde(default)]
-    func_name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    char_changes: Option<CharChanges>,
-}
-
-#[derive(Deserialize)]
-struct CharChanges {
-    deleted: Vec<Change>,
-    added: Vec<Change>,
-}
-
-#[derive(Deserialize)]
-struct Change {
-    char_start: usize,
-    char_end: usize,
-    chars: String,
-}
+use crate::fixes::{CharChange, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -57,7 +30,7 @@ pub enum RecordError {
 }
 
 pub fn parse_line(line: &str, id: &str, split: &str, params: &PairParams) -> Result<Pair, RecordError> {
-    let raw: Raw = serde_json::from_str(line)?;
+    let raw: Record = serde_json::from_str(line)?;
     let language =
         Language::from_file_name(&raw.file_name).ok_or_else(|| RecordError::Language(raw.file_name.clone()))?;
     let (secure_spans, vulnerable_spans) = match &raw.char_changes {
@@ -100,7 +73,7 @@ fn boundaries(s: &str) -> Vec<usize> {
         .collect()
 }
 
-fn byte_spans(text: &str, changes: &[Change], side: &'static str) -> Result<Vec<[usize; 2]>, RecordError> {
+fn byte_spans(text: &str, changes: &[CharChange], side: &'static str) -> Result<Vec<[usize; 2]>, RecordError> {
     let b = boundaries(text);
     let len = b.len() - 1;
     let mut spans = Vec::new();
