@@ -13,7 +13,7 @@ use secvec_artifacts::kb::{self, Example, Summary};
 use secvec_artifacts::language::Language;
 use secvec_artifacts::results::{self, Results};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
-use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
+use secvec_llm::wire::SamplingFields;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -203,26 +203,13 @@ impl Stage for KbSummarize {
         let mut texts: Vec<[Vec<String>; 2]> = Vec::new();
         let mut levels = vec![1usize; keys.len()];
         let session = llm::open(&p.backend, ctx)?;
-        let ask = |prompts: Vec<String>| -> anyhow::Result<Vec<String>> {
-            let requests: Vec<ChatRequest> = prompts
-                .into_iter()
-                .map(|prompt| ChatRequest {
-                    model: session.model.clone(),
-                    messages: vec![Message::user(prompt)],
-                    sampling: SamplingFields {
-                        temperature: Some(p.temperature),
-                        max_tokens: Some(p.max_tokens),
-                        seed: Some(p.seed),
-                        ..SamplingFields::default()
-                    },
-                })
-                .collect();
-            Ok(session
-                .chat_all(&requests, ctx)?
-                .into_iter()
-                .map(|a| a.choices[0].message.content.trim().to_string())
-                .collect())
+        let sampling = SamplingFields {
+            temperature: Some(p.temperature),
+            max_tokens: Some(p.max_tokens),
+            seed: Some(p.seed),
+            ..SamplingFields::default()
         };
+        let ask = |prompts: Vec<String>| session.ask(prompts, &sampling, ctx);
         // Level 1: groups of fixes.
         let mut requests = Vec::new();
         for ((language, cwe), members) in &clusters {

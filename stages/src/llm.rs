@@ -2,7 +2,7 @@
 //! stage's duration, or any OpenAI-compatible endpoint. Either way the stage talks HTTP through
 //! one client, so retries, concurrency and the response memo behave the same.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -13,12 +13,12 @@ use schemars::JsonSchema;
 use secvec_engine::StageContext;
 use secvec_llm::backend::HttpBackend;
 use secvec_llm::client::{memoised, Client, Endpoint, Policy};
-use secvec_llm::wire::{ChatRequest, ChatResponse};
+use secvec_llm::wire::{ChatRequest, ChatResponse, Message, SamplingFields};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::device::Dtype;
-use crate::worker::{tied_command, worker_path, ServeRequest};
+use crate::worker::{drain, tied_command, worker_path, ServeRequest};
 
 /// `backend:` in a stage's params: `{local: {...}}` (the default) or `{http: {...}}`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -134,6 +134,31 @@ impl Session {
     }
 }
 
+impl Session {
+    /// One single-message request per prompt, with the same sampling; each answer's text,
+    /// trimmed.
+    pub fn ask(
+        &self,
+        prompts: Vec<String>,
+        sampling: &SamplingFields,
+        ctx: &StageContext,
+    ) -> anyhow::Result<Vec<String>> {
+        let requests: Vec<ChatRequest> = prompts
+            .into_iter()
+            .map(|prompt| ChatRequest {
+                model: self.model.clone(),
+                messages: vec![Message::user(prompt)],
+                sampling: sampling.clone(),
+            })
+            .collect();
+        Ok(self
+            .chat_all(&requests, ctx)?
+            .into_iter()
+            .map(|a| a.choices[0].message.content.trim().to_string())
+            .collect())
+    }
+}
+
 /// Opens the backend: for `local`, the stage's `model` (and `adapter`), served by `secvec
 /// serve` on a free port of 127.0.0.1 once a request needs it.
 pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
@@ -188,15 +213,7 @@ fn start_server(request: &ServeRequest) -> anyhow::Result<(Client, Child)> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
-    // Drained on its own thread so the server never blocks on a full pipe.
-    let stderr = {
-        let mut pipe = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
+    let stderr = drain(child.stderr.take().expect("piped"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     let Some(url) = line

@@ -119,6 +119,16 @@ pub fn tied_command(exe: &Path) -> Command {
     command
 }
 
+/// Reads a child's pipe to its end on a thread of its own, so the child never blocks on a
+/// full pipe; the thread returns the text.
+pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
 /// Runs stage `kind` in a worker process, relaying its progress to `ctx`.
 pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -> anyhow::Result<()> {
     let exe = worker_path()?;
@@ -140,14 +150,7 @@ pub fn run_in_worker<P: Serialize>(kind: &str, params: &P, ctx: &StageContext) -
     let mut stdin = child.stdin.take().expect("piped");
     stdin.write_all(&serde_json::to_vec(&request)?)?;
     drop(stdin);
-    let stderr = {
-        let mut pipe = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
+    let stderr = drain(child.stderr.take().expect("piped"));
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
     std::thread::spawn(move || {

@@ -11,7 +11,7 @@ use secvec_artifacts::prompts::{self, Prompt, Scenario};
 use secvec_artifacts::results::Results;
 use secvec_artifacts::samples;
 use secvec_engine::StageContext;
-use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
+use secvec_llm::wire::SamplingFields;
 use secvec_model::device::parse_device;
 use secvec_model::encoder::Encoder;
 use secvec_retrieval::dense::cosine;
@@ -214,9 +214,8 @@ fn rescue(
     };
     let mut families: BTreeMap<Language, Family> = BTreeMap::new();
     for language in tasks.iter().map(|t| t.family) {
-        if !families.contains_key(&language) {
-            let f = build_family(p, ctx, language, examples, summaries, encoder)?;
-            families.insert(language, f);
+        if let std::collections::btree_map::Entry::Vacant(slot) = families.entry(language) {
+            slot.insert(build_family(p, ctx, language, examples, summaries, encoder)?);
         }
     }
 
@@ -322,30 +321,23 @@ fn cause_analyses(p: &RetrieveParams, ctx: &StageContext, tasks: &[Task]) -> any
     let path = &prompt.path;
     let template = std::fs::read_to_string(path).with_context(|| format!("reading the prompt {}", path.display()))?;
     let session = llm::open(&p.backend, ctx)?;
-    let requests: Vec<ChatRequest> = tasks
+    let prompts: Vec<String> = tasks
         .iter()
-        .map(|t| ChatRequest {
-            model: session.model.clone(),
-            messages: vec![Message::user(
-                template
-                    .replace("{language}", t.language.display())
-                    .replace("{description}", &t.scenario.description)
-                    .replace("{code}", &t.scenario.prefix),
-            )],
-            sampling: SamplingFields {
-                temperature: Some(p.temperature),
-                max_tokens: Some(p.max_tokens),
-                seed: Some(p.seed),
-                ..SamplingFields::default()
-            },
+        .map(|t| {
+            template
+                .replace("{language}", t.language.display())
+                .replace("{description}", &t.scenario.description)
+                .replace("{code}", &t.scenario.prefix)
         })
         .collect();
-    ctx.message(&format!("cause analysis of {} tasks", requests.len()));
-    Ok(session
-        .chat_all(&requests, ctx)?
-        .into_iter()
-        .map(|a| a.choices[0].message.content.trim().to_string())
-        .collect())
+    let sampling = SamplingFields {
+        temperature: Some(p.temperature),
+        max_tokens: Some(p.max_tokens),
+        seed: Some(p.seed),
+        ..SamplingFields::default()
+    };
+    ctx.message(&format!("cause analysis of {} tasks", prompts.len()));
+    session.ask(prompts, &sampling, ctx)
 }
 
 /// The knowledge base of one language family, embedded.
