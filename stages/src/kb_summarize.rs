@@ -34,6 +34,10 @@ pub struct KbSummarizeParams {
     /// paper) or `sliced`.
     #[serde(default)]
     pub code: Code,
+    /// Show at most this many lines of each version of a fix (the rest is cut with a note): a
+    /// budget for a summariser with a small context window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lines: Option<usize>,
     /// Summarise at most this many fixes of each cluster (the first, in file order): a budget
     /// for slow summarisers. Retrieval still searches every fix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +73,7 @@ impl Default for KbSummarizeParams {
             group_size: group_size(),
             code: Code::default(),
             max_fixes: None,
+            max_lines: None,
             max_tokens: max_tokens(),
             temperature: 0.0,
             seed: 0,
@@ -114,7 +119,7 @@ fn fill(template: &str, language: Language, cwe: &str, count: usize, key: &str, 
         .replace(&format!("{{{key}}}"), items)
 }
 
-fn show_fix(i: usize, e: &Example, code: Code) -> String {
+fn show_fix(i: usize, e: &Example, code: Code, max_lines: Option<usize>) -> String {
     let (vulnerable, secure) = match code {
         Code::Original => (&e.before, &e.after),
         Code::Sliced => (&e.vulnerable, &e.secure),
@@ -123,9 +128,20 @@ fn show_fix(i: usize, e: &Example, code: Code) -> String {
     format!(
         "Fix {}:\nVulnerable:\n```{lang}\n{}\n```\nFixed:\n```{lang}\n{}\n```",
         i + 1,
-        vulnerable.trim_end(),
-        secure.trim_end()
+        cut(vulnerable.trim_end(), max_lines),
+        cut(secure.trim_end(), max_lines)
     )
+}
+
+/// The first `max_lines` lines of `code`, and a line saying how many were left out.
+fn cut(code: &str, max_lines: Option<usize>) -> String {
+    let lines: Vec<&str> = code.lines().collect();
+    match max_lines {
+        Some(max) if lines.len() > max => {
+            format!("{}\n... ({} more lines)", lines[..max].join("\n"), lines.len() - max)
+        }
+        _ => code.to_string(),
+    }
 }
 
 pub struct KbSummarize;
@@ -215,7 +231,11 @@ impl Stage for KbSummarize {
         for ((language, cwe), members) in &clusters {
             for (f, template) in prompts.first.iter().enumerate() {
                 for group in members.chunks(p.group_size) {
-                    let shown: Vec<String> = group.iter().enumerate().map(|(i, e)| show_fix(i, e, p.code)).collect();
+                    let shown: Vec<String> = group
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| show_fix(i, e, p.code, p.max_lines))
+                        .collect();
                     requests.push((
                         f,
                         fill(template, *language, cwe, group.len(), "examples", &shown.join("\n\n")),
