@@ -132,9 +132,7 @@ impl Session {
         };
         Ok(answers)
     }
-}
 
-impl Session {
     /// One single-message request per prompt, with the same sampling; each answer's text,
     /// trimmed.
     pub fn ask(
