@@ -385,7 +385,7 @@ fn memoised_prompts_give_the_samples_a_fresh_generation_gives() {
 
     let (a, b) = (samples_of(&memoised, "a"), samples_of(&memoised, "b"));
     assert_eq!(b, samples_of(&fresh, "b"), "recalled samples equal generated ones");
-    assert_eq!(a[..3], b[..3], "the shared prompt's samples were recalled");
+    assert_eq!(a[..3], b[..3], "the shared prompt has the same samples in both files");
     assert_ne!(a[3..], b[3..]);
     assert_ne!(samples_of(&memoised, "c")[..3], b[..3], "another seed is another key");
 }

@@ -139,8 +139,21 @@ impl Client {
         identity: &Value,
         on_done: &(dyn Fn() + Sync),
     ) -> Result<Vec<ChatResponse>, LlmError> {
+        self.complete(requests, recall_all(requests, memo, identity), memo, identity, on_done)
+    }
+
+    /// [`Client::chat_all`] for a caller that has already looked in the memo: `known` holds
+    /// each request's memoised response, if any ([`recall_all`]).
+    pub fn complete(
+        &self,
+        requests: &[ChatRequest],
+        known: Vec<Option<ChatResponse>>,
+        memo: &Memo,
+        identity: &Value,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Result<Vec<ChatResponse>, LlmError> {
         let keys: Vec<_> = requests.iter().map(|r| memo_key(identity, r)).collect();
-        let results: Mutex<Vec<Option<ChatResponse>>> = Mutex::new(keys.iter().map(|k| recall(memo, k)).collect());
+        let results: Mutex<Vec<Option<ChatResponse>>> = Mutex::new(known);
         let missing: Vec<usize> = {
             let r = results.lock().expect("results lock");
             for _ in r.iter().flatten() {
@@ -196,9 +209,8 @@ fn recall(memo: &Memo, key: &Digest) -> Option<ChatResponse> {
     memo.get(key).and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-/// Every request's memoised response, or `None` when any is missing: whether a backend is
-/// needed at all.
-pub fn memoised(requests: &[ChatRequest], memo: &Memo, identity: &Value) -> Option<Vec<ChatResponse>> {
+/// Each request's memoised response, if any: which requests need a backend at all.
+pub fn recall_all(requests: &[ChatRequest], memo: &Memo, identity: &Value) -> Vec<Option<ChatResponse>> {
     requests.iter().map(|r| recall(memo, &memo_key(identity, r))).collect()
 }
 

@@ -60,7 +60,7 @@ pub struct Query<'a> {
 }
 
 /// A retrieved candidate and its score per facet (`None`: the facet did not take part).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
     pub index: usize,
     pub fused: f64,
@@ -69,7 +69,7 @@ pub struct Scored {
     pub code: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Step 1's CWEs, best first (empty when step 1 is skipped).
     pub cwes: Vec<Scored>,
@@ -81,7 +81,7 @@ pub struct Outcome {
     pub best: Best,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Best {
     pub api: Option<f64>,
     pub cause: Option<f64>,
@@ -114,10 +114,6 @@ impl Knowledge {
             cwes,
             examples,
         }
-    }
-
-    pub fn cwes(&self) -> &[CweEntry] {
-        &self.cwes
     }
 
     pub fn examples(&self) -> &[ExampleEntry] {

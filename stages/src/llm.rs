@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use schemars::JsonSchema;
 use secvec_engine::StageContext;
 use secvec_llm::backend::HttpBackend;
-use secvec_llm::client::{memoised, Client, Endpoint, Policy};
+use secvec_llm::client::{recall_all, Client, Endpoint, Policy};
 use secvec_llm::wire::{ChatRequest, ChatResponse, Message, SamplingFields};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -115,19 +115,20 @@ impl Session {
         let total = requests.len() as u64;
         let done = AtomicU64::new(0);
         let on_done = || ctx.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-        if let Some(all) = memoised(requests, ctx.memo(), &self.identity) {
-            all.iter().for_each(|_| on_done());
-            return Ok(all);
+        let known = recall_all(requests, ctx.memo(), &self.identity);
+        if known.iter().all(Option::is_some) {
+            known.iter().for_each(|_| on_done());
+            return Ok(known.into_iter().flatten().collect());
         }
         let answers = match &self.target {
-            Target::Http(client) => client.chat_all(requests, ctx.memo(), &self.identity, &on_done)?,
+            Target::Http(client) => client.complete(requests, known, ctx.memo(), &self.identity, &on_done)?,
             Target::Local { request, server } => {
                 let mut server = server.lock().expect("server lock");
                 if server.is_none() {
                     *server = Some(start_server(request)?);
                 }
                 let (client, _) = server.as_ref().expect("started");
-                client.chat_all(requests, ctx.memo(), &self.identity, &on_done)?
+                client.complete(requests, known, ctx.memo(), &self.identity, &on_done)?
             }
         };
         Ok(answers)

@@ -10,6 +10,7 @@ use secvec_artifacts::language::Language;
 use secvec_artifacts::prompts::{self, Prompt, Scenario};
 use secvec_artifacts::results::Results;
 use secvec_artifacts::samples;
+use secvec_cache::{Digest, Memo};
 use secvec_engine::StageContext;
 use secvec_llm::wire::SamplingFields;
 use secvec_model::device::parse_device;
@@ -39,9 +40,44 @@ fn family(language: Language) -> Language {
     }
 }
 
-fn embed(encoder: &Encoder, texts: &[String], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
-    let rows = encoder.embed(texts, batch)?;
-    Ok(Vec::<Vec<f32>>::try_from(&rows)?)
+/// The encoder, with every text's embedding memoised: stages that embed the same knowledge
+/// base (each retrieval variant, a rerun with other thresholds) encode it once.
+struct Embedder<'a> {
+    encoder: Encoder,
+    ctx: &'a StageContext,
+    /// What the embeddings depend on besides the text.
+    identity: serde_json::Value,
+    batch: usize,
+}
+
+impl Embedder<'_> {
+    fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let keys: Vec<Digest> = texts
+            .iter()
+            .map(|t| Memo::key(&json!({"embedding": self.identity, "text": t})))
+            .collect();
+        let mut rows: Vec<Option<Vec<f32>>> = keys
+            .iter()
+            .map(|k| {
+                let bytes = self.ctx.memo().get(k)?;
+                let floats: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (floats.len() == self.encoder.dimension()).then_some(floats)
+            })
+            .collect();
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| rows[i].is_none()).collect();
+        let asked: Vec<&String> = missing.iter().map(|&i| &texts[i]).collect();
+        let fresh = Vec::<Vec<f32>>::try_from(&self.encoder.embed(&asked, self.batch)?)?;
+        for (i, row) in missing.into_iter().zip(fresh) {
+            let bytes: Vec<u8> = row.iter().flat_map(|x| x.to_le_bytes()).collect();
+            // A memo that cannot be written costs a rerun, not this run.
+            let _ = self.ctx.memo().put(&keys[i], &bytes);
+            rows[i] = Some(row);
+        }
+        Ok(rows.into_iter().map(|r| r.expect("every text embedded")).collect())
+    }
 }
 
 /// One language family's knowledge base: its CWE clusters and examples, as candidates.
@@ -75,12 +111,17 @@ pub fn run(p: &RetrieveParams, ctx: &StageContext) -> anyhow::Result<()> {
         .input("summaries")
         .map(|s| kb::read_summaries(&s.path))
         .transpose()?;
-    let device = parse_device(&p.device)?;
-    let encoder = Encoder::load(&ctx.input("encoder").expect("required").path, device)?;
+    let encoder_input = ctx.input("encoder").expect("required");
+    let encoder = Embedder {
+        encoder: Encoder::load(&encoder_input.path, parse_device(&p.device)?)?,
+        ctx,
+        identity: json!({"encoder": encoder_input.digest.hex(), "device": p.device, "torch": env!("SECVEC_TORCH_VERSION")}),
+        batch: p.batch_size,
+    };
 
     let (retrieved, best) = match p.strategy {
         Strategy::Seccoder => {
-            let r = seccoder(p, ctx, &tasks, &examples, &encoder)?;
+            let r = seccoder(ctx, &tasks, &examples, &encoder)?;
             let best = r.iter().map(|_| Best::default()).collect();
             (r, best)
         }
@@ -114,27 +155,22 @@ pub fn run(p: &RetrieveParams, ctx: &StageContext) -> anyhow::Result<()> {
 
 /// SecCoder: the secure function (whole) most similar to the task's text, per task.
 fn seccoder(
-    p: &RetrieveParams,
     ctx: &StageContext,
     tasks: &[Task],
     examples: &[Example],
-    encoder: &Encoder,
+    encoder: &Embedder,
 ) -> anyhow::Result<Vec<Retrieval>> {
     ctx.message(&format!(
         "embedding {} secure functions and {} tasks",
         examples.len(),
         tasks.len()
     ));
-    let secure = embed(
-        encoder,
-        &examples.iter().map(|e| e.after.clone()).collect::<Vec<_>>(),
-        p.batch_size,
-    )?;
+    let secure = encoder.embed(&examples.iter().map(|e| e.after.clone()).collect::<Vec<_>>())?;
     let queries: Vec<String> = tasks
         .iter()
         .map(|t| format!("{}\n{}", t.scenario.description, t.scenario.prefix))
         .collect();
-    let queries = embed(encoder, &queries, p.batch_size)?;
+    let queries = encoder.embed(&queries)?;
     Ok(tasks
         .iter()
         .zip(&queries)
@@ -175,7 +211,7 @@ fn rescue(
     tasks: &[Task],
     examples: &[Example],
     summaries: Option<&[Summary]>,
-    encoder: &Encoder,
+    encoder: &Embedder,
 ) -> anyhow::Result<(Vec<Retrieval>, Vec<Best>)> {
     let needs_drafts = p.uses(FacetKind::Api) || p.uses(FacetKind::Code);
     if p.uses(FacetKind::Cause) && summaries.is_none() {
@@ -205,11 +241,11 @@ fn rescue(
     };
 
     let task_causes = match p.uses(FacetKind::Cause) {
-        true => Some(embed(encoder, &causes, p.batch_size)?),
+        true => Some(encoder.embed(&causes)?),
         false => None,
     };
     let task_code = match p.uses(FacetKind::Code) {
-        true => Some(embed(encoder, &programs, p.batch_size)?),
+        true => Some(encoder.embed(&programs)?),
         false => None,
     };
     let mut families: BTreeMap<Language, Family> = BTreeMap::new();
@@ -347,7 +383,7 @@ fn build_family<'a>(
     language: Language,
     examples: &'a [Example],
     summaries: Option<&'a [Summary]>,
-    encoder: &Encoder,
+    encoder: &Embedder,
 ) -> anyhow::Result<Family<'a>> {
     let members: Vec<&Example> = examples.iter().filter(|e| family(e.language) == language).collect();
     let mut clusters: BTreeMap<(Language, String), Option<&Summary>> = BTreeMap::new();
@@ -383,16 +419,12 @@ fn build_family<'a>(
                 .iter()
                 .map(|(_, s)| s.map(|s| s.cause.clone()).unwrap_or_default())
                 .collect();
-            Some(embed(encoder, &texts, p.batch_size)?)
+            Some(encoder.embed(&texts)?)
         }
         false => None,
     };
     let code_rows = match p.uses(FacetKind::Code) {
-        true => embed(
-            encoder,
-            &members.iter().map(|e| code_of(e)).collect::<Vec<_>>(),
-            p.batch_size,
-        )?,
+        true => encoder.embed(&members.iter().map(|e| code_of(e)).collect::<Vec<_>>())?,
         false => vec![Vec::new(); members.len()],
     };
     let mut cwe_apis: Vec<Vec<String>> = vec![Vec::new(); cwes.len()];
