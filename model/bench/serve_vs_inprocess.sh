@@ -36,11 +36,13 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.log" && break; sleep 0.2; done
 url=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$work/serve.log")
-.venv/bin/python - "$url" "$prompt" "$tokens" "$runs" "$in_ms" <<'PY'
+model=$(sed -n 's/^listening on .*(model `\([^`]*\)`).*/\1/p' "$work/serve.log")
+.venv/bin/python - "$url" "$model" "$prompt" "$tokens" "$runs" "$in_ms" <<'PY'
 import json, sys, time, urllib.request
-url, prompt, tokens, runs, in_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+url, model, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
+tokens, runs, in_ms = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 def ask():
-    body = json.dumps({"model": "x", "prompt": prompt, "max_tokens": tokens, "temperature": 0}).encode()
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0}).encode()
     req = urllib.request.Request(f"{url}/completions", body, {"Content-Type": "application/json"})
     t = time.perf_counter()
     answer = json.load(urllib.request.urlopen(req))

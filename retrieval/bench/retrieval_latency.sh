@@ -7,6 +7,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 source scripts/env.sh
+# The manifest runs in its own folder, so the datasets' path must not be relative.
+SECVEC_DATA=$(realpath -m "${SECVEC_DATA:-$root/../shared/data}")
+export SECVEC_DATA
 work="$root/bench-work/retrieval"
 mkdir -p "$work"
 cargo build --release --quiet --locked

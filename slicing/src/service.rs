@@ -7,24 +7,39 @@ use std::io::{BufRead, Write};
 use secvec_artifacts::language::Language;
 use serde::{Deserialize, Serialize};
 
+use crate::c_patterns::PatternFinding;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub language: Language,
     pub source: String,
+    pub question: Question,
+}
+
+/// What to find in the source.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// The APIs the code calls ([`crate::calls::api_calls`]).
+    Apis,
+    /// The pattern checks' findings ([`crate::c_patterns::check`]; C only).
+    CPatterns,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
-pub struct Answer {
-    /// The APIs the code calls ([`crate::calls::api_calls`]).
-    pub apis: Vec<String>,
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Apis(Vec<String>),
+    Patterns(Vec<PatternFinding>),
 }
 
 /// Answers every request line of `input` on `output`; a line that is not a request is an error.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     for line in input.lines() {
         let request: Request = serde_json::from_str(&line?).map_err(std::io::Error::other)?;
-        let answer = Answer {
-            apis: crate::calls::api_calls(request.language, &request.source),
+        let answer = match request.question {
+            Question::Apis => Answer::Apis(crate::calls::api_calls(request.language, &request.source)),
+            Question::CPatterns => Answer::Patterns(crate::c_patterns::check(&request.source)),
         };
         serde_json::to_writer(&mut output, &answer)?;
         output.write_all(b"\n")?;

@@ -1,27 +1,48 @@
-//! Facts about untrusted code (a model's drafts), computed by `secvec-parse` in the sandbox:
-//! tree-sitter reads hostile input there, as every other tool that parses generated code does.
-//! One parser answers a batch; when it dies on a program (memory, time), that program gets no
-//! answer and a new parser takes the rest.
+//! Facts about untrusted code (a model's drafts and completions), computed by `secvec-parse` in
+//! the sandbox: tree-sitter reads hostile input there, as every other tool that parses generated
+//! code does. One parser answers a batch; when it dies on a program (memory, time), that program
+//! gets no answer and a new parser takes the rest.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secvec_artifacts::language::Language;
-use secvec_slicing::service::{Answer, Request};
+use secvec_slicing::c_patterns::PatternFinding;
+use secvec_slicing::service::{Answer, Question, Request};
 
 use crate::score::sandbox::{ExitReason, Limits, Sandbox, SandboxError, SCRATCH};
 use crate::worker::sibling_binary;
 
 /// The API calls of each program, in order; empty for a program the parser died on.
 pub fn api_calls(programs: &[(Language, &str)]) -> anyhow::Result<Vec<Vec<String>>> {
+    Ok(ask(programs, Question::Apis)?
+        .into_iter()
+        .map(|a| match a {
+            Some(Answer::Apis(apis)) => apis,
+            _ => Vec::new(),
+        })
+        .collect())
+}
+
+/// The pattern checks' findings in each C program, in order; `None` for a program the parser
+/// died on.
+pub fn c_patterns(programs: &[&str]) -> anyhow::Result<Vec<Option<Vec<PatternFinding>>>> {
+    let programs: Vec<(Language, &str)> = programs.iter().map(|p| (Language::C, *p)).collect();
+    Ok(ask(&programs, Question::CPatterns)?
+        .into_iter()
+        .map(|a| match a {
+            Some(Answer::Patterns(found)) => Some(found),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One answer per program, in order; `None` where the parser died on it.
+fn ask(programs: &[(Language, &str)], question: Question) -> anyhow::Result<Vec<Option<Answer>>> {
     let exe = sibling_binary("secvec-parse")?;
     let sandbox = Sandbox::new(vec![exe.clone()], &[])?;
     let exe = exe.display().to_string();
-    let limits = Limits {
-        memory_bytes: 1 << 30,
-        ..Limits::default()
-    };
-    let mut answers: Vec<Vec<String>> = Vec::with_capacity(programs.len());
+    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(programs.len());
     while answers.len() < programs.len() {
         let rest = &programs[answers.len()..];
         let mut input = Vec::new();
@@ -31,23 +52,25 @@ pub fn api_calls(programs: &[(Language, &str)]) -> anyhow::Result<Vec<Vec<String
                 &Request {
                     language: *language,
                     source: source.to_string(),
+                    question,
                 },
             )?;
             input.push(b'\n');
         }
-        let batch = Limits {
+        let limits = Limits {
+            memory_bytes: 1 << 30,
             wall: Duration::from_secs(30 + rest.len() as u64),
             cpu_seconds: 30 + rest.len() as u64,
-            ..limits.clone()
+            ..Limits::default()
         };
-        let out = sandbox.run(&[&exe], &Vec::<PathBuf>::new(), SCRATCH, Some(input), &batch)?;
+        let out = sandbox.run(&[&exe], &Vec::<PathBuf>::new(), SCRATCH, Some(input), &limits)?;
         let before = answers.len();
         answers.extend(
             out.stdout_text()
                 .lines()
                 .map_while(|l| serde_json::from_str::<Answer>(l).ok())
                 .take(rest.len())
-                .map(|a| a.apis),
+                .map(Some),
         );
         if answers.len() < programs.len() {
             if answers.len() == before && out.reason == ExitReason::Fail {
@@ -57,7 +80,7 @@ pub fn api_calls(programs: &[(Language, &str)]) -> anyhow::Result<Vec<Vec<String
                 }
                 .into());
             }
-            answers.push(Vec::new());
+            answers.push(None);
         }
     }
     Ok(answers)
@@ -67,10 +90,17 @@ pub fn api_calls(programs: &[(Language, &str)]) -> anyhow::Result<Vec<Vec<String
 mod tests {
     use super::*;
 
+    fn available() -> bool {
+        let ok = sibling_binary("secvec-parse").is_ok() && Sandbox::new(Vec::new(), &[]).is_ok();
+        if !ok {
+            eprintln!("notice: secvec-parse or bubblewrap missing; skipped");
+        }
+        ok
+    }
+
     #[test]
     fn the_sandboxed_parser_finds_calls_and_survives_hostile_input() {
-        if sibling_binary("secvec-parse").is_err() || Sandbox::new(Vec::new(), &[]).is_err() {
-            eprintln!("notice: secvec-parse or bubblewrap missing; skipped");
+        if !available() {
             return;
         }
         let deep = format!("x = {}1{}\n", "(".repeat(200_000), ")".repeat(200_000));
@@ -85,5 +115,25 @@ mod tests {
         let got = api_calls(&programs).unwrap();
         assert_eq!(got[0], ["yaml.load", "open"]);
         assert_eq!(got[2], ["strcpy", "getenv"]);
+    }
+
+    #[test]
+    fn pattern_checks_run_in_the_sandbox_and_a_program_that_kills_them_gets_no_answer() {
+        if !available() {
+            return;
+        }
+        let deep = format!(
+            "int main(void) {{ int x = {}1{}; return x; }}\n",
+            "(".repeat(500_000),
+            ")".repeat(500_000)
+        );
+        let copy = "#include <string.h>\nint main(int argc, char *argv[]) {\n    char b[8];\n    strcpy(b, argv[1]);\n    return 0;\n}\n";
+        let got = c_patterns(&[copy, deep.as_str(), copy]).unwrap();
+        let rules = |f: &Option<Vec<PatternFinding>>| -> Vec<(String, usize)> {
+            f.iter().flatten().map(|f| (f.rule.clone(), f.line)).collect()
+        };
+        assert_eq!(rules(&got[0]), [("unbounded-copy".to_string(), 4)]);
+        assert_eq!(got[1], None, "the nested program should exhaust the parser's limits");
+        assert_eq!(rules(&got[2]), [("unbounded-copy".to_string(), 4)]);
     }
 }

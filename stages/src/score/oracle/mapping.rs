@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::c_patterns::PATTERNS;
 use super::OracleError;
+use secvec_slicing::c_patterns::PATTERNS;
 
 /// The checks of one scenario; a program is vulnerable when any of them flags a line of it.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

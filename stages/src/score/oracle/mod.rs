@@ -1,12 +1,12 @@
 //! Security oracles: each distinct program is judged secure or vulnerable, and the verdict says
 //! which checks decided. By default the project's own open checks judge (bandit and semgrep
 //! rules for Python; gcc `-fanalyzer`, cppcheck and tree-sitter pattern checks for C), as the
-//! mapping file assigns them to scenarios; when a `codeql` CLI can be found, each scenario's
+//! mapping file assigns them to scenarios; the pattern checks read the programs in the sandbox
+//! like the tools do (`secvec-parse`). When a `codeql` CLI can be found, each scenario's
 //! `check_ql` judges instead, as in CodeGuard+. Only findings on the completion's lines count:
 //! the scenario's prefix is the benchmark's, not the model's.
 
 mod bandit;
-pub mod c_patterns;
 mod codeql;
 mod cppcheck;
 mod gcc;
@@ -321,9 +321,32 @@ pub fn judge_open(
     for a in analyzed {
         found.extend(a?);
     }
-    for f in needing(|c| &c.pattern) {
-        let i = index_of(&f).expect("named by write_programs");
-        found.extend(c_patterns::check(programs[i].text).into_iter().map(|x| (f.clone(), x)));
+    let patterned = needing(|c| &c.pattern);
+    let texts: Vec<&str> = patterned
+        .iter()
+        .map(|f| programs[index_of(f).expect("named by write_programs")].text)
+        .collect();
+    let answers = crate::parse::c_patterns(&texts).map_err(|e| OracleError::Failed {
+        tool: "secvec-parse",
+        why: "running the pattern checks".into(),
+        stderr: format!("{e:#}"),
+    })?;
+    let mut unchecked: BTreeSet<usize> = BTreeSet::new();
+    for (f, answer) in patterned.iter().zip(answers) {
+        match answer {
+            Some(findings) => found.extend(findings.into_iter().map(|x| {
+                let finding = Finding {
+                    oracle: "pattern".into(),
+                    rule: x.rule,
+                    line: x.line,
+                    message: x.message,
+                };
+                (f.clone(), finding)
+            })),
+            None => {
+                unchecked.insert(index_of(f).expect("named by write_programs"));
+            }
+        }
     }
     let mut by_program: BTreeMap<usize, Vec<Finding>> = BTreeMap::new();
     for (path, finding) in found {
@@ -339,6 +362,16 @@ pub fn judge_open(
         if wanted.contains(&finding.rule) && finding.line >= programs[i].from_line {
             by_program.entry(i).or_default().push(finding);
         }
+    }
+    // A program the checks could not finish on (it exhausted the parser's memory or time) is not
+    // judged secure: crashing the checker must not be a way to pass it.
+    for i in unchecked {
+        by_program.entry(i).or_default().push(Finding {
+            oracle: "pattern".into(),
+            rule: "unchecked".into(),
+            line: programs[i].from_line,
+            message: "the pattern checks ran out of memory or time on this program".into(),
+        });
     }
     Ok(checks
         .iter()
