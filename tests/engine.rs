@@ -59,6 +59,20 @@ fn quickstart_runs_then_is_entirely_cached() {
             "{row}"
         );
     }
+    // The README's main command ends by printing these reports.
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/quickstart.sh")).unwrap();
+    let printed: Vec<&str> = script
+        .split_whitespace()
+        .map(|w| w.trim_matches('"'))
+        .filter(|w| w.starts_with("out/quickstart/") && w.ends_with(".md"))
+        .collect();
+    assert_eq!(printed.len(), 8, "{printed:?}");
+    for report in printed {
+        assert!(
+            ws.path().join(report).is_file(),
+            "scripts/quickstart.sh prints {report}, which the run did not write"
+        );
+    }
     let second = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&second).iter().all(|(_, s)| s == "cached"), "{second:?}");
     for (stage, e) in &first {
