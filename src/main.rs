@@ -15,6 +15,30 @@ use secvec_engine::plan::{self, Plan};
 use secvec_engine::progress::{Bars, JsonLines, Lines, Reporter, Status};
 use secvec_engine::{ManifestError, Registry};
 
+/// Standard output was closed by its reader (`secvec schema | head`): the command stops, and
+/// that is not an error, as for `cat`.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// `println!` that returns an error instead of panicking when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+            _ => anyhow::Error::new(e).context("writing to standard output"),
+        })?
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "secvec",
@@ -55,6 +79,16 @@ enum Command {
         /// One JSON line per stage.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the manifest as overlays and `--set`s compose it, without running; with
+    /// `--resolved`, every concrete stage (matrix variants too) with its params as the stage
+    /// receives them (defaults and kind defaults applied).
+    Config {
+        #[command(flatten)]
+        composed: Composed,
+        /// Print the concrete stages with their resolved params and inputs.
+        #[arg(long)]
+        resolved: bool,
     },
     /// Print the JSON Schema of manifests.
     Schema,
@@ -100,8 +134,10 @@ enum Command {
     },
 }
 
+/// A manifest as composed from its file, overlays and overrides.
 #[derive(Args)]
-struct Target {
+struct Composed {
+    /// The manifest (YAML).
     manifest: PathBuf,
     /// Overlay deep-merged onto the manifest (repeatable, applied in order; `null` deletes a key).
     #[arg(short = 'o', long = "overlay")]
@@ -109,6 +145,18 @@ struct Target {
     /// Override one value, e.g. `--set stages.train.params.lr=0.0002`.
     #[arg(long = "set")]
     sets: Vec<String>,
+}
+
+impl Composed {
+    fn plan(&self, registry: &Registry, cache: &Path) -> Result<Plan> {
+        load_plan(registry, cache, &self.manifest, &self.overlays, &self.sets)
+    }
+}
+
+#[derive(Args)]
+struct Target {
+    #[command(flatten)]
+    composed: Composed,
     /// Only these stages and what they depend on.
     #[arg(long)]
     only: Vec<String>,
@@ -141,6 +189,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,
+        Err(err) if err.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(err) => {
             if let Some(m) = err.downcast_ref::<ManifestError>() {
                 eprintln!("error: {m}");
@@ -179,7 +228,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             jobs,
             gpus,
         } => {
-            let plan = load_plan(&registry, &cli.cache, &target.manifest, &target.overlays, &target.sets)?;
+            let plan = target.composed.plan(&registry, &cli.cache)?;
             // Selectors are checked before the cache is touched, like the manifest itself.
             exec::selection(&plan, &target.only, &target.force)?;
             let cache =
@@ -245,28 +294,39 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { target, json } => {
-            let plan = load_plan(&registry, &cli.cache, &target.manifest, &target.overlays, &target.sets)?;
+            let plan = target.composed.plan(&registry, &cli.cache)?;
             let cache = open_if_present(&cli.cache)?;
             let rows = exec::explain(&plan, cache.as_ref(), &target.only, &target.force)?;
             if json {
                 for r in &rows {
-                    println!("{}", serde_json::to_string(r)?);
+                    out!("{}", serde_json::to_string(r)?);
                 }
             } else {
                 let w = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5).max(5);
                 let k = rows.iter().map(|r| r.kind.len()).max().unwrap_or(4).max(4);
-                println!("{:<w$}  {:<k$}  {:<6}  why", "stage", "kind", "action");
+                out!("{:<w$}  {:<k$}  {:<6}  why", "stage", "kind", "action");
                 for r in &rows {
                     let line = format!("{:<w$}  {:<k$}  {:<6}  {}", r.stage, r.kind, r.action, r.why);
-                    println!("{}", line.trim_end());
+                    out!("{}", line.trim_end());
                 }
                 let stale = rows.iter().filter(|r| r.action == "run").count();
-                println!("{stale} of {} stages would run", rows.len());
+                out!("{stale} of {} stages would run", rows.len());
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config { composed, resolved } => {
+            let text = if resolved {
+                let plan = composed.plan(&registry, &cli.cache)?;
+                serde_yaml::to_string(&resolved_stages(&plan))?
+            } else {
+                let loaded = manifest::load(&composed.manifest, &composed.overlays, &composed.sets)?;
+                serde_yaml::to_string(&loaded.manifest)?
+            };
+            out!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&secvec_engine::schema::manifest_schema(&registry))?
             );
@@ -274,13 +334,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Kinds => {
             for k in registry.kinds() {
-                println!("{} (v{}): {}", k.kind(), k.version(), k.description());
+                out!("{} (v{}): {}", k.kind(), k.version(), k.description());
                 for s in k.inputs() {
                     let opt = if s.optional { ", optional" } else { "" };
                     let many = if s.many { ", several" } else { "" };
-                    println!("    input {}: {}{many}{opt} — {}", s.name, s.describe(), s.doc);
+                    out!("    input {}: {}{many}{opt} — {}", s.name, s.describe(), s.doc);
                 }
-                println!("    output: {}", k.output_tags().join(", "));
+                out!("    output: {}", k.output_tags().join(", "));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -294,7 +354,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     (false, true) => "MISSING",
                     (false, false) => "absent",
                 };
-                println!("{mark:<7}  {:<w$}  {}", c.what, c.detail);
+                out!("{mark:<7}  {:<w$}  {}", c.what, c.detail);
             }
             Ok(if checks.iter().any(|c| c.required && !c.ok) {
                 ExitCode::from(1)
@@ -333,16 +393,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::Digest { path } => {
             let d: Digest = secvec_cache::hash_path(&path).with_context(|| format!("hashing {}", path.display()))?;
-            println!("{d}  {}", path.display());
+            out!("{d}  {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache(CacheCommand::Verify { fix }) => {
             let cache = open_if_present(&cli.cache)?.with_context(|| format!("no cache at {}", cli.cache.display()))?;
             let report = cache.verify(fix)?;
             for p in &report.problems {
-                println!("corrupt: {}: {}", p.path.display(), p.what);
+                out!("corrupt: {}: {}", p.path.display(), p.what);
             }
-            println!(
+            out!(
                 "checked {} artifacts and {} entries: {} problem(s){}",
                 report.artifacts_checked,
                 report.entries_checked,
@@ -383,7 +443,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             let r = cache.gc(&keep, dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
-            println!(
+            out!(
                 "{verb} {} entries and {} artifacts ({:.1} MB); kept {} entries",
                 r.entries_removed,
                 r.artifacts_removed,
@@ -393,6 +453,37 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every concrete stage of a plan as `secvec config --resolved` prints it: kind, labels, the
+/// params the stage receives, and each input as stage names or paths.
+fn resolved_stages(plan: &Plan) -> serde_json::Value {
+    let stages: serde_json::Map<String, serde_json::Value> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            let inputs: serde_json::Map<String, serde_json::Value> = n
+                .inputs
+                .iter()
+                .map(|(slot, sources)| {
+                    let named: Vec<String> = sources
+                        .iter()
+                        .map(|s| match s {
+                            plan::Source::Node(i) => plan.nodes[*i].name.clone(),
+                            plan::Source::Path { path, .. } => path.display().to_string(),
+                        })
+                        .collect();
+                    (slot.clone(), serde_json::json!(named))
+                })
+                .collect();
+            let mut stage = serde_json::json!({"kind": n.kind.kind(), "params": n.params, "inputs": inputs});
+            if !n.labels.is_empty() {
+                stage["labels"] = serde_json::json!(n.labels);
+            }
+            (n.name.clone(), stage)
+        })
+        .collect();
+    serde_json::json!({"name": plan.manifest_name, "stages": stages})
 }
 
 fn open_if_present(root: &Path) -> Result<Option<Cache>> {
@@ -422,8 +513,8 @@ fn show(out: &Path, stage: &str, manifest: Option<&str>) -> Result<ExitCode> {
     match found.as_slice() {
         [] => bail!("no stage `{stage}` has run with outputs under {}", out.display()),
         [(_, link, record)] => {
-            println!("outputs: {}", link.display());
-            println!("{}", std::fs::read_to_string(record)?);
+            out!("outputs: {}", link.display());
+            out!("{}", std::fs::read_to_string(record)?);
             Ok(ExitCode::SUCCESS)
         }
         many => bail!(

@@ -511,3 +511,56 @@ fn sources_bind_by_name_and_labels_reach_reports() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    let ws = Workspace::new();
+    // The schema is larger than a pipe's buffer, so its write meets the closed pipe.
+    let mut child = ws
+        .cmd(&["schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn config_prints_the_composed_manifest_and_the_resolved_stages_without_running() {
+    let ws = Workspace::new();
+    let args = [
+        "config",
+        "manifests/quickstart.yaml",
+        "-o",
+        "manifests/overlays/python-only.yaml",
+        "--set",
+        "stages.pairs.params.cwes=[cwe-089]",
+        "--set",
+        "defaults.seed=7",
+    ];
+    let out = ws.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let composed: serde_yaml::Value = serde_yaml::from_str(&stdout(&out)).unwrap();
+    assert_eq!(composed["name"], "quickstart-python");
+    assert_eq!(composed["stages"]["pairs"]["params"]["languages"][0], "python");
+    assert_eq!(composed["stages"]["pairs"]["params"]["cwes"][0], "cwe-089");
+    assert!(
+        composed["stages"].get("language-report").is_none(),
+        "the overlay deletes it"
+    );
+
+    let out = ws.run(&[&args[..], &["--resolved"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resolved: serde_yaml::Value = serde_yaml::from_str(&stdout(&out)).unwrap();
+    let variant = &resolved["stages"]["steered@operator=contrast,theta=1.5"];
+    assert_eq!(variant["kind"], "merge");
+    assert_eq!(variant["params"]["operator"], "contrast");
+    assert_eq!(variant["params"]["theta"], 1.5);
+    assert_eq!(variant["inputs"]["secure"][0], "lpo@target=secure");
+    // `defaults.seed` reaches a stage that does not set its own.
+    assert_eq!(resolved["stages"]["samples"]["params"]["seed"], 7);
+    assert!(!ws.path().join(".secvec").exists(), "config must not create a cache");
+}

@@ -100,15 +100,22 @@ fn describe(o: &Outcome) -> String {
     }
 }
 
+/// Prints one line on stdout. A reader that went away (`secvec run … | head`) does not stop or
+/// fail the run: its outputs are in the cache, whoever reads the progress.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// One line per event, for logs and pipes.
 pub struct Lines;
 
 impl Reporter for Lines {
     fn event(&self, event: Event<'_>) {
         match event {
-            Event::Started { stage } => println!("running {stage}"),
-            Event::Notice { stage, text } => println!("notice  {stage}: {text}"),
-            Event::Finished(o) => println!("{}", describe(o)),
+            Event::Started { stage } => say(format_args!("running {stage}")),
+            Event::Notice { stage, text } => say(format_args!("notice  {stage}: {text}")),
+            Event::Finished(o) => say(format_args!("{}", describe(o))),
             _ => {}
         }
     }
@@ -120,7 +127,10 @@ pub struct JsonLines;
 impl Reporter for JsonLines {
     fn event(&self, event: Event<'_>) {
         match event {
-            Event::Finished(o) => println!("{}", serde_json::to_string(o).expect("outcomes serialise")),
+            Event::Finished(o) => say(format_args!(
+                "{}",
+                serde_json::to_string(o).expect("outcomes serialise")
+            )),
             // stdout holds only outcomes.
             Event::Notice { stage, text } => eprintln!("notice  {stage}: {text}"),
             _ => {}
