@@ -92,8 +92,12 @@ enum Command {
     },
     /// Print the JSON Schema of manifests.
     Schema,
-    /// List the stage kinds with their inputs.
-    Kinds,
+    /// List the stage kinds with their inputs; with a kind, also its params (types, defaults,
+    /// docs).
+    Kinds {
+        /// A kind to describe in full (`generate`, `score`, …).
+        kind: Option<String>,
+    },
     /// Show a stage's outputs path and provenance.
     Show {
         stage: String,
@@ -332,8 +336,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Kinds => {
-            for k in registry.kinds() {
+        Command::Kinds { kind } => {
+            let kinds: Vec<_> = match &kind {
+                None => registry.kinds().cloned().collect(),
+                Some(name) => vec![registry.get(name).with_context(|| {
+                    let known: Vec<&str> = registry.kinds().map(|k| k.kind()).collect();
+                    format!("no stage kind `{name}`; the kinds are {}", known.join(", "))
+                })?],
+            };
+            for k in kinds {
                 out!("{} (v{}): {}", k.kind(), k.version(), k.description());
                 for s in k.inputs() {
                     let opt = if s.optional { ", optional" } else { "" };
@@ -341,6 +352,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     out!("    input {}: {}{many}{opt} — {}", s.name, s.describe(), s.doc);
                 }
                 out!("    output: {}", k.output_tags().join(", "));
+                if kind.is_some() {
+                    out!("    params:");
+                    for p in secvec_engine::schema::params_of(k.as_ref()) {
+                        let default = match (p.required, p.default) {
+                            (true, _) => "required".to_string(),
+                            (false, Some(d)) => format!("default {d}"),
+                            (false, None) => "optional".to_string(),
+                        };
+                        let doc = if p.doc.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", p.doc)
+                        };
+                        out!("      {} ({}; {default}){doc}", p.name, p.kind);
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

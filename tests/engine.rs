@@ -564,3 +564,32 @@ fn config_prints_the_composed_manifest_and_the_resolved_stages_without_running()
     assert_eq!(resolved["stages"]["samples"]["params"]["seed"], 7);
     assert!(!ws.path().join(".secvec").exists(), "config must not create a cache");
 }
+
+#[test]
+fn kinds_describes_one_kind_with_its_params() {
+    let ws = Workspace::new();
+    let out = ws.run(&["kinds", "generate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("generate (v"), "{text}");
+    assert!(
+        text.contains("      n (integer; default 1): Samples per prompt.\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      dtype (one of: f32, bf16, f16; default \"f32\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      limit (integer or null; optional): Only the first N prompts.\n"),
+        "{text}"
+    );
+    assert!(!text.contains("score ("), "one kind only: {text}");
+    let unknown = ws.run(&["kinds", "generat"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("no stage kind `generat`; the kinds are pair,"),
+        "{}",
+        stderr(&unknown)
+    );
+}

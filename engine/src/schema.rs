@@ -4,7 +4,78 @@ use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
 use crate::manifest::Manifest;
-use crate::stage::Registry;
+use crate::stage::{DynStage, Registry};
+
+/// One param of a stage kind, as `secvec kinds KIND` lists it.
+#[derive(Debug, PartialEq)]
+pub struct ParamDoc {
+    pub name: String,
+    /// `integer`, `string or null`, `one of: sft, lpo, safecoder`, …
+    pub kind: String,
+    pub default: Option<Value>,
+    pub required: bool,
+    pub doc: String,
+}
+
+/// A kind's params with their types, defaults and docs, read from the same JSON Schema that
+/// `secvec schema` gives editors.
+pub fn params_of(kind: &dyn DynStage) -> Vec<ParamDoc> {
+    let mut generator = SchemaSettings::draft07()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let schema = kind.params_schema(&mut generator).to_value();
+    let Some(properties) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    let required = |name: &str| {
+        schema["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|n| n == name))
+    };
+    properties
+        .iter()
+        .map(|(name, p)| ParamDoc {
+            name: name.clone(),
+            kind: type_of(p),
+            default: p.get("default").cloned(),
+            required: required(name),
+            doc: p["description"]
+                .as_str()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
+}
+
+/// The type of a property schema in words.
+fn type_of(p: &Value) -> String {
+    if let Some(values) = p["enum"].as_array() {
+        let names: Vec<String> = values
+            .iter()
+            .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
+            .collect();
+        return format!("one of: {}", names.join(", "));
+    }
+    if let Some(forms) = p["oneOf"].as_array().or(p["anyOf"].as_array()) {
+        let names: Vec<String> = forms.iter().map(type_of).collect();
+        return names.join(" or ");
+    }
+    if let Some(c) = p.get("const") {
+        return c.to_string();
+    }
+    let one = |t: &Value| match t.as_str() {
+        Some("array") => format!("list of {}", type_of(&p["items"])),
+        Some(t) => t.to_string(),
+        None => "any".to_string(),
+    };
+    match &p["type"] {
+        Value::Array(types) => types.iter().map(one).collect::<Vec<_>>().join(" or "),
+        Value::Null => "any".to_string(),
+        t => one(t),
+    }
+}
 
 pub fn manifest_schema(registry: &Registry) -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
