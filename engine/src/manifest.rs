@@ -166,7 +166,8 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
 }
 
 pub(crate) fn field_message(path: &str, err: &str) -> String {
-    let err = err.split(" at line ").next().unwrap_or(err);
+    let err = crate::error::plain_words(err.split(" at line ").next().unwrap_or(err));
+    let err = err.as_str();
     let err = if err.contains("did not match any variant of untagged enum InputBinding") {
         "an input must be a stage name, `stage[*]`, `stage@key=value`, `{path: ...}`, or a list of those".to_string()
     } else {
@@ -309,6 +310,20 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
             _ => {}
         }
     }
+    let top_level = ["name", "description", "defaults", "sources", "stages"];
+    let is_stage = root
+        .get("stages")
+        .and_then(|s| s.as_mapping())
+        .is_some_and(|m| m.contains_key(parts[0]));
+    if is_stage && !top_level.contains(&parts[0]) {
+        return Err(ManifestError::new(
+            here(),
+            format!(
+                "`{}` is a stage: the path starts with `stages.`, as in `--set stages.{set}`",
+                parts[0]
+            ),
+        ));
+    }
     let value: Value = serde_yaml::from_str(raw)
         .map_err(|e| ManifestError::new(here(), format!("value `{raw}` is not valid YAML: {e}")))?;
     set_path(root, path, value).map_err(|what| ManifestError::new(here(), what))
@@ -405,6 +420,10 @@ mod tests {
             ("stages..x=1", "dotted"),
             ("stages.u.params.x=1", "no stage `u`"),
             ("stages.t.params.lr.x=1", "scalar"),
+            (
+                "t.params.lr=2",
+                "`t` is a stage: the path starts with `stages.`, as in `--set stages.t.params.lr=2`",
+            ),
         ] {
             let err = apply_set(&mut m, set).unwrap_err().to_string();
             assert!(err.contains(want), "{set}: {err}");
