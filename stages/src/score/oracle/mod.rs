@@ -321,32 +321,31 @@ pub fn judge_open(
     for a in analyzed {
         found.extend(a?);
     }
-    let patterned = needing(|c| &c.pattern);
-    let texts: Vec<&str> = patterned
-        .iter()
-        .map(|f| programs[index_of(f).expect("named by write_programs")].text)
+    let patterned: Vec<(usize, PathBuf)> = needing(|c| &c.pattern)
+        .into_iter()
+        .map(|f| (index_of(&f).expect("named by write_programs"), f))
         .collect();
+    let texts: Vec<&str> = patterned.iter().map(|(i, _)| programs[*i].text).collect();
     let answers = crate::parse::c_patterns(&texts).map_err(|e| OracleError::Failed {
         tool: "secvec-parse",
         why: "running the pattern checks".into(),
         stderr: format!("{e:#}"),
     })?;
     let mut unchecked: BTreeSet<usize> = BTreeSet::new();
-    for (f, answer) in patterned.iter().zip(answers) {
-        match answer {
-            Some(findings) => found.extend(findings.into_iter().map(|x| {
-                let finding = Finding {
-                    oracle: "pattern".into(),
-                    rule: x.rule,
-                    line: x.line,
-                    message: x.message,
-                };
-                (f.clone(), finding)
-            })),
-            None => {
-                unchecked.insert(index_of(f).expect("named by write_programs"));
-            }
-        }
+    for ((i, f), answer) in patterned.into_iter().zip(answers) {
+        let Some(findings) = answer else {
+            unchecked.insert(i);
+            continue;
+        };
+        found.extend(findings.into_iter().map(|x| {
+            let finding = Finding {
+                oracle: "pattern".into(),
+                rule: x.rule,
+                line: x.line,
+                message: x.message,
+            };
+            (f.clone(), finding)
+        }));
     }
     let mut by_program: BTreeMap<usize, Vec<Finding>> = BTreeMap::new();
     for (path, finding) in found {
