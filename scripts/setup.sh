@@ -12,16 +12,19 @@ if ! command -v cargo >/dev/null; then
   echo "secvec needs a Rust toolchain (cargo, rustc >= 1.89): install one with rustup first." >&2
   exit 1
 fi
-# Scoring runs untrusted code under bubblewrap and judges C with cppcheck (Debian packages).
+# Scoring runs untrusted code under bubblewrap and judges C with cppcheck; the HTML report's test
+# renders it in a headless Chromium; the progress display's test runs in tmux (Debian packages).
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v cppcheck >/dev/null || missing+=(cppcheck)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
   else
-    echo "note: install ${missing[*]} (sudo apt-get install ${missing[*]}) to run the sandbox tests and scoring" >&2
+    echo "note: install ${missing[*]} (sudo apt-get install ${missing[*]}) to run scoring and every test" >&2
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -248,6 +248,7 @@ fn execute(
                             path: cache.artifact_path(&d),
                             digest: d,
                             labels,
+                            stage: node.kind.reads_upstream_names().then(|| plan.nodes[*u].base.clone()),
                         },
                         json!({"stage": plan.nodes[*u].name}),
                     )
@@ -257,6 +258,7 @@ fn execute(
                         path: path.clone(),
                         digest: *digest,
                         labels: BTreeMap::new(),
+                        stage: None,
                     },
                     json!({"path": path}),
                 ),

@@ -83,6 +83,9 @@ impl Plan {
                 let items: Vec<Value> = sources
                     .iter()
                     .map(|s| match s {
+                        Source::Node(u) if node.kind.reads_upstream_names() => json!({
+                            "digest": output_of(*u), "labels": self.nodes[*u].labels, "stage": self.nodes[*u].base
+                        }),
                         Source::Node(u) => json!({"digest": output_of(*u), "labels": self.nodes[*u].labels}),
                         Source::Path { digest, .. } => json!({"digest": digest, "labels": {}}),
                     })

@@ -68,6 +68,9 @@ pub trait Stage: Send + Sync + 'static {
     /// Params that change only how fast the stage runs, not what it writes: left out of its
     /// cache key, so that changing them reruns nothing.
     const SPEED_PARAMS: &'static [&'static str] = &[];
+    /// Whether the stage reads the names of the stages its inputs come from
+    /// ([`InputArtifact::stage`]); they then join its cache key.
+    const READS_UPSTREAM_NAMES: bool = false;
     fn inputs() -> Vec<InputSlot>;
     /// Tags describing what the output tree holds, matched against downstream slots.
     fn output_tags() -> Vec<&'static str>;
@@ -90,6 +93,7 @@ pub trait DynStage: Send + Sync {
     fn version(&self) -> u32;
     fn description(&self) -> &'static str;
     fn speed_params(&self) -> &'static [&'static str];
+    fn reads_upstream_names(&self) -> bool;
     fn inputs(&self) -> Vec<InputSlot>;
     fn output_tags(&self) -> Vec<&'static str>;
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
@@ -116,6 +120,9 @@ impl<S: Stage> DynStage for S {
     }
     fn speed_params(&self) -> &'static [&'static str] {
         S::SPEED_PARAMS
+    }
+    fn reads_upstream_names(&self) -> bool {
+        S::READS_UPSTREAM_NAMES
     }
     fn inputs(&self) -> Vec<InputSlot> {
         S::inputs()
@@ -194,6 +201,10 @@ pub struct InputArtifact {
     pub digest: Digest,
     /// The matrix values of the upstream variant, e.g. `theta=0.5`.
     pub labels: BTreeMap<String, String>,
+    /// The manifest stage it came from; only for kinds that declare
+    /// [`Stage::READS_UPSTREAM_NAMES`], and never for `{path: ...}` inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// Receives progress from a running stage.

@@ -1,27 +1,47 @@
 //! `report`: renders the paper's tables from upstream `results.json` rows into Markdown, CSV and
 //! JSON, optionally beside reference values typed from a paper.
 
+mod figure;
+mod html;
+mod plot;
+mod rows;
 mod table;
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use secvec_artifacts::results::{self, Results};
+use secvec_artifacts::scores;
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-pub use table::{render, From, Rendered, TableSpec};
+pub use figure::{figure, Figure, FigureKind, FigureSpec};
+pub use plot::{png, svg};
+pub use rows::From;
+pub use table::{render, Rendered, TableSpec};
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
     pub title: String,
+    #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// Line plots, grouped bars and scatter plots, each written as `figure-N.svg` and `.png`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<FigureSpec>,
     /// Fields added to every measured row that lacks them, e.g. `model: SmolLM2-135M`, so that
     /// the run's rows sit beside a reference's rows for other models.
     #[serde(default)]
     pub labels: BTreeMap<String, Value>,
+    /// How many failing programs per scenario the HTML report shows in full (most frequent
+    /// first); 0 lists only the reasons.
+    #[serde(default = "default_failure_examples")]
+    pub failure_examples: usize,
+}
+
+fn default_failure_examples() -> usize {
+    3
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +52,8 @@ pub enum ReportError {
     Reference { file: String, what: String },
     #[error("table `{table}`: {what}")]
     Spec { table: String, what: String },
+    #[error("figure `{figure}`: {what}")]
+    Figure { figure: String, what: String },
 }
 
 pub struct Report;
@@ -39,9 +61,11 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DESCRIPTION: &'static str =
-        "Tables from upstream results in Markdown, CSV and JSON, with reference values side by side.";
+        "Tables and figures from upstream results: Markdown, CSV, JSON, SVG and PNG, and one \
+         self-contained HTML page with each scenario's failures; reference values side by side.";
+    const READS_UPSTREAM_NAMES: bool = true;
 
     fn inputs() -> Vec<InputSlot> {
         vec![
@@ -50,7 +74,7 @@ impl Stage for Report {
                 accepts: &[results::TAG],
                 many: true,
                 optional: false,
-                doc: "stages whose output holds results.json rows; matrix values join each row as columns",
+                doc: "stages whose output holds results.json rows; matrix values and the stage's name (`stage`) join each row as columns",
             },
             InputSlot {
                 name: "references",
@@ -68,23 +92,47 @@ impl Stage for Report {
 
     fn run(&self, params: &ReportParams, ctx: &StageContext) -> anyhow::Result<()> {
         let (mut rows, mut sets) = (Vec::new(), Vec::new());
+        let (mut sources, mut verdicts) = (Vec::new(), Vec::new());
         for input in ctx.inputs("results") {
             let results = Results::read(&input.path)?;
-            let label = |mut row: serde_json::Map<String, Value>| {
+            let stage = input.stage.clone().unwrap_or_default();
+            let label = |mut row: Map<String, Value>| {
                 for (k, v) in &input.labels {
                     row.entry(k.clone()).or_insert_with(|| label_value(v));
                 }
                 for (k, v) in &params.labels {
                     row.entry(k.clone()).or_insert_with(|| v.clone());
                 }
+                row.entry("stage").or_insert_with(|| json!(stage));
                 row
             };
             rows.extend(results.rows.into_iter().map(label));
             sets.extend(results.sets.into_iter().map(label));
+            let named = if input.labels.is_empty() {
+                stage.clone()
+            } else {
+                let labels: Vec<String> = input.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{stage}@{}", labels.join(","))
+            };
+            if input.path.join(scores::FILE).is_file() {
+                verdicts.push(html::Verdicts {
+                    stage: named,
+                    judged: scores::read(&input.path)?,
+                });
+            }
+            sources.push(html::Source {
+                stage,
+                labels: input.labels.clone(),
+                digest: input.digest.to_string(),
+            });
         }
+        let pool = |from: From| match from {
+            From::Rows => &rows,
+            From::Sets => &sets,
+        };
         let references = reference_files(ctx)?;
         let mut markdown = format!("# {}\n", params.title);
-        let mut tables = Vec::new();
+        let (mut tables, mut rendered_tables) = (Vec::new(), Vec::new());
         for (i, spec) in params.tables.iter().enumerate() {
             let reference = match &spec.reference {
                 None => None,
@@ -93,23 +141,84 @@ impl Stage for Report {
                     file: file.clone(),
                 })?),
             };
-            let pool = match spec.from {
-                From::Rows => &rows,
-                From::Sets => &sets,
-            };
-            let rendered = render(spec, pool, reference.map(|(name, text)| (name.as_str(), text.as_str())))?;
+            let rendered = render(
+                spec,
+                pool(spec.from),
+                reference.map(|(name, text)| (name.as_str(), text.as_str())),
+            )?;
             markdown.push_str(&format!("\n## {}\n\n{}", spec.title, rendered.markdown()));
             let slug = format!("table-{}.csv", i + 1);
             ctx.write(&slug, rendered.csv()?)?;
-            tables.push(json!({"title": spec.title, "csv": slug, "header": rendered.header, "rows": rendered.cells}));
+            tables
+                .push(json!({"title": spec.title, "csv": slug, "header": rendered.header, "rows": rendered.objects()}));
+            rendered_tables.push(rendered);
         }
+        let (mut figures, mut svgs) = (Vec::new(), Vec::new());
+        for (i, spec) in params.figures.iter().enumerate() {
+            let data = figure(spec, pool(spec.from))?;
+            let stem = format!("figure-{}", i + 1);
+            let drawn = svg(&data)?;
+            ctx.write(&format!("{stem}.svg"), &drawn)?;
+            ctx.write(&format!("{stem}.png"), png(&data)?)?;
+            markdown.push_str(&format!("\n## {}\n\n![{}]({stem}.svg)\n", spec.title, spec.title));
+            figures.push(
+                json!({"title": spec.title, "svg": format!("{stem}.svg"), "png": format!("{stem}.png"), "data": data}),
+            );
+            svgs.push(drawn);
+        }
+        for v in &mut verdicts {
+            v.judged = examples(std::mem::take(&mut v.judged), params.failure_examples);
+        }
+        let page = html::page(&html::Page {
+            title: &params.title,
+            tables: params
+                .tables
+                .iter()
+                .zip(&rendered_tables)
+                .map(|(s, r)| (s.title.as_str(), r))
+                .collect(),
+            figures: params
+                .figures
+                .iter()
+                .zip(&svgs)
+                .map(|(s, svg)| (s.title.as_str(), svg.as_str()))
+                .collect(),
+            verdicts: &verdicts,
+            sources: &sources,
+        });
         ctx.write("report.md", markdown)?;
+        ctx.write("report.html", page)?;
         ctx.write(
             "report.json",
-            serde_json::to_vec_pretty(&json!({"title": params.title, "tables": tables}))?,
+            serde_json::to_vec_pretty(&json!({"title": params.title, "tables": tables, "figures": figures}))?,
         )?;
         Ok(())
     }
+}
+
+/// Per scenario, the `keep` most frequent failing programs keep their text (and test output);
+/// every other program keeps only its counts and reasons, so a sweep's page stays small.
+fn examples(judged: Vec<scores::JudgedProgram>, keep: usize) -> Vec<scores::JudgedProgram> {
+    let mut order: Vec<usize> = (0..judged.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&judged[a].scenario, std::cmp::Reverse(judged[a].count))
+            .cmp(&(&judged[b].scenario, std::cmp::Reverse(judged[b].count)))
+    });
+    let mut shown: BTreeMap<String, usize> = BTreeMap::new();
+    let mut slots: Vec<Option<scores::JudgedProgram>> = judged.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for i in order {
+        let Some(mut j) = slots[i].take() else { continue };
+        let failing = !(j.functional && j.secure != Some(false));
+        let n = shown.entry(j.scenario.clone()).or_default();
+        if !failing || *n >= keep {
+            j.program.clear();
+            j.stderr_tail.clear();
+        }
+        *n += usize::from(failing);
+        out.push(j);
+    }
+    out
 }
 
 /// Matrix labels arrive as text; numbers become numbers again so they sort and format as such.

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::rows::{matches, text, From, MISSING};
 use super::ReportError;
 
 /// One table: rows grouped by key fields, value fields as columns.
@@ -12,15 +13,19 @@ use super::ReportError;
 #[serde(deny_unknown_fields)]
 pub struct TableSpec {
     pub title: String,
-    /// Keep only rows whose fields equal these values.
+    /// Keep only rows whose fields equal these values (a list: any of them), e.g.
+    /// `{set: [main, unseen]}` keeps validation scenarios out.
     #[serde(default)]
     pub filter: BTreeMap<String, Value>,
-    /// Fields that identify a table row; rows sharing them are aggregated.
+    /// Fields that identify a table row; rows sharing them are aggregated. `stage` names the
+    /// upstream stage a row came from.
     pub rows: Vec<String>,
     /// Value fields shown as columns.
     pub columns: Vec<String>,
+    /// How rows sharing a key (and the total) combine: one way for every column, or one per
+    /// column (`{n: sum, functional: sum}`; columns not named are averaged).
     #[serde(default)]
-    pub aggregate: Aggregate,
+    pub aggregate: AggregateSpec,
     /// Spread every column over the values of this field (e.g. `theta`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pivot: Option<String>,
@@ -33,6 +38,14 @@ pub struct TableSpec {
     /// Append a row aggregating every row of the table.
     #[serde(default)]
     pub total: bool,
+    /// Instead of one total, one per value of this field (one of `rows`), e.g. `set`: each set
+    /// of scenarios gets its own mean, as the papers report main and unseen CWEs apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_by: Option<String>,
+    /// Order of the rows: header names, `-` first for descending, e.g. `[-sec-pass@1, operator]`.
+    /// Without it, rows keep the order they were first seen in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sort: Vec<String>,
     /// Which rows of the results: each stage's `rows`, or `sets` (`score`'s metrics averaged over
     /// each set of scenarios, e.g. main and unseen CWEs).
     #[serde(default)]
@@ -41,14 +54,6 @@ pub struct TableSpec {
     /// as Table IV shows steering against each strategy's W_sec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_to: Option<Baseline>,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum From {
-    #[default]
-    Rows,
-    Sets,
 }
 
 /// The baseline of a relative table: the mean of the rows matching `filter` that agree with the
@@ -76,21 +81,55 @@ pub enum Aggregate {
     Min,
 }
 
-/// A rendered table: a header and string cells.
+impl Aggregate {
+    fn word(self) -> &'static str {
+        match self {
+            Aggregate::Sum => "total",
+            Aggregate::Mean => "mean",
+            Aggregate::Max => "max",
+            Aggregate::Min => "min",
+        }
+    }
+}
+
+/// One aggregate for every column, or one per column.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AggregateSpec {
+    All(Aggregate),
+    PerColumn(BTreeMap<String, Aggregate>),
+}
+
+impl Default for AggregateSpec {
+    fn default() -> Self {
+        AggregateSpec::All(Aggregate::Mean)
+    }
+}
+
+impl AggregateSpec {
+    fn of(&self, column: &str) -> Aggregate {
+        match self {
+            AggregateSpec::All(a) => *a,
+            AggregateSpec::PerColumn(m) => m.get(column).copied().unwrap_or_default(),
+        }
+    }
+
+    /// What a total row is called: the one aggregate, or `total` where columns differ.
+    fn word(&self) -> &'static str {
+        match self {
+            AggregateSpec::All(a) => a.word(),
+            AggregateSpec::PerColumn(_) => "total",
+        }
+    }
+}
+
+/// A rendered table: a header, the cells as shown, and the same cells as values (numbers
+/// unrounded, `null` where missing) for `report.json`.
 #[derive(Debug, Serialize)]
 pub struct Rendered {
     pub header: Vec<String>,
     pub cells: Vec<Vec<String>>,
-}
-
-const MISSING: &str = "—";
-
-fn text(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => MISSING.to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+    pub values: Vec<Vec<Value>>,
 }
 
 /// Sums of whole numbers print as integers (counts); everything else with fixed decimals.
@@ -115,39 +154,89 @@ fn aggregate(values: &[f64], how: Aggregate) -> Option<f64> {
     })
 }
 
+fn number(x: f64) -> Value {
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+/// A cell shown as text and kept as a value.
+#[derive(Clone)]
+struct Cell {
+    shown: String,
+    value: Value,
+}
+
+impl Cell {
+    fn missing() -> Cell {
+        Cell {
+            shown: MISSING.to_string(),
+            value: Value::Null,
+        }
+    }
+    fn text(s: String) -> Cell {
+        Cell {
+            value: Value::String(s.clone()),
+            shown: s,
+        }
+    }
+    /// A key field or a reference value as text: a number where it reads as one.
+    fn typed(s: String) -> Cell {
+        if s.is_empty() || s == MISSING {
+            return Cell::missing();
+        }
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() => Cell {
+                shown: s,
+                value: number(x),
+            },
+            _ => Cell::text(s),
+        }
+    }
+}
+
 pub fn render(
     spec: &TableSpec,
     rows: &[Map<String, Value>],
     reference: Option<(&str, &str)>,
 ) -> Result<Rendered, ReportError> {
+    let spec_err = |what: String| ReportError::Spec {
+        table: spec.title.clone(),
+        what,
+    };
     // Rows from several upstream kinds share one pool: a row holding none of this table's
     // columns belongs to another table.
-    let matches = |r: &Map<String, Value>, filter: &BTreeMap<String, Value>| {
-        filter.iter().all(|(k, v)| text(r.get(k)) == text(Some(v)))
-    };
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
         .filter(|r| matches(r, &spec.filter))
         .filter(|r| spec.columns.iter().any(|c| r.contains_key(c)))
         .collect();
+    let totals = spec.total || spec.total_by.is_some();
     if let Some(b) = &spec.relative_to {
-        if spec.total {
-            return Err(ReportError::Spec {
-                table: spec.title.clone(),
-                what: "`total` and `relative_to` do not combine: a total of relative changes means nothing".into(),
-            });
+        if totals {
+            return Err(spec_err(
+                "`total` and `relative_to` do not combine: a total of relative changes means nothing".into(),
+            ));
         }
         if let Some(m) = b
             .matching
             .iter()
             .find(|m| !spec.rows.contains(m) && spec.pivot.as_ref() != Some(m))
         {
-            return Err(ReportError::Spec {
-                table: spec.title.clone(),
-                what: format!("`relative_to.match` field `{m}` must be one of the table's `rows` or its `pivot`"),
-            });
+            return Err(spec_err(format!(
+                "`relative_to.match` field `{m}` must be one of the table's `rows` or its `pivot`"
+            )));
         }
     }
+    let total_by = match &spec.total_by {
+        None => None,
+        Some(f) => Some(spec.rows.iter().position(|r| r == f).ok_or_else(|| {
+            spec_err(format!(
+                "`total_by` field `{f}` must be one of the table's `rows` {:?}",
+                spec.rows
+            ))
+        })?),
+    };
     // The baseline of a cell: the mean of the baseline rows that agree on the `match` fields.
     let baseline = |key: &[String], pivot: Option<&String>, field: &str| -> Option<f64> {
         let b = spec.relative_to.as_ref()?;
@@ -226,74 +315,169 @@ pub fn render(
             header.push(format!("{h} (ref)"));
         }
     }
-    let total_key: Option<Vec<String>> = (spec.total && !spec.rows.is_empty()).then(|| {
-        let mut k = vec![String::new(); spec.rows.len()];
-        k[0] = match spec.aggregate {
-            Aggregate::Sum => "total".into(),
-            Aggregate::Mean => "mean".into(),
-            Aggregate::Max => "max".into(),
-            Aggregate::Min => "min".into(),
+    // Total rows: one for the whole table, or one per value of `total_by`, each keyed by the
+    // aggregate's name in the first column (and the group's value in its own).
+    let mut total_keys: Vec<(Vec<String>, Option<String>)> = Vec::new();
+    if totals && !spec.rows.is_empty() {
+        let blank = |group: Option<&String>| {
+            let mut k = vec![String::new(); spec.rows.len()];
+            k[0] = spec.aggregate.word().to_string();
+            if let (Some(i), Some(g)) = (total_by, group) {
+                if i == 0 {
+                    k[0] = format!("{} ({g})", k[0]);
+                } else {
+                    k[i] = g.clone();
+                }
+            }
+            k
         };
-        k
-    });
+        match total_by {
+            None => total_keys.push((blank(None), None)),
+            Some(i) => {
+                let mut seen: Vec<String> = Vec::new();
+                for key in groups.keys() {
+                    if !seen.contains(&key[i]) {
+                        seen.push(key[i].clone());
+                    }
+                }
+                total_keys.extend(seen.into_iter().map(|g| (blank(Some(&g)), Some(g))));
+            }
+        }
+    }
     let reference_cell = |key: &Vec<String>, h: &String| {
-        let r = reference
+        reference
             .as_ref()
             .and_then(|r| r.values.get(key))
             .and_then(|m| m.get(h))
-            .cloned();
-        r.filter(|v| !v.is_empty()).unwrap_or_else(|| MISSING.to_string())
+            .cloned()
+            .map(Cell::typed)
+            .unwrap_or_else(Cell::missing)
     };
     let mut keys: Vec<Vec<String>> = groups.keys().cloned().collect();
     if let Some(r) = &reference {
         keys.extend(
             r.values
                 .keys()
-                .filter(|k| !groups.contains_key(*k) && Some(*k) != total_key.as_ref())
+                .filter(|k| !groups.contains_key(*k) && !total_keys.iter().any(|(t, _)| t == *k))
                 .cloned(),
         );
     }
-    let mut cells = Vec::new();
+    let mut table: Vec<Vec<Cell>> = Vec::new();
     for key in &keys {
-        let mut row = key.clone();
+        let mut row: Vec<Cell> = key.iter().cloned().map(Cell::typed).collect();
         for (j, (h, field, pv)) in value_headers.iter().enumerate() {
-            let measured = groups
-                .get(key)
-                .and_then(|g| aggregate(&g[j], spec.aggregate))
-                .and_then(|x| match &spec.relative_to {
-                    None => Some(fmt_num(x, spec.decimals, spec.aggregate)),
-                    Some(_) => baseline(key, pv.as_ref(), field)
-                        .filter(|b| *b != 0.0)
-                        .map(|b| format!("{:+.*}%", spec.decimals, (x / b - 1.0) * 100.0)),
-                })
-                .or_else(|| labels.get(key).and_then(|t| t[j].clone()))
-                .unwrap_or_else(|| MISSING.to_string());
-            row.push(measured);
+            let how = spec.aggregate.of(field);
+            let measured = groups.get(key).and_then(|g| aggregate(&g[j], how));
+            let cell = match (measured, &spec.relative_to) {
+                (Some(x), None) => Some(Cell {
+                    shown: fmt_num(x, spec.decimals, how),
+                    value: number(x),
+                }),
+                (Some(x), Some(_)) => baseline(key, pv.as_ref(), field).filter(|b| *b != 0.0).map(|b| {
+                    let change = (x / b - 1.0) * 100.0;
+                    Cell {
+                        shown: format!("{change:+.*}%", spec.decimals),
+                        value: number(change),
+                    }
+                }),
+                (None, _) => None,
+            };
+            row.push(
+                cell.or_else(|| labels.get(key).and_then(|t| t[j].clone()).map(Cell::text))
+                    .unwrap_or_else(Cell::missing),
+            );
             if ref_cols[j] {
                 row.push(reference_cell(key, h));
             }
         }
-        cells.push(row);
+        table.push(row);
     }
-    if let Some(key) = total_key {
-        let mut row = key.clone();
-        for (j, (h, _, _)) in value_headers.iter().enumerate() {
+    sort_rows(&mut table, &header, &spec.sort).map_err(spec_err)?;
+    for (key, group) in total_keys {
+        let mut row: Vec<Cell> = key.iter().cloned().map(Cell::text).collect();
+        for (j, (h, field, _)) in value_headers.iter().enumerate() {
+            let how = spec.aggregate.of(field);
             let per_row: Vec<f64> = groups
-                .values()
-                .filter_map(|g| aggregate(&g[j], spec.aggregate))
+                .iter()
+                .filter(|(k, _)| match (total_by, &group) {
+                    (Some(i), Some(g)) => &k[i] == g,
+                    _ => true,
+                })
+                .filter_map(|(_, g)| aggregate(&g[j], how))
                 .collect();
             row.push(
-                aggregate(&per_row, spec.aggregate)
-                    .map(|x| fmt_num(x, spec.decimals, spec.aggregate))
-                    .unwrap_or_else(|| MISSING.into()),
+                aggregate(&per_row, how)
+                    .map(|x| Cell {
+                        shown: fmt_num(x, spec.decimals, how),
+                        value: number(x),
+                    })
+                    .unwrap_or_else(Cell::missing),
             );
             if ref_cols[j] {
                 row.push(reference_cell(&key, h));
             }
         }
-        cells.push(row);
+        table.push(row);
     }
-    Ok(Rendered { header, cells })
+    Ok(Rendered {
+        header,
+        cells: table
+            .iter()
+            .map(|r| r.iter().map(|c| c.shown.clone()).collect())
+            .collect(),
+        values: table
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| c.value).collect())
+            .collect(),
+    })
+}
+
+/// Sorts by the named headers in turn (`-name`: descending): numbers by value, text by text,
+/// missing values last either way.
+fn sort_rows(table: &mut [Vec<Cell>], header: &[String], by: &[String]) -> Result<(), String> {
+    let mut order = Vec::new();
+    for s in by {
+        let (name, descending) = match s.strip_prefix('-') {
+            Some(n) => (n, true),
+            None => (s.as_str(), false),
+        };
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("`sort` names `{name}`, which is not a column; the columns are {header:?}"))?;
+        order.push((i, descending));
+    }
+    table.sort_by(|a, b| {
+        for &(i, descending) in &order {
+            let (x, y) = (&a[i].value, &b[i].value);
+            let o = match (x, y) {
+                (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+                (Value::Null, _) => std::cmp::Ordering::Greater,
+                (_, Value::Null) => std::cmp::Ordering::Less,
+                (Value::Number(p), Value::Number(q)) => {
+                    let o = p.as_f64().partial_cmp(&q.as_f64()).unwrap_or(std::cmp::Ordering::Equal);
+                    if descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+                _ => {
+                    let o = a[i].shown.cmp(&b[i].shown);
+                    if descending {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    Ok(())
 }
 
 struct Reference {
@@ -349,6 +533,14 @@ fn read_reference(name: &str, csv_text: &str, keys: &[String]) -> Result<Referen
 }
 
 impl Rendered {
+    /// Each row as an object keyed by the header, with typed values.
+    pub fn objects(&self) -> Vec<Map<String, Value>> {
+        self.values
+            .iter()
+            .map(|row| self.header.iter().cloned().zip(row.iter().cloned()).collect())
+            .collect()
+    }
+
     pub fn markdown(&self) -> String {
         let n = self.header.len();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
@@ -389,15 +581,8 @@ impl Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::rows::objects as rows;
     use serde_json::json;
-
-    fn rows(v: Value) -> Vec<Map<String, Value>> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_object().unwrap().clone())
-            .collect()
-    }
 
     fn spec(v: Value) -> TableSpec {
         serde_json::from_value(v).unwrap()
@@ -477,5 +662,48 @@ mod tests {
         let t = spec(json!({"title": "t", "rows": ["cwe"], "columns": ["n"], "reference": "r.csv"}));
         let err = render(&t, &[], Some(("r.csv", "language,n\nc,1\n"))).unwrap_err();
         assert!(err.to_string().contains("no column `cwe`"), "{err}");
+    }
+
+    #[test]
+    fn sorts_aggregates_per_column_totals_per_set_and_keeps_numbers_as_numbers() {
+        let data = rows(json!([
+            {"set": "main", "scenario": "a", "n": 4, "pass@1": 0.5},
+            {"set": "main", "scenario": "b", "n": 4, "pass@1": 0.25},
+            {"set": "unseen", "scenario": "c", "n": 2, "pass@1": 1.0},
+            {"set": "validation", "scenario": "v", "n": 9, "pass@1": 0.0}
+        ]));
+        let t = spec(
+            json!({"title": "t", "filter": {"set": ["main", "unseen"]}, "rows": ["set", "scenario"],
+                            "columns": ["n", "pass@1"], "aggregate": {"n": "sum"}, "total_by": "set",
+                            "sort": ["-pass@1"]}),
+        );
+        let r = render(&t, &data, None).unwrap();
+        insta::assert_snapshot!(r.markdown(), @r"
+        | set            | scenario | n   | pass@1 |
+        |----------------|----------|-----|--------|
+        | unseen         | c        | 2   | 1.00   |
+        | main           | a        | 4   | 0.50   |
+        | main           | b        | 4   | 0.25   |
+        | total (main)   |          | 8   | 0.38   |
+        | total (unseen) |          | 2   | 1.00   |
+        ");
+        assert_eq!(
+            r.objects()[3],
+            json!({"set": "total (main)", "scenario": "", "n": 8.0, "pass@1": 0.375})
+                .as_object()
+                .unwrap()
+                .clone(),
+            "report.json keeps the unrounded number"
+        );
+
+        let bad = spec(json!({"title": "t", "rows": ["scenario"], "columns": ["n"], "sort": ["-pass"]}));
+        let err = render(&bad, &data, None).unwrap_err().to_string();
+        assert!(err.contains("`sort` names `pass`, which is not a column"), "{err}");
+        let bad = spec(json!({"title": "t", "rows": ["scenario"], "columns": ["n"], "total_by": "set"}));
+        let err = render(&bad, &data, None).unwrap_err().to_string();
+        assert!(
+            err.contains("`total_by` field `set` must be one of the table's `rows`"),
+            "{err}"
+        );
     }
 }

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 pub use super::cgroup::{Cgroup, CgroupError, Events};
 
 /// The uid and gid untrusted code runs as (`nobody`).
@@ -52,52 +50,33 @@ impl Default for Limits {
     }
 }
 
-/// Why a sandboxed run ended, as the kernel tells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExitReason {
-    Ok,
-    /// Ran to its end without the expected result.
-    Fail,
-    /// The wall clock, or the CPU-time rlimit (SIGXCPU).
-    Timeout,
-    /// The memory cgroup's OOM killer ended a process of the run.
-    Oom,
-    /// The pids cgroup refused a fork.
-    ProcessLimit,
-    /// The file-size rlimit (SIGXFSZ).
-    FileLimit,
-    /// Ended by another signal.
-    Crash,
+pub use secvec_artifacts::scores::ExitReason;
+
+/// The reason of a run that did not succeed, from what the kernel recorded.
+pub fn failure_reason(events: Events, timed_out: bool, signal: Option<i32>) -> ExitReason {
+    if events.oom_kills > 0 {
+        ExitReason::Oom
+    } else if events.process_limit_hits > 0 {
+        ExitReason::ProcessLimit
+    } else if timed_out || signal == Some(libc::SIGXCPU) {
+        ExitReason::Timeout
+    } else if signal == Some(libc::SIGXFSZ) {
+        ExitReason::FileLimit
+    } else if signal.is_some() {
+        ExitReason::Crash
+    } else {
+        ExitReason::Fail
+    }
 }
 
-impl ExitReason {
-    /// The reason of a run that did not succeed, from what the kernel recorded.
-    pub fn of_failure(events: Events, timed_out: bool, signal: Option<i32>) -> ExitReason {
-        if events.oom_kills > 0 {
-            ExitReason::Oom
-        } else if events.process_limit_hits > 0 {
-            ExitReason::ProcessLimit
-        } else if timed_out || signal == Some(libc::SIGXCPU) {
-            ExitReason::Timeout
-        } else if signal == Some(libc::SIGXFSZ) {
-            ExitReason::FileLimit
-        } else if signal.is_some() {
-            ExitReason::Crash
-        } else {
-            ExitReason::Fail
-        }
-    }
-
-    /// The reason a test did not pass. A program can signal its own test process, so a SIGXCPU
-    /// counts as a timeout only when the process had used its CPU time, and a SIGXFSZ (which
-    /// the Python test process ignores, so the kernel never ends it with one) is a crash.
-    pub fn of_test(events: Events, timed_out: bool, signal: Option<i32>, cpu_exhausted: bool) -> ExitReason {
-        let sent = |s: i32| (s == libc::SIGXCPU && !cpu_exhausted) || s == libc::SIGXFSZ;
-        match ExitReason::of_failure(events, timed_out, signal) {
-            ExitReason::Timeout | ExitReason::FileLimit if !timed_out && signal.is_some_and(sent) => ExitReason::Crash,
-            reason => reason,
-        }
+/// The reason a test did not pass. A program can signal its own test process, so a SIGXCPU
+/// counts as a timeout only when the process had used its CPU time, and a SIGXFSZ (which the
+/// Python test process ignores, so the kernel never ends it with one) is a crash.
+pub fn test_failure_reason(events: Events, timed_out: bool, signal: Option<i32>, cpu_exhausted: bool) -> ExitReason {
+    let sent = |s: i32| (s == libc::SIGXCPU && !cpu_exhausted) || s == libc::SIGXFSZ;
+    match failure_reason(events, timed_out, signal) {
+        ExitReason::Timeout | ExitReason::FileLimit if !timed_out && signal.is_some_and(sent) => ExitReason::Crash,
+        reason => reason,
     }
 }
 
@@ -455,7 +434,7 @@ fn run_in(
     let reason = if code == Some(0) && events == Events::default() && !timed_out {
         ExitReason::Ok
     } else {
-        ExitReason::of_failure(events, timed_out, signal)
+        failure_reason(events, timed_out, signal)
     };
     Ok(RunOutcome {
         reason,

@@ -11,7 +11,8 @@ use rayon::prelude::*;
 use schemars::JsonSchema;
 use secvec_artifacts::prompts::Scenario;
 use secvec_artifacts::results::{self, Results};
-use secvec_artifacts::{samples, scenarios, scores};
+use secvec_artifacts::scores::{self, JudgedProgram};
+use secvec_artifacts::{samples, scenarios};
 use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -111,24 +112,6 @@ pub enum ScoreError {
     NoOracles,
     #[error("security: codeql, but `{0}` cannot be found: {1}")]
     NoCodeql(String, crate::toolchain::ToolError),
-}
-
-/// The verdict on one distinct program of a scenario, as `judged.jsonl` records it.
-#[derive(Serialize)]
-struct JudgedProgram<'a> {
-    scenario: &'a str,
-    /// How many samples were this program.
-    count: usize,
-    valid: bool,
-    functional: bool,
-    reason: ExitReason,
-    detail: String,
-    failed_tests: Vec<String>,
-    stderr_tail: String,
-    /// Absent where no oracle judges the scenario, or the program does not parse.
-    secure: Option<bool>,
-    security: Option<SecurityVerdict>,
-    program: &'a str,
 }
 
 pub struct Score;
@@ -314,7 +297,7 @@ impl Stage for Score {
                     cpu_seconds: 0.0,
                 });
                 JudgedProgram {
-                    scenario: id,
+                    scenario: id.to_string(),
                     count,
                     valid: valid[i],
                     functional: r.passed,
@@ -324,7 +307,7 @@ impl Stage for Score {
                     stderr_tail: r.stderr_tail,
                     secure: None,
                     security: None,
-                    program: prog,
+                    program: prog.to_string(),
                 }
             })
             .collect();
@@ -334,12 +317,12 @@ impl Stage for Score {
             .zip(&work)
             .enumerate()
             .filter(|(_, (j, _))| j.valid)
-            .map(|(i, (j, &(id, prog, _, from_line)))| {
+            .map(|(i, (_, &(id, prog, _, from_line)))| {
                 (
                     i,
                     Program {
                         scenario: id,
-                        language: &by_id[j.scenario].language,
+                        language: &by_id[id].language,
                         text: prog,
                         from_line,
                     },
@@ -356,24 +339,21 @@ impl Stage for Score {
             judged[i].secure = v.as_ref().map(|v| v.secure);
             judged[i].security = v;
         }
-        let mut lines = String::new();
         let mut per_scenario: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
         // A scenario has security metrics when every program that parses got a verdict.
         let mut unjudged: BTreeSet<&str> = BTreeSet::new();
         for j in &judged {
-            lines.push_str(&serde_json::to_string(j)?);
-            lines.push('\n');
             if j.valid && j.secure.is_none() {
-                unjudged.insert(j.scenario);
+                unjudged.insert(&j.scenario);
             }
-            per_scenario.entry(j.scenario).or_default().push(Judged {
+            per_scenario.entry(&j.scenario).or_default().push(Judged {
                 count: j.count,
                 valid: j.valid,
                 functional: j.functional,
                 secure: j.secure.unwrap_or(false),
             });
         }
-        ctx.write(scores::FILE, lines)?;
+        scores::write(ctx, &judged)?;
         let security_known = |id: &str| covered.contains(id) && !unjudged.contains(id);
         let mut means: BTreeMap<&str, Vec<ScenarioMetrics>> = BTreeMap::new();
         let mut rows = Vec::new();

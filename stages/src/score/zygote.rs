@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::cgroup::Cgroup;
-use super::sandbox::{join_cgroup, shared_dir, ExitReason, Limits, Sandbox, SandboxError, UNPRIVILEGED};
+use super::sandbox::{
+    join_cgroup, shared_dir, test_failure_reason, ExitReason, Limits, Sandbox, SandboxError, UNPRIVILEGED,
+};
 
 const SCRIPT: &str = include_str!("zygote.py");
 
@@ -303,7 +305,7 @@ impl Zygote {
             ExitReason::Ok
         } else {
             let cpu_exhausted = a.cpu_seconds + 0.05 >= self.limits.cpu_seconds as f64;
-            ExitReason::of_test(events, a.timed_out, a.signal, cpu_exhausted)
+            test_failure_reason(events, a.timed_out, a.signal, cpu_exhausted)
         };
         let last = |text: &str, n: usize| {
             let lines: Vec<&str> = text.lines().collect();

@@ -17,41 +17,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::Serialize;
 
 pub use mapping::{Checks, Mapping};
 
 use super::sandbox::{shared_dir, ExitReason, Limits, RunOutcome, Sandbox, SandboxError};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
-    pub oracle: String,
-    pub rule: String,
-    pub line: usize,
-    pub message: String,
-}
+pub use secvec_artifacts::scores::{Finding, SecurityVerdict};
 
-#[derive(Clone, Debug, Serialize)]
-pub struct SecurityVerdict {
-    pub secure: bool,
-    /// The checks that decided (`semgrep:sql-injection`): those that flagged the program, or
-    /// every check consulted when none did.
-    pub decided_by: Vec<String>,
-    pub findings: Vec<Finding>,
-}
-
-impl SecurityVerdict {
-    fn of(consulted: Vec<String>, findings: Vec<Finding>) -> SecurityVerdict {
-        let flagged: BTreeSet<String> = findings.iter().map(|f| format!("{}:{}", f.oracle, f.rule)).collect();
-        SecurityVerdict {
-            secure: findings.is_empty(),
-            decided_by: if findings.is_empty() {
-                consulted
-            } else {
-                flagged.into_iter().collect()
-            },
-            findings,
-        }
+/// The verdict from the checks consulted and what they found.
+fn verdict(consulted: Vec<String>, findings: Vec<Finding>) -> SecurityVerdict {
+    let flagged: BTreeSet<String> = findings.iter().map(|f| format!("{}:{}", f.oracle, f.rule)).collect();
+    SecurityVerdict {
+        secure: findings.is_empty(),
+        decided_by: if findings.is_empty() {
+            consulted
+        } else {
+            flagged.into_iter().collect()
+        },
+        findings,
     }
 }
 
@@ -375,7 +358,7 @@ pub fn judge_open(
     Ok(checks
         .iter()
         .enumerate()
-        .map(|(i, c)| c.map(|c| SecurityVerdict::of(c.names(), by_program.remove(&i).unwrap_or_default())))
+        .map(|(i, c)| c.map(|c| verdict(c.names(), by_program.remove(&i).unwrap_or_default())))
         .collect())
 }
 
@@ -405,7 +388,7 @@ pub fn judge_codeql(
             }
         }
         for (i, _) in files {
-            verdicts[i] = Some(SecurityVerdict::of(
+            verdicts[i] = Some(verdict(
                 vec![format!("codeql:{query}")],
                 by_program.remove(&i).unwrap_or_default(),
             ));
