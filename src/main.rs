@@ -1,5 +1,8 @@
 //! The `secvec` command line.
 
+mod dag;
+mod runs;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,6 +92,45 @@ enum Command {
         /// Print the concrete stages with their resolved params and inputs.
         #[arg(long)]
         resolved: bool,
+    },
+    /// List the recorded runs, oldest first: id, manifest, overlays and `--set`s, stages ran and
+    /// cached, exit.
+    Runs {
+        /// The records themselves, one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The params that differ between two runs (in any stage, and the overlays and `--set`s),
+    /// and the metrics of their results that moved.
+    Diff {
+        /// A run id (or a unique prefix), `latest` or `latest~N`.
+        a: String,
+        /// The run to compare it with (default: the latest).
+        #[arg(default_value = "latest")]
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chosen metrics of several runs, or of every matrix variant of a stage, in one table.
+    Compare {
+        /// Runs (ids, prefixes, `latest`, `latest~N`); default: the latest.
+        runs: Vec<String>,
+        /// Stages to show (a glob over concrete stage names, e.g. `sweep-scores-lpo*`).
+        #[arg(long, default_value = "*")]
+        stage: String,
+        /// A metric: a results field (`pass@1`, the mean over rows) or a set's (`main:sec-pass@1`);
+        /// repeatable. Default: every metric the stages shown have in common.
+        #[arg(long = "metric")]
+        metrics: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a manifest's graph of stages without running it.
+    Dag {
+        #[command(flatten)]
+        composed: Composed,
+        #[arg(long, value_enum, default_value = "text")]
+        format: dag::Format,
     },
     /// Print the JSON Schema of manifests.
     Schema,
@@ -184,8 +226,12 @@ enum CacheCommand {
         overlays: Vec<PathBuf>,
         #[arg(long = "set")]
         sets: Vec<String>,
+        /// List what would be removed, and remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also forget every run record (`secvec runs`); kept otherwise.
+        #[arg(long)]
+        runs: bool,
     },
 }
 
@@ -232,7 +278,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             jobs,
             gpus,
         } => {
-            let plan = target.composed.plan(&registry, &cli.cache)?;
+            let started = std::time::SystemTime::now();
+            let plan = Arc::new(target.composed.plan(&registry, &cli.cache)?);
             // Selectors are checked before the cache is touched, like the manifest itself.
             exec::selection(&plan, &target.only, &target.force)?;
             let cache =
@@ -248,8 +295,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1);
             let opts = RunOptions {
-                only: target.only,
-                force: target.force,
+                only: target.only.clone(),
+                force: target.force.clone(),
                 cpu_slots: jobs.unwrap_or(cpus),
                 gpu_slots: match gpus {
                     Some(n) => n,
@@ -270,7 +317,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         eprintln!("interrupted: finishing running stages; committed outputs are kept");
                     }
                 });
-                exec::run(Arc::new(plan), cache, opts, reporter, cancel.clone()).await
+                exec::run(plan.clone(), cache.clone(), opts, reporter, cancel.clone()).await
             })?;
             let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
             let failed: Vec<&str> = outcomes
@@ -288,7 +335,28 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     count(Status::Skipped)
                 );
             }
-            if cancel.load(Ordering::Relaxed) {
+            let exit = if cancel.load(Ordering::Relaxed) {
+                runs::Exit::Interrupted
+            } else if failed.is_empty() {
+                runs::Exit::Ok
+            } else {
+                runs::Exit::Failed
+            };
+            let asked = runs::Invocation {
+                manifest: &target.composed.manifest,
+                overlays: &target.composed.overlays,
+                sets: &target.composed.sets,
+                only: &target.only,
+                force: &target.force,
+            };
+            // The run's outputs are committed either way; a record that cannot be written is
+            // worth a warning, not a failed run.
+            match runs::record(&cache, &asked, &plan, &outcomes, started, exit) {
+                Ok(id) if !json => eprintln!("recorded as run {id}"),
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: the run was not recorded: {e:#}"),
+            }
+            if exit == runs::Exit::Interrupted {
                 return Ok(ExitCode::from(130));
             }
             if !failed.is_empty() {
@@ -327,6 +395,131 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 serde_yaml::to_string(&loaded.manifest)?
             };
             out!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { json } => {
+            for r in runs::list(&cli.cache)? {
+                if json {
+                    out!("{}", serde_json::to_string(&r)?);
+                    continue;
+                }
+                let count = |s: Status| r.stages.values().filter(|x| x.status == s).count();
+                let mut asked = vec![r.manifest.display().to_string()];
+                asked.extend(r.overlays.iter().map(|o| format!("-o {}", o.display())));
+                asked.extend(r.sets.iter().map(|s| format!("--set {s}")));
+                out!(
+                    "{}  {:<11}  {:>4} ran {:>4} cached {:>3} failed  {:>8.1}s  {}",
+                    r.id,
+                    format!("{:?}", r.exit).to_lowercase(),
+                    count(Status::Ran),
+                    count(Status::Cached),
+                    count(Status::Failed),
+                    r.seconds,
+                    asked.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { a, b, json } => {
+            let records = runs::list(&cli.cache)?;
+            let (x, y) = (&records[runs::find(&records, &a)?], &records[runs::find(&records, &b)?]);
+            let (params, metrics) = runs::diff(x, y);
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"a": x.id, "b": y.id, "params": params, "metrics": metrics})
+                    )?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!("a: {}\nb: {}", x.id, y.id);
+            for (title, changes) in [("params", &params), ("metrics", &metrics)] {
+                out!("\n{title}:");
+                if changes.is_empty() {
+                    out!("  (none differ)");
+                }
+                for c in changes {
+                    let moved = match (c.a.as_f64(), c.b.as_f64()) {
+                        (Some(p), Some(q)) if title == "metrics" => format!("  ({:+.4})", q - p),
+                        _ => String::new(),
+                    };
+                    out!("  {}: {} → {}{moved}", c.what, c.a, c.b);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare {
+            runs: which,
+            stage,
+            metrics,
+            json,
+        } => {
+            let records = runs::list(&cli.cache)?;
+            let which = if which.is_empty() {
+                vec!["latest".to_string()]
+            } else {
+                which
+            };
+            let chosen = which
+                .iter()
+                .map(|w| runs::find(&records, w).map(|i| &records[i]))
+                .collect::<Result<Vec<_>>>()?;
+            let glob = globset::Glob::new(&stage)
+                .with_context(|| format!("--stage {stage}: not a glob"))?
+                .compile_matcher();
+            let (header, rows) = runs::compare(&chosen, &glob, &metrics);
+            if rows.is_empty() {
+                bail!("no stage matching `{stage}` has results in the runs named");
+            }
+            if json {
+                for row in &rows {
+                    let obj: serde_json::Map<String, serde_json::Value> =
+                        header.iter().cloned().zip(row.iter().cloned()).collect();
+                    out!("{}", serde_json::to_string(&obj)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| match v {
+                            serde_json::Value::Number(n) => format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)),
+                            serde_json::Value::String(s) => s.clone(),
+                            _ => "—".to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let widths: Vec<usize> = (0..header.len())
+                .map(|j| {
+                    cells
+                        .iter()
+                        .map(|r| r[j].chars().count())
+                        .chain([header[j].chars().count()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |r: &[String]| {
+                r.iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            };
+            out!("{}", line(&header));
+            for r in &cells {
+                out!("{}", line(r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dag { composed, format } => {
+            let plan = composed.plan(&registry, &cli.cache)?;
+            out!("{}", dag::render(&plan, format).trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
@@ -451,6 +644,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             overlays,
             sets,
             dry_run,
+            runs: forget_runs,
         }) => {
             if manifests.is_empty() {
                 bail!("name the manifests whose results to keep: secvec cache gc MANIFEST...");
@@ -477,6 +671,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 r.bytes_freed as f64 / 1e6,
                 r.entries_kept
             );
+            if forget_runs && !dry_run {
+                out!("forgot {} run records", runs::forget_all(&cli.cache)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -593,3 +593,77 @@ fn kinds_describes_one_kind_with_its_params() {
         stderr(&unknown)
     );
 }
+
+const PAIRS_BY_LANGUAGE: &str = r#"
+name: runs-check
+stages:
+  pairs:
+    kind: pair
+    matrix:
+      languages: [[python], [c]]
+    inputs:
+      data: {path: data/quickstart-pairs}
+  report:
+    kind: report
+    inputs: {results: "pairs[*]"}
+    params:
+      title: Pairs
+      tables: [{title: per language, rows: [languages], columns: [pairs], aggregate: sum}]
+"#;
+
+#[test]
+fn every_run_is_recorded_and_runs_diff_and_compare_read_the_records() {
+    let ws = Workspace::new();
+    ws.write("manifests/runs-check.yaml", PAIRS_BY_LANGUAGE);
+    let first = ws.run(&["run", "manifests/runs-check.yaml"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("recorded as run "), "{}", stderr(&first));
+    let second = ws.run(&[
+        "run",
+        "manifests/runs-check.yaml",
+        "--set",
+        "stages.pairs.params.per_group=2",
+        "--set",
+        "stages.pairs.params.instruction=Complete the code.",
+    ]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let ids = (r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}", "[RUN]");
+    let seconds = (r"\d+\.\ds ", "[S]s ");
+    let runs = ws.run(&["runs"]);
+    assert_eq!(stdout(&runs).lines().count(), 2, "{}", stdout(&runs));
+    let diff = ws.run(&["diff", "latest~1"]);
+    assert!(diff.status.success(), "{}", stderr(&diff));
+    let compare = ws.run(&[
+        "compare", "latest~1", "latest", "--stage", "pairs*", "--metric", "pairs",
+    ]);
+    assert!(compare.status.success(), "{}", stderr(&compare));
+    insta::with_settings!({filters => vec![ids, seconds]}, {
+        insta::assert_snapshot!("runs", stdout(&runs));
+        insta::assert_snapshot!("diff", stdout(&diff));
+        insta::assert_snapshot!("compare", stdout(&compare));
+    });
+    // Records survive gc unless it is asked to forget them.
+    let gc = ws.run(&["cache", "gc", "manifests/runs-check.yaml"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert_eq!(stdout(&ws.run(&["runs"])).lines().count(), 2);
+    let gc = ws.run(&["cache", "gc", "manifests/runs-check.yaml", "--runs"]);
+    assert!(stdout(&gc).contains("forgot 2 run records"), "{}", stdout(&gc));
+    let none = ws.run(&["diff", "latest"]);
+    assert_eq!(none.status.code(), Some(2));
+    insta::assert_snapshot!("diff_without_runs", stderr(&none));
+}
+
+#[test]
+fn dag_prints_the_graph_as_text_dot_and_mermaid() {
+    let ws = Workspace::new();
+    ws.write("manifests/runs-check.yaml", PAIRS_BY_LANGUAGE);
+    for format in ["text", "dot", "mermaid"] {
+        let out = ws.run(&["dag", "manifests/runs-check.yaml", "--format", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        insta::assert_snapshot!(format!("dag_{format}"), stdout(&out));
+    }
+    assert!(
+        !ws.path().join(".secvec").exists(),
+        "dag runs nothing and creates no cache"
+    );
+}

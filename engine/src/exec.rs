@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 
 use crate::error::ManifestError;
-use crate::plan::{first_difference, Plan, Source};
+use crate::plan::{differences, Plan, Source};
 use crate::progress::{Event, Outcome, Reporter, StageProgress, Status};
 use crate::stage::{InputArtifact, StageContext};
 
@@ -467,12 +467,19 @@ pub fn explain(
                 (Some(Found::Damaged(_, what)), _) => ("run", format!("cached result not usable: {what}")),
                 (Some(Found::Miss) | None, _) => {
                     let previous = cache.and_then(|c| c.record(&plan.manifest_name, &node.name));
-                    let why = previous
+                    let changes: Vec<String> = previous
                         .as_ref()
                         .and_then(|p| p.get("preimage"))
-                        .and_then(|old| first_difference(old, &preimage))
+                        .map(|old| differences(old, &preimage))
+                        .unwrap_or_default()
+                        .into_iter()
                         .map(|(path, old, new)| describe_change(plan, i, &path, &old, &new))
-                        .unwrap_or_else(|| "not cached".to_string());
+                        .collect();
+                    let why = if changes.is_empty() {
+                        "not cached".to_string()
+                    } else {
+                        changes.join("; ")
+                    };
                     ("run", why)
                 }
             }

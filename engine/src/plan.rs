@@ -640,9 +640,9 @@ fn resolve_params(
     })
 }
 
-/// The first field where two pre-images differ, as `(path, old, new)`, walking kind, version,
-/// params, inputs and environment in that order so the answer names the cause a user changed.
-pub fn first_difference(old: &Value, new: &Value) -> Option<(String, String, String)> {
+/// Every field where two pre-images differ, as `(path, old, new)`, walking kind, version,
+/// params, inputs and environment in that order so the list starts with the cause a user changed.
+pub fn differences(old: &Value, new: &Value) -> Vec<(String, String, String)> {
     fn show(v: Option<&Value>) -> String {
         match v {
             None => "(absent)".to_string(),
@@ -650,22 +650,28 @@ pub fn first_difference(old: &Value, new: &Value) -> Option<(String, String, Str
             Some(v) => v.to_string(),
         }
     }
-    fn walk(path: String, old: Option<&Value>, new: Option<&Value>) -> Option<(String, String, String)> {
+    fn walk(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<(String, String, String)>) {
         match (old, new) {
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
                 keys.sort();
                 keys.dedup();
-                keys.into_iter().find_map(|k| walk(join(&path, k), a.get(k), b.get(k)))
+                for k in keys {
+                    walk(join(&path, k), a.get(k), b.get(k), out);
+                }
             }
             (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
-                (0..a.len()).find_map(|i| walk(format!("{path}[{i}]"), a.get(i), b.get(i)))
+                for i in 0..a.len() {
+                    walk(format!("{path}[{i}]"), a.get(i), b.get(i), out);
+                }
             }
-            (a, b) if a == b => None,
-            (a, b) => Some((path, show(a), show(b))),
+            (a, b) if a == b => {}
+            (a, b) => out.push((path, show(a), show(b))),
         }
     }
-    ["kind", "version", "params", "inputs", "environment"]
-        .into_iter()
-        .find_map(|k| walk(k.to_string(), old.get(k), new.get(k)))
+    let mut out = Vec::new();
+    for k in ["kind", "version", "params", "inputs", "environment"] {
+        walk(k.to_string(), old.get(k), new.get(k), &mut out);
+    }
+    out
 }

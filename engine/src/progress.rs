@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use secvec_cache::Digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stage::ProgressSink;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Cached,
