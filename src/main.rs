@@ -65,7 +65,8 @@ enum Command {
     Run {
         #[command(flatten)]
         target: Target,
-        /// One JSON event per finished stage on stdout.
+        /// JSON events on stdout, one per line: `started`, `progress` and `finished` (the
+        /// stage's outcome).
         #[arg(long)]
         json: bool,
         /// CPU slots (default: the number of cores).
@@ -74,6 +75,10 @@ enum Command {
         /// GPU slots (default: the CUDA devices libtorch sees, when a stage needs one).
         #[arg(long)]
         gpus: Option<u32>,
+        /// Seconds between progress lines (or `progress` events) for a running stage when
+        /// stdout is not a terminal.
+        #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+        progress_every: f64,
     },
     /// Show what `run` would do and why each stage would run.
     Plan {
@@ -108,6 +113,7 @@ enum Command {
         /// The run to compare it with (default: the latest).
         #[arg(default_value = "latest")]
         b: String,
+        /// Both lists as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -122,6 +128,7 @@ enum Command {
         /// repeatable. Default: every metric the stages shown have in common.
         #[arg(long = "metric")]
         metrics: Vec<String>,
+        /// One JSON object per row.
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +136,7 @@ enum Command {
     Dag {
         #[command(flatten)]
         composed: Composed,
+        /// How to print the graph.
         #[arg(long, value_enum, default_value = "text")]
         format: dag::Format,
     },
@@ -142,6 +150,7 @@ enum Command {
     },
     /// Show a stage's outputs path and provenance.
     Show {
+        /// A stage or matrix variant name (`pairs`, `steered@operator=negation,theta=0.5`).
         stage: String,
         /// The manifest name, when several ran a stage of this name.
         #[arg(long)]
@@ -151,7 +160,10 @@ enum Command {
     /// libtorch, CUDA) and what is missing.
     Doctor,
     /// Print the content digest of a file or directory, as the cache computes it.
-    Digest { path: PathBuf },
+    Digest {
+        /// A file or directory.
+        path: PathBuf,
+    },
     /// Cache maintenance.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -163,6 +175,7 @@ enum Command {
         /// A PEFT LoRA adapter (or a `merge` output) applied to the model.
         #[arg(long)]
         adapter: Option<PathBuf>,
+        /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// 0 picks a free port; the address is printed once the model is loaded.
@@ -221,9 +234,12 @@ enum CacheCommand {
     },
     /// Remove what none of the given manifests references.
     Gc {
+        /// The manifests whose cached results to keep (as they plan now).
         manifests: Vec<PathBuf>,
+        /// Overlays applied to every manifest named (repeatable).
         #[arg(short = 'o', long = "overlay")]
         overlays: Vec<PathBuf>,
+        /// Overrides applied to every manifest named (repeatable).
         #[arg(long = "set")]
         sets: Vec<String>,
         /// List what would be removed, and remove nothing.
@@ -277,6 +293,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             json,
             jobs,
             gpus,
+            progress_every,
         } => {
             let started = std::time::SystemTime::now();
             let plan = Arc::new(target.composed.plan(&registry, &cli.cache)?);
@@ -284,12 +301,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             exec::selection(&plan, &target.only, &target.force)?;
             let cache =
                 Arc::new(Cache::open(&cli.cache).with_context(|| format!("opening cache {}", cli.cache.display()))?);
+            let every = std::time::Duration::from_secs_f64(progress_every);
             let reporter: Arc<dyn Reporter> = if json {
-                Arc::new(JsonLines)
+                Arc::new(JsonLines::new(every))
             } else if std::io::stdout().is_terminal() {
                 Arc::new(Bars::new())
             } else {
-                Arc::new(Lines)
+                Arc::new(Lines::new(every))
             };
             let cpus = std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
@@ -326,8 +344,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .map(|o| o.stage.as_str())
                 .collect();
             if !json {
+                let interrupted = match count(Status::Interrupted) {
+                    0 => String::new(),
+                    n => format!(", {n} interrupted"),
+                };
                 eprintln!(
-                    "{} stages: {} ran, {} cached, {} failed, {} skipped",
+                    "{} stages: {} ran, {} cached, {} failed{interrupted}, {} skipped",
                     outcomes.len(),
                     count(Status::Ran),
                     count(Status::Cached),
@@ -664,6 +686,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             let r = cache.gc(&keep, dry_run)?;
             let verb = if dry_run { "would remove" } else { "removed" };
+            let mut by_manifest: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+            for (m, stage) in &r.stages_removed {
+                by_manifest.entry(m).or_default().push(stage);
+            }
+            for (m, stages) in &mut by_manifest {
+                stages.sort_unstable();
+                out!(
+                    "{verb} the results of {} stage(s) of {m}: {}",
+                    stages.len(),
+                    stages.join(", ")
+                );
+            }
+            for link in dangling_links(&cli.out, &r.artifacts, dry_run)? {
+                out!("{verb} the dangling link {}", link.display());
+            }
             out!(
                 "{verb} {} entries and {} artifacts ({:.1} MB); kept {} entries",
                 r.entries_removed,
@@ -710,6 +747,38 @@ fn resolved_stages(plan: &Plan) -> serde_json::Value {
     serde_json::json!({"name": plan.manifest_name, "stages": stages})
 }
 
+/// Links under `out/<manifest>/` whose outputs are gone or among `removed`, with their
+/// provenance records; removed unless `dry_run`.
+fn dangling_links(out: &Path, removed: &[PathBuf], dry_run: bool) -> Result<Vec<PathBuf>> {
+    let removed: std::collections::HashSet<PathBuf> = removed.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let mut found = Vec::new();
+    for manifest in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(manifest.path()).into_iter().flatten().flatten() {
+            let link = entry.path();
+            let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+            let gone = !link.exists() || link.canonicalize().is_ok_and(|t| removed.contains(&t));
+            if is_link && gone {
+                if !dry_run {
+                    std::fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
+                    let record =
+                        link.with_file_name(format!("{}.provenance.json", entry.file_name().to_string_lossy()));
+                    let _ = std::fs::remove_file(record);
+                }
+                found.push(link);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
+}
+
 fn open_if_present(root: &Path) -> Result<Option<Cache>> {
     if !root.join("LOCK").exists() {
         return Ok(None);
@@ -745,5 +814,31 @@ fn show(out: &Path, stage: &str, manifest: Option<&str>) -> Result<ExitCode> {
             "stage `{stage}` ran in several manifests ({}); pick one with --manifest",
             many.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>().join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is_for() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "secvec", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

@@ -354,17 +354,48 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
     ws.run_json(&["manifests/quickstart.yaml", "-o", "manifests/overlays/python-only.yaml"]);
     assert!(ws.run(&["cache", "verify"]).status.success());
 
+    let dangling = |ws: &Workspace| -> Vec<String> {
+        let dir = ws.path().join("out/quickstart-python");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_symlink() && !p.exists())
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
-    assert!(
-        stdout(&dry).starts_with("would remove 29 entries and 26 artifacts"),
-        "{}",
-        stdout(&dry)
-    );
+    let listed = stdout(&dry);
+    assert!(listed.contains("would remove 29 entries and 26 artifacts"), "{listed}");
+    let stages = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("would remove the results of 29 stage(s) of quickstart-python: "))
+        .unwrap_or_else(|| panic!("no stage listing for quickstart-python: {listed}"));
+    assert!(stages.split(", ").any(|s| s == "sft@target=secure"), "{stages}");
+    assert!(!listed.contains("stage(s) of quickstart:"), "{listed}");
+    let would_dangle = listed
+        .lines()
+        .filter(|l| l.starts_with("would remove the dangling link "))
+        .count();
+    assert!(would_dangle > 0, "{listed}");
+    assert!(dangling(&ws).is_empty(), "a dry run removed outputs");
+
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).starts_with("removed 29 entries and 26 artifacts"),
+        stdout(&gc).contains("removed 29 entries and 26 artifacts"),
         "{}",
         stdout(&gc)
+    );
+    let removed_links = stdout(&gc)
+        .lines()
+        .filter(|l| l.starts_with("removed the dangling link "))
+        .count();
+    assert_eq!(removed_links, would_dangle, "{}", stdout(&gc));
+    assert_eq!(dangling(&ws), Vec::<String>::new());
+    assert!(
+        ws.path().join("out/quickstart/pairs").exists(),
+        "gc removed a kept stage's link"
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
     assert!(stdout(&plan).contains("0 of 48 stages would run"), "{}", stdout(&plan));

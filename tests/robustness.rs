@@ -44,9 +44,12 @@ fn kill_9_at_random_points_leaves_a_consistent_cache() {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for _ in 0..finished_before_kill {
-            if lines.next().is_none() {
-                break;
+        let mut finished = 0;
+        while finished < finished_before_kill {
+            match lines.next() {
+                Some(Ok(l)) if l.contains(r#""event":"finished""#) => finished += 1,
+                Some(Ok(_)) => {}
+                _ => break,
             }
         }
         std::thread::sleep(delay);

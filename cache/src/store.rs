@@ -116,6 +116,10 @@ pub struct VerifyReport {
 
 #[derive(Debug, Default, Serialize)]
 pub struct GcReport {
+    /// The stages whose last results go, as `(manifest, stage)` from their run records.
+    pub stages_removed: Vec<(String, String)>,
+    /// The output trees that go.
+    pub artifacts: Vec<PathBuf>,
     pub entries_removed: usize,
     pub artifacts_removed: usize,
     pub bytes_freed: u64,
@@ -496,6 +500,7 @@ impl Cache {
             {
                 report.artifacts_removed += 1;
                 report.bytes_freed += tree_size(&dir);
+                report.artifacts.push(dir.clone());
                 remove.push(self.root.join("stamps").join(format!("{name}.json")));
                 remove.push(dir);
             }
@@ -528,7 +533,13 @@ impl Cache {
                         .and_then(|k| k.parse::<Digest>().ok())
                 });
             if key.map(|k| !keep.contains(&k)).unwrap_or(true) {
-                remove.push(rec.into_path());
+                let path = rec.into_path();
+                let text = |n: Option<&std::ffi::OsStr>| n.map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                if key.is_some() {
+                    let manifest = text(path.parent().and_then(Path::file_name));
+                    report.stages_removed.push((manifest, text(path.file_stem())));
+                }
+                remove.push(path);
             }
         }
         if !dry_run {

@@ -172,6 +172,12 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
             outcome.status = status;
             outcome.output = Some(output);
         }
+        // A stage stopped by the interrupt reports an error of its own; what happened is the
+        // interrupt.
+        Ok(Err(_)) if shared.cancel.load(Ordering::Relaxed) => {
+            outcome.status = Status::Interrupted;
+            outcome.error = Some("interrupted".into());
+        }
         Ok(Err(e)) => {
             outcome.status = Status::Failed;
             outcome.error = Some(e);

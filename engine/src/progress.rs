@@ -2,8 +2,8 @@
 //! JSON event per line for tools.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use secvec_cache::Digest;
@@ -17,6 +17,8 @@ pub enum Status {
     Cached,
     Ran,
     Failed,
+    /// Stopped by Ctrl-C (or SIGTERM) while it ran; nothing of it was committed.
+    Interrupted,
     /// Not run because an upstream stage failed or the run was interrupted.
     Skipped,
 }
@@ -96,6 +98,10 @@ fn describe(o: &Outcome) -> String {
         Status::Cached => format!("cached  {}", o.stage),
         Status::Ran => format!("ran     {} ({:.2}s)", o.stage, o.seconds),
         Status::Failed => format!("FAILED  {}: {}", o.stage, o.error.as_deref().unwrap_or("")),
+        Status::Interrupted => format!(
+            "interrupted {} after {:.1}s (nothing of it was committed; a rerun starts it again)",
+            o.stage, o.seconds
+        ),
         Status::Skipped => format!("skipped {} ({})", o.stage, o.error.as_deref().unwrap_or("")),
     }
 }
@@ -107,38 +113,241 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// One line per event, for logs and pipes.
-pub struct Lines;
+/// `1h02m03s`, `4m05s`, `6s`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+/// What a stage last said about its progress.
+#[derive(Clone, Default)]
+struct StageState {
+    done: u64,
+    total: u64,
+    message: String,
+    started: Option<Instant>,
+    /// When a line last reported this stage.
+    reported: Option<Instant>,
+}
+
+impl StageState {
+    fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.total > 0 {
+            parts.push(format!(
+                "{}/{} ({:.0}%)",
+                self.done,
+                self.total,
+                100.0 * self.done as f64 / self.total as f64
+            ));
+        }
+        if !self.message.is_empty() {
+            parts.push(self.message.clone());
+        }
+        if let Some(t) = self.started {
+            parts.push(format!("for {}", clock(t.elapsed())));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The run as far as a throttled reporter knows it.
+struct Tally {
+    started: Instant,
+    every: Duration,
+    total: usize,
+    finished: usize,
+    running: std::collections::BTreeMap<String, StageState>,
+    /// When any line was last printed.
+    last_line: Instant,
+}
+
+impl Tally {
+    fn new(every: Duration) -> Self {
+        let now = Instant::now();
+        Tally {
+            started: now,
+            every,
+            total: 0,
+            finished: 0,
+            running: Default::default(),
+            last_line: now,
+        }
+    }
+
+    fn overall(&self) -> String {
+        format!(
+            "{}/{} stages, {}",
+            self.finished,
+            self.total,
+            clock(self.started.elapsed())
+        )
+    }
+
+    /// Records a progress or message event; the stage's state when a line is due (the first
+    /// `every` after it started, then every `every`).
+    fn update(&mut self, stage: &str, progress: Option<(u64, u64)>, message: Option<&str>) -> Option<StageState> {
+        let every = self.every;
+        let st = self.running.entry(stage.to_string()).or_default();
+        if let Some((done, total)) = progress {
+            (st.done, st.total) = (done, total);
+        }
+        if let Some(m) = message {
+            st.message = m.to_string();
+        }
+        let since = st.reported.or(st.started).unwrap_or_else(Instant::now);
+        let finished_inner = progress.is_some_and(|(d, t)| d == t && t > 0);
+        if since.elapsed() >= every || (finished_inner && st.reported.is_some()) {
+            st.reported = Some(Instant::now());
+            self.last_line = Instant::now();
+            return Some(st.clone());
+        }
+        None
+    }
+
+    /// Takes in any event; a running stage's state when a line about it is due.
+    fn observe<'e>(&mut self, event: &Event<'e>) -> Option<(&'e str, StageState)> {
+        match *event {
+            Event::Progress { stage, done, total } => {
+                return self.update(stage, Some((done, total)), None).map(|s| (stage, s))
+            }
+            Event::Message { stage, text } => return self.update(stage, None, Some(text)).map(|s| (stage, s)),
+            _ => {}
+        }
+        match event {
+            Event::Planned { total } => self.total = *total,
+            Event::Started { stage } => {
+                let st = self.running.entry(stage.to_string()).or_default();
+                st.started = Some(Instant::now());
+            }
+            Event::Finished(o) => {
+                self.running.remove(&o.stage);
+                self.finished += 1;
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Runs `beat` every `every` while `target` lives: the periodic lines of a run whose stages say
+/// nothing for a while.
+fn heartbeat<T: Send + Sync + 'static>(target: Weak<T>, every: Duration, beat: fn(&T)) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every.min(Duration::from_millis(250)));
+        let Some(t) = target.upgrade() else { break };
+        beat(&t);
+    });
+}
+
+/// One line per event for logs and pipes, and every `every` a line per running stage with its
+/// inner progress and the run's clock.
+pub struct Lines {
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl Lines {
+    pub fn new(every: Duration) -> Self {
+        let tally = Arc::new(Mutex::new(Tally::new(every)));
+        heartbeat(Arc::downgrade(&tally), every, |t: &Mutex<Tally>| {
+            let mut t = t.lock().expect("tally lock");
+            if t.last_line.elapsed() < t.every || t.running.is_empty() {
+                return;
+            }
+            t.last_line = Instant::now();
+            let stages: Vec<String> = t
+                .running
+                .iter()
+                .map(|(name, st)| match st.summary() {
+                    s if s.is_empty() => name.clone(),
+                    s => format!("{name} ({s})"),
+                })
+                .collect();
+            say(format_args!("still running {} [{}]", stages.join("; "), t.overall()));
+        });
+        Lines { tally }
+    }
+}
 
 impl Reporter for Lines {
     fn event(&self, event: Event<'_>) {
+        let mut t = self.tally.lock().expect("tally lock");
+        let due = t.observe(&event);
         match event {
             Event::Started { stage } => say(format_args!("running {stage}")),
             Event::Notice { stage, text } => say(format_args!("notice  {stage}: {text}")),
-            Event::Finished(o) => say(format_args!("{}", describe(o))),
+            Event::Finished(o) => say(format_args!("{} [{}]", describe(o), t.overall())),
             _ => {}
+        }
+        if let Some((stage, st)) = due {
+            t.last_line = Instant::now();
+            say(format_args!("progress {stage}: {} [{}]", st.summary(), t.overall()));
         }
     }
 }
 
-/// One JSON object per finished stage.
-pub struct JsonLines;
+/// A JSON line on stdout: `{"event": …, …}`.
+#[derive(Serialize)]
+struct JsonEvent<'a, T: Serialize> {
+    event: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+fn emit<T: Serialize>(event: &'static str, body: &T) {
+    say(format_args!(
+        "{}",
+        serde_json::to_string(&JsonEvent { event, body }).expect("events serialise")
+    ));
+}
+
+/// One JSON object per line on stdout, each with an `event`: `started`, `progress` (at most one
+/// per stage every `every`) and `finished` (the stage's [`Outcome`]). Notices go to stderr.
+pub struct JsonLines {
+    tally: Mutex<Tally>,
+}
+
+impl JsonLines {
+    pub fn new(every: Duration) -> Self {
+        JsonLines {
+            tally: Mutex::new(Tally::new(every)),
+        }
+    }
+}
 
 impl Reporter for JsonLines {
     fn event(&self, event: Event<'_>) {
+        let mut t = self.tally.lock().expect("tally lock");
+        let due = t.observe(&event);
         match event {
-            Event::Finished(o) => say(format_args!(
-                "{}",
-                serde_json::to_string(o).expect("outcomes serialise")
-            )),
-            // stdout holds only outcomes.
+            Event::Started { stage } => emit("started", &serde_json::json!({ "stage": stage })),
+            Event::Finished(o) => emit("finished", o),
             Event::Notice { stage, text } => eprintln!("notice  {stage}: {text}"),
             _ => {}
+        }
+        if let Some((stage, st)) = due {
+            emit(
+                "progress",
+                &serde_json::json!({
+                    "stage": stage,
+                    "done": st.done,
+                    "total": st.total,
+                    "message": st.message,
+                    "seconds": st.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+                    "stages_finished": t.finished,
+                    "stages_total": t.total,
+                }),
+            );
         }
     }
 }
 
-/// Live bars: one per running stage with its own progress and ETA, and an overall bar.
+/// Live bars: one per running stage with its own progress and ETA, and an overall bar whose
+/// clock ticks whether or not a stage reports.
 pub struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
@@ -150,11 +359,12 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
-            ProgressStyle::with_template("{prefix:.bold} [{bar:30.green/white}] {pos}/{len} stages {elapsed}")
+            ProgressStyle::with_template("{prefix:.bold} [{bar:30.green/white}] {pos}/{len} stages {elapsed_precise}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
         overall.set_prefix("secvec");
+        overall.enable_steady_tick(Duration::from_millis(500));
         Bars {
             multi,
             overall,
@@ -169,6 +379,12 @@ impl Default for Bars {
     }
 }
 
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.overall.finish_and_clear();
+    }
+}
+
 impl Reporter for Bars {
     fn event(&self, event: Event<'_>) {
         match event {
@@ -176,7 +392,7 @@ impl Reporter for Bars {
             Event::Started { stage } => {
                 let bar = self.multi.insert_before(&self.overall, ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix:32!} {wide_msg} {pos}/{len} eta {eta}")
+                    ProgressStyle::with_template("{spinner} {prefix:32!} {elapsed:>4} {wide_msg}")
                         .expect("valid template"),
                 );
                 bar.set_prefix(stage.to_string());
@@ -218,5 +434,47 @@ impl Reporter for Bars {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_reported_once_per_interval_and_when_its_inner_work_ends() {
+        let mut t = Tally::new(Duration::from_millis(200));
+        t.observe(&Event::Planned { total: 3 });
+        t.observe(&Event::Started { stage: "score" });
+        assert!(
+            t.update("score", Some((1, 10)), None).is_none(),
+            "reported before an interval passed"
+        );
+        std::thread::sleep(Duration::from_millis(220));
+        let due = t
+            .update("score", Some((2, 10)), Some("testing"))
+            .expect("due after an interval");
+        assert_eq!((due.done, due.total, due.message.as_str()), (2, 10, "testing"));
+        assert!(
+            due.summary().starts_with("2/10 (20%), testing, for "),
+            "{}",
+            due.summary()
+        );
+        assert!(
+            t.update("score", Some((3, 10)), None).is_none(),
+            "reported twice in one interval"
+        );
+        assert!(
+            t.update("score", Some((10, 10)), None).is_some(),
+            "the end of the inner work is shown"
+        );
+        assert!(t.overall().starts_with("0/3 stages, "), "{}", t.overall());
+    }
+
+    #[test]
+    fn clocks_read_as_hours_minutes_and_seconds() {
+        assert_eq!(clock(Duration::from_secs(6)), "6s");
+        assert_eq!(clock(Duration::from_secs(245)), "4m05s");
+        assert_eq!(clock(Duration::from_secs(3723)), "1h02m03s");
     }
 }

@@ -70,10 +70,12 @@ impl Workspace {
     }
 }
 
+/// The `finished` events of `run --json`, by stage.
 pub fn events(stdout: &[u8]) -> std::collections::BTreeMap<String, Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON event: {l}: {e}")))
+        .filter(|v| v["event"] == "finished")
         .map(|v| (v["stage"].as_str().unwrap().to_string(), v))
         .collect()
 }

@@ -237,6 +237,7 @@ impl Stage for Score {
             p.jobs
         };
         let to_check: Vec<(&str, &str)> = work.iter().map(|w| (by_id[w.0].language.as_str(), w.1)).collect();
+        ctx.message(&format!("parsing {total} distinct programs"));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
         // One checker per worker, each over its share of the programs.
         let valid: Vec<bool> = pool
@@ -276,6 +277,7 @@ impl Stage for Score {
                 ));
             }
         };
+        ctx.message("unit tests");
         let tested = || ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
         let cancelled = || ctx.check_cancelled().is_err();
         let mut functional: HashMap<usize, FunctionalResult> = test_programs(
@@ -330,6 +332,10 @@ impl Stage for Score {
             })
             .collect();
         let (indices, to_judge): (Vec<usize>, Vec<Program>) = to_judge.into_iter().unzip();
+        ctx.message(&format!(
+            "judging the security of {} programs that parse",
+            to_judge.len()
+        ));
         let Security {
             oracle: oracle_used,
             covered,
