@@ -327,6 +327,16 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         ("type_mismatch", format!("{base}  r:\n    kind: report\n    inputs: {{results: pairs}}\n    params: {{title: x, tables: []}}\n  p2:\n    kind: pair\n    inputs: {{data: r}}\n"), &[]),
         ("missing_path", "name: bad\nstages:\n  pairs:\n    kind: pair\n    inputs:\n      data: {path: nowhere}\n".into(), &[]),
         ("bad_overlay_path", base.into(), &["-o", "missing-overlay.yaml"]),
+        ("empty_manifest", String::new(), &[]),
+        ("name_null", base.replace("name: bad", "name: null"), &[]),
+        ("overlay_name_null", base.into(), &["-o", "name-null.yaml"]),
+        ("empty_overlay", base.into(), &["-o", "empty-overlay.yaml"]),
+        ("overlay_misspelt_stage", base.into(), &["-o", "misspelt.yaml"]),
+        (
+            "overlay_deletes_a_used_stage",
+            format!("{base}  r:\n    kind: report\n    inputs: {{results: pairs}}\n    params: {{title: x, tables: []}}\n"),
+            &["-o", "delete-pairs.yaml"],
+        ),
         ("bad_set_syntax", base.into(), &["--set", "stages.pairs.params.cwes"]),
         ("bad_set_stage", base.into(), &["--set", "stages.pair.params.cwes=[]"]),
         ("bad_set_value_type", base.into(), &["--set", "stages.pairs.params.languages=[rust]"]),
@@ -336,6 +346,10 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         ("matrix_value_path", format!("{base}    matrix:\n      cwes: [[cwe-089], [a/../../x]]\n"), &[]),
         ("label_key_path", format!("{base}    labels: {{\"a/../../x\": y}}\n"), &[]),
     ];
+    ws.write("name-null.yaml", "name: null\n");
+    ws.write("empty-overlay.yaml", "");
+    ws.write("misspelt.yaml", "stages:\n  pair:\n    params: {cwes: [cwe-089]}\n");
+    ws.write("delete-pairs.yaml", "stages:\n  pairs: null\n");
     for (name, text, extra) in cases {
         ws.write("bad.yaml", text);
         let mut args = vec!["run", "bad.yaml"];

@@ -113,11 +113,17 @@ pub struct LoadedManifest {
     pub manifest: Manifest,
     pub file: PathBuf,
     pub lines: LineIndex,
+    /// Keys an overlay deleted with `null` (`stages.pairs`), with the overlay line that did it.
+    pub deleted: Vec<(String, Option<Location>)>,
 }
 
 impl LoadedManifest {
     pub fn location(&self, path: &str) -> Option<Location> {
         self.lines.find(path)
+    }
+    /// The overlay line that deleted `path`, when one did.
+    pub fn deleted_at(&self, path: &str) -> Option<Option<Location>> {
+        self.deleted.iter().find(|(p, _)| p == path).map(|(_, at)| at.clone())
     }
     pub fn dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
@@ -127,8 +133,27 @@ impl LoadedManifest {
 /// Reads a manifest, deep-merges each overlay onto it in order, then applies `--set` overrides.
 pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<LoadedManifest, ManifestError> {
     let doc = read_yaml(file)?;
+    let top = Some(Location::file(file, 1, 1));
+    match &doc.value {
+        Value::Null => {
+            return Err(ManifestError::new(
+                top,
+                "the manifest is empty: it needs a `name:` and `stages:` (manifests/quickstart.yaml is an example)",
+            ))
+        }
+        Value::Mapping(_) => {}
+        _ => {
+            return Err(ManifestError::new(
+                top,
+                "a manifest is a mapping with `name:` and `stages:`, not a single value or a list",
+            ))
+        }
+    }
+    let base_stages = stage_names(&doc.value);
     let mut value = doc.value;
     let mut lines = doc.lines;
+    let mut deleted = Vec::new();
+    let mut added_stages: Vec<(String, PathBuf)> = Vec::new();
     for overlay in overlays {
         if !overlay.is_file() {
             return Err(ManifestError::new(
@@ -137,11 +162,25 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
             ));
         }
         let doc = read_yaml(overlay)?;
-        if !doc.value.is_mapping() {
+        let what = match &doc.value {
+            Value::Mapping(_) => None,
+            Value::Null => Some("the overlay is empty"),
+            _ => Some("an overlay is a mapping of the manifest keys it changes, not a single value or a list"),
+        };
+        if let Some(what) = what {
             return Err(ManifestError::new(
-                doc.lines.find(""),
-                format!("overlay {} must be a mapping of manifest keys", overlay.display()),
+                Some(Location::file(overlay, 1, 1)),
+                format!("{what}: write the keys it changes, e.g. `stages: {{train: {{params: {{lr: 0.0001}}}}}}`"),
             ));
+        }
+        nulls(&doc.value, "", &mut |path| {
+            deleted.push((path.to_string(), doc.lines.find(path)))
+        });
+        let stages_before: Vec<String> = stage_names(&value);
+        for name in stage_names(&doc.value) {
+            if !stages_before.contains(&name) && !doc.value["stages"][name.as_str()].is_null() {
+                added_stages.push((name, overlay.clone()));
+            }
         }
         merge_patch(&mut value, doc.value);
         lines.overlay(doc.lines);
@@ -154,7 +193,39 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
     let manifest: Manifest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ManifestError::new(lines.find(&path), field_message(&path, &e.into_inner().to_string()))
+        let err = e.into_inner().to_string();
+        if let Some(field) = err.strip_prefix("missing field `").and_then(|f| f.split('`').next()) {
+            let missing = join(&path, field);
+            if let Some((_, at)) = deleted.iter().find(|(p, _)| *p == missing) {
+                return ManifestError::new(
+                    at.clone(),
+                    format!(
+                        "`{missing}: null` deletes a key every manifest needs; give it a value instead{}",
+                        if missing == "name" {
+                            " (an overlay with its own name puts its outputs beside the base run's)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            // A stage an overlay adds without a kind is most often a misspelt stage it meant to change.
+            let stage = path.strip_prefix("stages.").filter(|s| !s.contains('.'));
+            if let (Some(stage), "kind") = (stage, field) {
+                if let Some((_, overlay)) = added_stages.iter().find(|(s, _)| s == stage) {
+                    return ManifestError::new(
+                        lines.find(&path),
+                        format!(
+                            "overlay {} adds stage `{stage}`, which {} does not have, and a new stage needs a `kind`{}",
+                            overlay.display(),
+                            file.display(),
+                            crate::error::did_you_mean(stage, base_stages.iter().map(String::as_str))
+                        ),
+                    );
+                }
+            }
+        }
+        ManifestError::new(lines.find(&path).or_else(|| top.clone()), field_message(&path, &err))
     })?;
     validate_names(&manifest, &lines)?;
     let manifest = bind_sources(manifest, &mut lines)?;
@@ -162,7 +233,31 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
         manifest,
         file: file.to_path_buf(),
         lines,
+        deleted,
     })
+}
+
+/// The stage names of a manifest or overlay value.
+fn stage_names(value: &Value) -> Vec<String> {
+    match &value["stages"] {
+        Value::Mapping(m) => m.keys().filter_map(|k| k.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Calls `found` with the path of every key set to `null` in an overlay.
+fn nulls(value: &Value, path: &str, found: &mut dyn FnMut(&str)) {
+    if let Value::Mapping(m) = value {
+        for (k, v) in m {
+            let Some(k) = k.as_str() else { continue };
+            let p = join(path, k);
+            if v.is_null() {
+                found(&p);
+            } else {
+                nulls(v, &p, found);
+            }
+        }
+    }
 }
 
 pub(crate) fn field_message(path: &str, err: &str) -> String {

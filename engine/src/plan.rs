@@ -248,6 +248,17 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                 let InputItem::Stage(r) = item else { continue };
                 let up = parse_ref(r).stage;
                 let Some(&from) = ids.get(up) else {
+                    if let Some(at) = loaded.deleted_at(&stage_path(up)) {
+                        let user = loc(format!("{}.inputs.{slot}", stage_path(name)))
+                            .map(|l| format!(" ({l})"))
+                            .unwrap_or_default();
+                        return Err(ManifestError::new(
+                            at,
+                            format!(
+                                "this overlay deletes stage `{up}`, but stage `{name}`{user} still reads it as input `{slot}`; delete `{name}` too (`{name}: null`) or bind its input to another stage"
+                            ),
+                        ));
+                    }
                     return Err(ManifestError::new(
                         loc(format!("{}.inputs.{slot}", stage_path(name))),
                         format!(
