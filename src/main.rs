@@ -2,6 +2,7 @@
 
 mod dag;
 mod runs;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -148,10 +149,14 @@ enum Command {
         /// A kind to describe in full (`generate`, `score`, …).
         kind: Option<String>,
     },
-    /// Show a stage's outputs path and provenance.
+    /// Show what a stage's last run published: outputs, key, inputs, params, results.
     Show {
-        /// A stage or matrix variant name (`pairs`, `steered@operator=negation,theta=0.5`).
+        /// A stage (`pairs`), every variant of a matrix stage (`steered`), the variants with
+        /// some values (`steered@theta=0.5`) or one variant (`steered@operator=negation,theta=0.5`).
         stage: String,
+        /// The whole provenance record as JSON (a list when several outputs match).
+        #[arg(long)]
+        json: bool,
         /// The manifest name, when several ran a stage of this name.
         #[arg(long)]
         manifest: Option<String>,
@@ -586,7 +591,30 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { stage, manifest } => show(&cli.out, &stage, manifest.as_deref()),
+        Command::Show { stage, manifest, json } => {
+            let found = show::find(&cli.out, &cli.cache, &stage, manifest.as_deref())?;
+            let several = found
+                .iter()
+                .any(|f| f.manifest != found[0].manifest && f.stage == found[0].stage);
+            if several {
+                bail!(
+                    "stage `{stage}` ran in several manifests ({}); pick one with --manifest",
+                    found.iter().map(|f| f.manifest.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let records = || {
+                found
+                    .iter()
+                    .map(|f| serde_json::json!({"outputs": f.link, "record": f.record}))
+            };
+            match (json, found.as_slice()) {
+                (true, [_]) => out!("{}", serde_json::to_string_pretty(&records().next())?),
+                (true, _) => out!("{}", serde_json::to_string_pretty(&records().collect::<Vec<_>>())?),
+                (false, [one]) => out!("{}", show::summary(one)),
+                (false, many) => out!("{}", show::table(many)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor => {
             let checks = secvec_stages::doctor::checks();
             let w = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
@@ -786,35 +814,6 @@ fn open_if_present(root: &Path) -> Result<Option<Cache>> {
     Ok(Some(
         Cache::open(root).with_context(|| format!("opening cache {}", root.display()))?,
     ))
-}
-
-fn show(out: &Path, stage: &str, manifest: Option<&str>) -> Result<ExitCode> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(out)
-        .with_context(|| format!("no outputs yet under {}; run a manifest first", out.display()))?
-    {
-        let dir = entry?.path();
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let record = dir.join(format!("{stage}.provenance.json"));
-        if record.is_file() && manifest.map(|m| m == name).unwrap_or(true) {
-            found.push((name, dir.join(stage), record));
-        }
-    }
-    match found.as_slice() {
-        [] => bail!("no stage `{stage}` has run with outputs under {}", out.display()),
-        [(_, link, record)] => {
-            out!("outputs: {}", link.display());
-            out!("{}", std::fs::read_to_string(record)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        many => bail!(
-            "stage `{stage}` ran in several manifests ({}); pick one with --manifest",
-            many.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub struct StageRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Digest>,
     pub seconds: f64,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Numbers from the stage's `results.json`: each set's metrics as `<set>:<field>`, and each
     /// numeric field of its rows (the mean, where there are several rows).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -111,6 +114,7 @@ pub fn record(
                 key: o.key.clone(),
                 output: o.output,
                 seconds: o.seconds,
+                error: o.error.clone(),
                 metrics,
             },
         );
@@ -138,7 +142,7 @@ pub fn record(
 }
 
 /// The numbers of an output's `results.json`; none where it has none or it does not parse.
-fn metrics_of(dir: &Path) -> BTreeMap<String, f64> {
+pub(crate) fn metrics_of(dir: &Path) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let Ok(results) = Results::read(dir) else {
         return out;
@@ -316,7 +320,7 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> (Vec<Change>, Vec<Change>) {
 }
 
 /// A JSON value as `path -> leaf`, with objects' keys joined by `.` and lists kept whole.
-fn flatten(v: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn flatten(v: &Value) -> BTreeMap<String, Value> {
     fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
         match v {
             Value::Object(m) if !m.is_empty() => {

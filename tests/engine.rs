@@ -438,25 +438,68 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 }
 
 #[test]
-fn show_prints_the_outputs_path_and_provenance() {
+fn show_finds_stages_and_variants_and_says_why_one_has_no_outputs() {
     let ws = Workspace::new();
-    ws.run_json(&["manifests/quickstart.yaml"]);
-    let out = ws.run(&["show", "pairs-by-language@languages=c"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(
-        text.starts_with("outputs: out/quickstart/pairs-by-language@languages=c\n"),
-        "{text}"
+    ws.write("bad/train/x.jsonl", "not json\n");
+    ws.write("bad/val/x.jsonl", "");
+    ws.write(
+        "manifests/shown.yaml",
+        &format!(
+            "{}  broken:\n    kind: pair\n    inputs: {{data: {{path: ../bad}}}}\n  broken-report:\n    kind: report\n    inputs: {{results: broken}}\n    params: {{title: t, tables: []}}\n",
+            PAIRS_BY_LANGUAGE.replace("name: runs-check", "name: shown")
+        ),
     );
-    let record: serde_json::Value = serde_json::from_str(text.split_once('\n').unwrap().1).unwrap();
-    assert_eq!(record["provenance"]["kind"], "pair");
-    assert_eq!(record["provenance"]["params"]["languages"], serde_json::json!(["c"]));
-    assert_eq!(record["provenance"]["inputs"][0]["slot"], "data");
-    let listed: Vec<String> = std::fs::read_dir(ws.path().join("out/quickstart/pairs-by-language@languages=c"))
+    let run = ws.run(&["run", "manifests/shown.yaml"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let filters = vec![
+        (r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{4}", "[RUN]"),
+        (r"[0-9a-f]{64}", "[HASH]"),
+        (r"\b[0-9a-f]{12}\b", "[SHORT]"),
+        (
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ for \d+\.\d\ds on .*, secvec",
+            "[WHEN AND WHERE], secvec",
+        ),
+        (r"/\S*/\.secvec/store/", "[CACHE]/store/"),
+        (r" +\d+\.\d\ds ", " [S]s "),
+    ];
+    let show = |args: &[&str]| {
+        let mut full = vec!["show"];
+        full.extend_from_slice(args);
+        ws.run(&full)
+    };
+    let one = show(&["pairs@languages=c"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let variants = show(&["pairs"]);
+    assert!(variants.status.success(), "{}", stderr(&variants));
+    insta::with_settings!({filters => filters.clone()}, {
+        insta::assert_snapshot!("show_one", stdout(&one));
+        insta::assert_snapshot!("show_variants", stdout(&variants));
+        for (name, args) in [
+            ("show_failed", &["broken"][..]),
+            ("show_skipped", &["broken-report"]),
+            ("show_unknown_stage", &["pairz"]),
+            ("show_unknown_manifest", &["pairs", "--manifest", "shown.yaml"]),
+        ] {
+            let out = show(args);
+            assert_eq!(out.status.code(), Some(2), "{name}: {}", stdout(&out));
+            insta::assert_snapshot!(name, stderr(&out));
+        }
+    });
+    let json: serde_json::Value = serde_json::from_slice(&show(&["pairs@languages=c", "--json"]).stdout).unwrap();
+    assert_eq!(json["outputs"], "out/shown/pairs@languages=c");
+    assert_eq!(json["record"]["provenance"]["kind"], "pair");
+    assert_eq!(
+        json["record"]["provenance"]["params"]["languages"],
+        serde_json::json!(["c"])
+    );
+    assert_eq!(json["record"]["provenance"]["inputs"][0]["slot"], "data");
+    let listed: Vec<String> = std::fs::read_dir(ws.path().join("out/shown/pairs@languages=c"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert!(listed.contains(&"train.jsonl".to_string()), "{listed:?}");
+    let all: serde_json::Value = serde_json::from_slice(&show(&["pairs", "--json"]).stdout).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
 }
 
 #[test]

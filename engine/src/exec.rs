@@ -14,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::error::ManifestError;
 use crate::plan::{differences, Plan, Source};
 use crate::progress::{Event, Outcome, Reporter, StageProgress, Status};
+use crate::provenance::{Host, InputOrigin, Provenance, ProvenanceInput, Published};
 use crate::stage::{InputArtifact, StageContext};
 
 pub struct RunOptions {
@@ -256,7 +257,9 @@ fn execute(
                             labels,
                             stage: node.kind.reads_upstream_names().then(|| plan.nodes[*u].base.clone()),
                         },
-                        json!({"stage": plan.nodes[*u].name}),
+                        InputOrigin::Stage {
+                            stage: plan.nodes[*u].name.clone(),
+                        },
                     )
                 }
                 Source::Path { path, digest } => (
@@ -266,10 +269,14 @@ fn execute(
                         labels: BTreeMap::new(),
                         stage: None,
                     },
-                    json!({"path": path}),
+                    InputOrigin::Path { path: path.clone() },
                 ),
             };
-            provenance_inputs.push(json!({"slot": slot, "from": from, "digest": artifact.digest}));
+            provenance_inputs.push(ProvenanceInput {
+                slot: slot.clone(),
+                from,
+                digest: artifact.digest,
+            });
             list.push(artifact);
         }
     }
@@ -331,25 +338,21 @@ fn execute(
     drop(ctx);
     let output = cache.commit(staging).map_err(|e| err("committing outputs", &e))?;
     cache.remove_scratch(&key);
-    let provenance = json!({
-        "stage": node.name,
-        "manifest": plan.manifest_name,
-        "kind": node.kind.kind(),
-        "stage_version": node.kind.version(),
-        "secvec_version": env!("CARGO_PKG_VERSION"),
-        "params": node.params,
-        "labels": node.labels,
-        "environment": node.environment,
-        "inputs": provenance_inputs,
-        "host": {
-            "hostname": gethostname::gethostname().to_string_lossy(),
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        },
-        "started_at_unix": started_at,
-        "seconds": seconds,
-    });
+    let provenance = Provenance {
+        stage: node.name.clone(),
+        manifest: plan.manifest_name.clone(),
+        kind: node.kind.kind().to_string(),
+        stage_version: node.kind.version(),
+        secvec_version: env!("CARGO_PKG_VERSION").to_string(),
+        params: node.params.clone(),
+        labels: node.labels.clone(),
+        environment: node.environment.clone(),
+        inputs: provenance_inputs,
+        host: Host::this(),
+        started_at_unix: started_at,
+        seconds,
+    };
+    let provenance = serde_json::to_value(&provenance).map_err(|e| err("recording provenance", &e))?;
     let entry = ActionEntry {
         key,
         output,
@@ -379,7 +382,7 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     }
     let dir = shared.out_dir.join(&plan.manifest_name);
     let link = dir.join(name);
-    let provenance = dir.join(format!("{name}.provenance.json"));
+    let provenance = dir.join(Published::file_name(name));
     let target = std::path::absolute(shared.cache.artifact_path(&entry.output))?;
     let key = entry.key.hex();
     let recorded = shared.cache.record(&plan.manifest_name, name);
@@ -402,13 +405,13 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)?;
     std::fs::rename(&tmp, &link)?;
-    let record = json!({
-        "key": entry.key,
-        "output": entry.output,
-        "path": target,
-        "preimage": entry.preimage,
-        "provenance": entry.provenance,
-    });
+    let record = Published {
+        key: entry.key,
+        output: entry.output,
+        path: target,
+        preimage: entry.preimage.clone(),
+        provenance: serde_json::from_value(entry.provenance.clone()).map_err(std::io::Error::other)?,
+    };
     write_atomic(&provenance, &serde_json::to_vec_pretty(&record)?)
 }
 

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod provenance;
 pub mod schema;
 pub mod source;
 pub mod stage;
