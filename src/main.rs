@@ -141,8 +141,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: dag::Format,
     },
-    /// Print the JSON Schema of manifests.
-    Schema,
+    /// Print the JSON Schema of manifests (what `schema/manifest.schema.json` holds).
+    Schema {
+        /// The schema of overlay files instead (`schema/overlay.schema.json`).
+        #[arg(long)]
+        overlay: bool,
+    },
     /// List the stage kinds with their inputs; with a kind, also its params (types, defaults,
     /// docs).
     Kinds {
@@ -549,11 +553,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             out!("{}", dag::render(&plan, format).trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema => {
-            out!(
-                "{}",
-                serde_json::to_string_pretty(&secvec_engine::schema::manifest_schema(&registry))?
-            );
+        Command::Schema { overlay } => {
+            let schema = if overlay {
+                secvec_engine::schema::overlay_schema(&registry)
+            } else {
+                secvec_engine::schema::manifest_schema(&registry)
+            };
+            out!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Kinds { kind } => {

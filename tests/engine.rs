@@ -13,16 +13,91 @@ fn stdout(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn schema_file_is_current() {
+fn schema_files_are_current() {
     let ws = Workspace::new();
-    let out = ws.run(&["schema"]);
-    assert!(out.status.success());
-    let checked_in =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/manifest.schema.json")).unwrap();
+    for (file, args) in [("manifest", &["schema"][..]), ("overlay", &["schema", "--overlay"])] {
+        let out = ws.run(args);
+        assert!(out.status.success());
+        let path = format!("{}/schema/{file}.schema.json", env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(
+            stdout(&out),
+            std::fs::read_to_string(&path).unwrap(),
+            "schema/{file}.schema.json is stale: run `secvec {} > schema/{file}.schema.json`",
+            args.join(" ")
+        );
+    }
+}
+
+/// Every error an editor would show for `yaml` under the schema `secvec {args}` prints, as
+/// `path: message`.
+fn schema_errors(ws: &Workspace, args: &[&str], yaml: &str) -> Vec<String> {
+    let schema: serde_json::Value = serde_json::from_slice(&ws.run(args).stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+    validator
+        .iter_errors(&doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn schemas_accept_every_shipped_manifest_and_overlay_and_name_the_wrong_field() {
+    let ws = Workspace::new();
+    let yaml_files = |dir: &str| -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![ws.path().join(dir)];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml") {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    };
+    let manifests: Vec<_> = yaml_files("manifests")
+        .into_iter()
+        .filter(|p| p.parent() == Some(&ws.path().join("manifests")))
+        .collect();
+    let overlays = yaml_files("manifests/overlays");
+    assert!(
+        manifests.len() >= 5 && overlays.len() >= 10,
+        "{manifests:?} {overlays:?}"
+    );
+    for (files, args) in [(&manifests, &["schema"][..]), (&overlays, &["schema", "--overlay"])] {
+        for f in files {
+            let errors = schema_errors(&ws, args, &std::fs::read_to_string(f).unwrap());
+            assert!(errors.is_empty(), "{}: {errors:#?}", f.display());
+        }
+    }
+    // One wrong param: the error is that param, not "matches none of the kinds".
+    let wrong = "name: x\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: d}}\n    params: {cwes: 7}\n";
+    let errors = schema_errors(&ws, &["schema"], wrong);
+    assert_eq!(errors, ["/stages/pairs/params/cwes: 7 is not of type \"array\""]);
+    let typo = "name: x\nstages:\n  gen:\n    kind: generate\n    inputs: {model: m, prompts: p}\n    params: {temperatur: 0.2}\n";
+    let errors = schema_errors(&ws, &["schema"], typo);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("/stages/gen/params: Additional properties are not allowed ('temperatur'"),
+        "{errors:?}"
+    );
+    let missing_input = "name: x\nstages:\n  gen:\n    kind: generate\n    inputs: {model: m}\n";
+    let errors = schema_errors(&ws, &["schema"], missing_input);
+    assert_eq!(errors, ["/stages/gen/inputs: \"prompts\" is a required property"]);
+    // An overlay: partial stages, `null` deletes, params typed when it names the kind.
+    let overlay = "name: y\nstages:\n  pairs: {params: {cwes: [cwe-089]}}\n  report: null\n  extra:\n    kind: pair\n    params: {languages: null}\n";
     assert_eq!(
-        stdout(&out),
-        checked_in,
-        "schema/manifest.schema.json is stale: run `cargo run -- schema > schema/manifest.schema.json`"
+        schema_errors(&ws, &["schema", "--overlay"], overlay),
+        Vec::<String>::new()
+    );
+    let overlay_typo = "stages:\n  gen:\n    kind: generate\n    params: {temperatur: 0.2}\n";
+    let errors = schema_errors(&ws, &["schema", "--overlay"], overlay_typo);
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("/stages/gen/params: Additional properties are not allowed"),
+        "{errors:?}"
     );
 }
 
