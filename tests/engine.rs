@@ -817,6 +817,20 @@ fn every_run_is_recorded_and_runs_diff_and_compare_read_the_records() {
 }
 
 #[test]
+fn plan_under_a_renamed_overlay_compares_with_the_base_run() {
+    let ws = Workspace::new();
+    ws.write("manifests/runs-check.yaml", PAIRS_BY_LANGUAGE);
+    assert!(ws.run(&["run", "manifests/runs-check.yaml"]).status.success());
+    ws.write(
+        "ablation.yaml",
+        "name: runs-check-ablation\nstages:\n  pairs:\n    params: {per_group: 2, instruction: Complete the code.}\n",
+    );
+    let plan = ws.run(&["plan", "manifests/runs-check.yaml", "-o", "ablation.yaml"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    insta::assert_snapshot!("plan_renamed_overlay", stdout(&plan));
+}
+
+#[test]
 fn dag_prints_the_graph_as_text_dot_and_mermaid() {
     let ws = Workspace::new();
     ws.write("manifests/runs-check.yaml", PAIRS_BY_LANGUAGE);

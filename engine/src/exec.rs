@@ -475,7 +475,16 @@ pub fn explain(
                 }
                 (Some(Found::Damaged(_, what)), _) => ("run", format!("cached result not usable: {what}")),
                 (Some(Found::Miss) | None, _) => {
-                    let previous = cache.and_then(|c| c.record(&plan.manifest_name, &node.name));
+                    // A renamed run with no record of this stage compares with the base run's.
+                    let own = cache.and_then(|c| c.record(&plan.manifest_name, &node.name));
+                    let (previous, base) = match own {
+                        Some(r) => (Some(r), None),
+                        None if plan.base_name != plan.manifest_name => (
+                            cache.and_then(|c| c.record(&plan.base_name, &node.name)),
+                            Some(&plan.base_name),
+                        ),
+                        None => (None, None),
+                    };
                     let changes: Vec<String> = previous
                         .as_ref()
                         .and_then(|p| p.get("preimage"))
@@ -484,10 +493,10 @@ pub fn explain(
                         .into_iter()
                         .map(|(path, old, new)| describe_change(plan, i, &path, &old, &new))
                         .collect();
-                    let why = if changes.is_empty() {
-                        "not cached".to_string()
-                    } else {
-                        changes.join("; ")
+                    let why = match (changes.is_empty(), base) {
+                        (true, _) => "not cached".to_string(),
+                        (false, None) => changes.join("; "),
+                        (false, Some(base)) => format!("unlike `{base}`'s {}: {}", node.name, changes.join("; ")),
                     };
                     ("run", why)
                 }

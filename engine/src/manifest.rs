@@ -115,6 +115,8 @@ pub struct LoadedManifest {
     pub lines: LineIndex,
     /// Keys an overlay deleted with `null` (`stages.pairs`), with the overlay line that did it.
     pub deleted: Vec<(String, Option<Location>)>,
+    /// The `name:` of the manifest file itself, before overlays and `--set`s renamed the run.
+    pub base_name: String,
 }
 
 impl LoadedManifest {
@@ -150,6 +152,7 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
         }
     }
     let base_stages = stage_names(&doc.value);
+    let base_name = doc.value["name"].as_str().unwrap_or_default().to_string();
     let mut value = doc.value;
     let mut lines = doc.lines;
     let mut deleted = Vec::new();
@@ -234,6 +237,7 @@ pub fn load(file: &Path, overlays: &[PathBuf], sets: &[String]) -> Result<Loaded
         file: file.to_path_buf(),
         lines,
         deleted,
+        base_name,
     })
 }
 

@@ -51,6 +51,9 @@ impl Node {
 /// Concrete stages in an order where every node comes after its inputs.
 pub struct Plan {
     pub manifest_name: String,
+    /// The manifest file's own name; a renamed run (an ablation overlay's `name:`) compares
+    /// with that run's records where it has none of its own.
+    pub base_name: String,
     pub nodes: Vec<Node>,
 }
 
@@ -429,6 +432,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
     }
     Ok(Plan {
         manifest_name: m.name.clone(),
+        base_name: loaded.base_name.clone(),
         nodes,
     })
 }
