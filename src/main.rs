@@ -16,7 +16,8 @@ use secvec_cache::{Cache, Digest, StatCache};
 use secvec_engine::exec::{self, RunOptions};
 use secvec_engine::manifest;
 use secvec_engine::plan::{self, Plan};
-use secvec_engine::progress::{Bars, JsonLines, Lines, Reporter, Status};
+use secvec_engine::progress::{Bars, Event, JsonLines, Lines, Reporter, StageProgress, Status};
+use secvec_engine::runner;
 use secvec_engine::{ManifestError, Registry};
 
 /// Standard output was closed by its reader (`secvec schema | head`): the command stops, and
@@ -80,6 +81,18 @@ enum Command {
         /// stdout is not a terminal.
         #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
         progress_every: f64,
+        #[command(flatten)]
+        executor: ExecutorArgs,
+    },
+    /// Run one stage from its job description (what `run --executor slurm` submits): commit its
+    /// output to the job's cache and, with `--result`, write how it ended. The executor that
+    /// made the job holds the key's lock and publishes the output.
+    RunStage {
+        /// A job description (`<cache>/jobs/<key>/attempt-N.json`).
+        job: PathBuf,
+        /// Where to write the result (atomically, as the job's last act).
+        #[arg(long)]
+        result: Option<PathBuf>,
     },
     /// Show what `run` would do and why each stage would run.
     Plan {
@@ -294,6 +307,35 @@ fn load_plan(
     Ok(plan)
 }
 
+/// Where `run` executes stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    /// In this process, within `--jobs` cores and `--gpus` GPUs.
+    Local,
+    /// As Slurm batch jobs (`sbatch`), on nodes that share the cache's filesystem; `--jobs`
+    /// caps the jobs queued at once.
+    Slurm,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExecutorArgs {
+    /// Where stages run.
+    #[arg(long, value_enum, default_value = "local")]
+    executor: Executor,
+    /// Slurm partition to submit to (default: the cluster's default partition).
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm account to charge.
+    #[arg(long)]
+    account: Option<String>,
+    /// A further `sbatch` argument, e.g. `--sbatch-arg=--qos=high` (repeatable).
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// Seconds between looks at the Slurm queue and the jobs' results.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    poll: f64,
+}
+
 fn real_main(cli: Cli) -> Result<ExitCode> {
     let registry = secvec_stages::registry();
     match cli.command {
@@ -303,6 +345,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             jobs,
             gpus,
             progress_every,
+            executor,
         } => {
             let started = std::time::SystemTime::now();
             let plan = Arc::new(target.composed.plan(&registry, &cli.cache)?);
@@ -333,18 +376,40 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     None => 0,
                 },
                 out_dir: cli.out.clone(),
+                runner: Arc::new(runner::Local::new(cache.clone())),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let cancel = Arc::new(AtomicBool::new(false));
             let outcomes = runtime.block_on(async {
                 let flag = cancel.clone();
                 tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        flag.store(true, Ordering::Relaxed);
-                        eprintln!("interrupted: finishing running stages; committed outputs are kept");
-                    }
+                    interrupted().await;
+                    flag.store(true, Ordering::Relaxed);
+                    eprintln!("interrupted: finishing running stages; committed outputs are kept");
                 });
-                exec::run(plan.clone(), cache.clone(), opts, reporter, cancel.clone()).await
+                let opts = match executor.executor {
+                    Executor::Local => opts,
+                    Executor::Slurm => {
+                        let options = runner::SlurmOptions {
+                            partition: executor.partition.clone(),
+                            account: executor.account.clone(),
+                            sbatch_args: executor.sbatch_args.clone(),
+                            secvec: std::env::current_exe().context("finding this secvec binary")?,
+                            poll: std::time::Duration::from_secs_f64(executor.poll),
+                        };
+                        let slurm = runner::Slurm::connect(options, cache.clone())
+                            .await
+                            .context("connecting to Slurm (--executor slurm)")?;
+                        RunOptions {
+                            // Slots cap the jobs queued at once; the default leaves room for a
+                            // wide sweep.
+                            cpu_slots: jobs.unwrap_or(256),
+                            runner: Arc::new(slurm),
+                            ..opts
+                        }
+                    }
+                };
+                anyhow::Ok(exec::run(plan.clone(), cache.clone(), opts, reporter, cancel.clone()).await?)
             })?;
             let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
             let failed: Vec<&str> = outcomes
@@ -396,6 +461,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::RunStage { job, result } => run_stage(&registry, &job, result.as_deref()),
         Command::Plan { target, json } => {
             let plan = target.composed.plan(&registry, &cli.cache)?;
             let cache = open_if_present(&cli.cache)?;
@@ -804,6 +870,75 @@ fn dangling_links(out: &Path, removed: &[PathBuf], dry_run: bool) -> Result<Vec<
     }
     found.sort();
     Ok(found)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what a scheduler sends before it kills a job).
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `secvec run-stage`: one job, as a cluster node runs it. Its log gets the plain progress
+/// lines a local run prints.
+fn run_stage(registry: &Registry, path: &Path, result: Option<&Path>) -> Result<ExitCode> {
+    use secvec_engine::job::{Job, JobResult};
+    let job = Job::read(path).map_err(anyhow::Error::msg)?;
+    let started = std::time::Instant::now();
+    let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(std::time::Duration::from_secs(30)));
+    reporter.event(Event::Planned { total: 1 });
+    reporter.event(Event::Started { stage: &job.stage });
+    let progress = Arc::new(StageProgress {
+        stage: job.stage.clone(),
+        reporter,
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let flag = cancel.clone();
+    runtime.spawn(async move {
+        interrupted().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let outcome = job.kind_in(registry).and_then(|kind| {
+        job.check_environment(kind.as_ref())?;
+        let cache = Cache::open(&job.cache).map_err(|e| format!("opening cache {}: {e}", job.cache.display()))?;
+        job.run(kind.as_ref(), &cache, progress, cancel.clone())
+    });
+    // Stopped by the scheduler (cancelled, preempted, out of time): no result, so that the
+    // executor asks the scheduler why the job ended.
+    if cancel.load(Ordering::Relaxed) {
+        eprintln!("stopped by a signal: nothing of stage {} was committed", job.stage);
+        return Ok(ExitCode::from(143));
+    }
+    if let Some(path) = result {
+        let written = JobResult {
+            stage: job.stage.clone(),
+            key: job.key,
+            attempt: job.attempt,
+            output: outcome.as_ref().ok().copied(),
+            error: outcome.as_ref().err().cloned(),
+            seconds: started.elapsed().as_secs_f64(),
+            host: secvec_engine::provenance::Host::this().hostname,
+        };
+        written
+            .write(path)
+            .with_context(|| format!("writing the job's result to {}", path.display()))?;
+    }
+    match outcome {
+        Ok(output) => {
+            eprintln!("committed {} as {}", job.stage, output.short());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: stage {} failed: {e}", job.stage);
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn positive_seconds(text: &str) -> Result<f64, String> {

@@ -155,7 +155,9 @@ impl Cache {
     }
 
     fn open_with(root: &Path, exclusive: bool) -> Result<Cache> {
-        for sub in ["store", "stamps", "ac", "records", "locks", "tmp", "scratch", "memo"] {
+        for sub in [
+            "store", "stamps", "ac", "records", "locks", "tmp", "scratch", "memo", "jobs",
+        ] {
             let p = root.join(sub);
             io(&p, fs::create_dir_all(&p))?;
         }
@@ -286,16 +288,21 @@ impl Cache {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let dir = self
-            .root
-            .join("tmp")
-            .join(format!("{}-{nanos}-{n}", std::process::id()));
-        io(&dir, fs::create_dir(&dir))?;
-        let lock_path = dir.join("lock");
+        // Named by host: on a filesystem shared by a cluster, only this host can tell from its
+        // lock whether one of its own staging folders is abandoned.
+        let name = format!("{}+{}-{nanos}-{n}", this_host(), std::process::id());
+        let tmp = self.root.join("tmp");
+        // Built under a hidden name and renamed once its lock is held, so that a cleaner never
+        // sees a visible folder whose lock is free while its owner lives.
+        let building = tmp.join(format!(".{name}"));
+        let dir = tmp.join(&name);
+        io(&building, fs::create_dir(&building))?;
+        let lock_path = building.join("lock");
         let lock = io(&lock_path, File::create(&lock_path))?;
         io(&lock_path, lock.lock())?;
+        io(&building, fs::create_dir(building.join("out")))?;
+        io(&dir, fs::rename(&building, &dir))?;
         let out = dir.join("out");
-        io(&out, fs::create_dir(&out))?;
         Ok(Staging { dir, out, _lock: lock })
     }
 
@@ -362,20 +369,34 @@ impl Cache {
         io(target, fs::rename(&part, target))
     }
 
-    /// Removes staging directories whose owner is gone (its lock is free).
+    /// Removes staging directories whose owner is gone (its lock is free). Another host's are
+    /// left for a day: its lock may not reach this host (an NFS mount without locking), and a
+    /// folder removed under a live stage would fail that stage's commit.
     fn clean_stale_staging(&self) -> Result<()> {
         let tmp = self.root.join("tmp");
+        let host = this_host();
+        let age = |entry: &fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default())
+                .unwrap_or_default()
+        };
         for entry in io(&tmp, fs::read_dir(&tmp))?.flatten() {
             let dir = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mine = name
+                .trim_start_matches('.')
+                .split_once('+')
+                .is_none_or(|(h, _)| h == host);
+            if !mine && age(&entry) < Duration::from_secs(24 * 3600) {
+                continue;
+            }
             let stale = match File::open(dir.join("lock")) {
+                _ if name.starts_with('.') => age(&entry) > Duration::from_secs(60),
                 Ok(f) => f.try_lock().is_ok(),
-                // A directory without a lock file is either being created this instant or was
-                // abandoned before its lock existed; only the old ones are removed.
-                Err(_) => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
-                    .unwrap_or(false),
+                // A visible folder always had its lock; without one it is debris.
+                Err(_) => true,
             };
             if stale {
                 let _ = fs::remove_dir_all(&dir);
@@ -561,6 +582,10 @@ impl Cache {
         }
         Ok(report)
     }
+}
+
+fn this_host() -> String {
+    gethostname::gethostname().to_string_lossy().replace(['+', '/'], "_")
 }
 
 fn make_read_only(root: &Path) -> std::io::Result<()> {

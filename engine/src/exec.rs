@@ -1,21 +1,25 @@
-//! Runs a plan: stale stages execute concurrently within CPU/GPU slots, every output is
-//! committed to the cache, and a failure stops only the stages that depend on it.
+//! Runs a plan: decides which stale stages may run now (their inputs are done, slots are free),
+//! hands each to a [`Runner`] as a [`Job`], retries failed attempts as the manifest allows, and
+//! publishes what they commit. A failure stops only the stages that depend on it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use secvec_cache::{hash_path, key_of, ActionEntry, Cache, Digest, Found};
+use secvec_cache::{key_of, ActionEntry, Cache, Digest, Found, KeyLock};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 
 use crate::error::ManifestError;
+use crate::job::{Job, JobInput};
 use crate::plan::{differences, Plan, Source};
 use crate::progress::{Event, Outcome, Reporter, StageProgress, Status};
-use crate::provenance::{Host, InputOrigin, Provenance, ProvenanceInput, Published};
-use crate::stage::{InputArtifact, StageContext};
+use crate::provenance::{InputOrigin, Published};
+use crate::resources::Resources;
+use crate::runner::{Failure, FailureKind, Runner};
+use crate::stage::{InputArtifact, ProgressSink};
 
 pub struct RunOptions {
     /// Run only these stages (names or manifest stage names) and what they depend on.
@@ -26,6 +30,8 @@ pub struct RunOptions {
     pub gpu_slots: u32,
     /// Where `out/<manifest>/<stage>` links are kept.
     pub out_dir: PathBuf,
+    /// Where stages run: in this process, or as jobs on a cluster.
+    pub runner: Arc<dyn Runner>,
 }
 
 /// Which nodes a run covers and which it must rerun regardless of the cache.
@@ -59,6 +65,7 @@ type Done = Option<Result<Digest, ()>>;
 struct Shared {
     plan: Arc<Plan>,
     cache: Arc<Cache>,
+    runner: Arc<dyn Runner>,
     reporter: Arc<dyn Reporter>,
     cancel: Arc<AtomicBool>,
     cpu: Semaphore,
@@ -86,6 +93,7 @@ pub async fn run(
         gpu: Semaphore::new(opts.gpu_slots as usize),
         gpu_total: opts.gpu_slots,
         done: (0..plan.nodes.len()).map(|_| watch::channel(None).0).collect(),
+        runner: opts.runner,
         plan,
         cache,
         reporter,
@@ -114,6 +122,12 @@ pub async fn run(
     Ok(outcomes)
 }
 
+/// What a stage needs before it can run: its cached result, or the key's lock.
+enum Ready {
+    Cached(Digest),
+    Run(KeyLock),
+}
+
 async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     let node = &shared.plan.nodes[i];
     let mut outcome = Outcome {
@@ -123,6 +137,8 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
         output: None,
         seconds: 0.0,
         error: None,
+        failure: None,
+        attempts: 0,
     };
     let mut outputs = BTreeMap::new();
     for u in node.upstream() {
@@ -141,67 +157,155 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     let preimage = shared.plan.preimage(i, &|u| outputs[&u]);
     let key = key_of(&preimage);
     outcome.key = Some(key.hex());
-    let res = node.resources;
-    // A stage asking for more cores than the run has gets them all rather than waiting forever.
-    let _cpu = shared
-        .cpu
-        .acquire_many(res.cpu.clamp(1, shared.cpu_total))
-        .await
-        .expect("semaphore open");
-    if res.gpu > shared.gpu_total {
-        outcome.status = Status::Failed;
-        outcome.error = Some(format!(
-            "needs {} GPU slot(s) but this run has {}; pass --gpus or run the stage on cpu",
-            res.gpu, shared.gpu_total
-        ));
-        return outcome;
-    }
-    let _gpu = match res.gpu {
-        0 => None,
-        n => Some(shared.gpu.acquire_many(n).await.expect("semaphore open")),
-    };
-    if shared.cancel.load(Ordering::Relaxed) {
-        outcome.error = Some("interrupted".into());
-        return outcome;
-    }
     let started = Instant::now();
-    let shared2 = shared.clone();
-    let inner = tokio::task::spawn_blocking(move || execute(&shared2, i, key, preimage, &outputs, force)).await;
+    let (status, result) = run_keyed(shared, i, key, preimage, &outputs, force).await;
     outcome.seconds = started.elapsed().as_secs_f64();
-    match inner {
-        Ok(Ok((status, output))) => {
-            outcome.status = status;
+    outcome.status = status;
+    match result {
+        Ok((output, attempts)) => {
             outcome.output = Some(output);
+            outcome.attempts = attempts;
         }
-        // A stage stopped by the interrupt reports an error of its own; what happened is the
-        // interrupt.
-        Ok(Err(_)) if shared.cancel.load(Ordering::Relaxed) => {
-            outcome.status = Status::Interrupted;
-            outcome.error = Some("interrupted".into());
-        }
-        Ok(Err(e)) => {
-            outcome.status = Status::Failed;
-            outcome.error = Some(e);
-        }
-        Err(join) => {
-            outcome.status = Status::Failed;
-            outcome.error = Some(format!("stage task aborted: {join}"));
+        Err((failure, attempts)) => {
+            outcome.attempts = attempts;
+            outcome.failure = Some(failure.kind);
+            outcome.error = Some(failure.to_string());
         }
     }
     outcome
 }
 
-/// Reuses the key's cached entry, or runs the stage and commits its outputs. Blocking.
-fn execute(
-    shared: &Shared,
+type Attempted = Result<(Digest, u32), (Failure, u32)>;
+
+/// Reuses the key's cached entry, or runs the stage (retrying as the manifest allows) and
+/// publishes its output.
+async fn run_keyed(
+    shared: &Arc<Shared>,
     i: usize,
     key: Digest,
     preimage: Value,
     outputs: &BTreeMap<usize, Digest>,
     force: bool,
-) -> Result<(Status, Digest), String> {
-    let plan = &shared.plan;
-    let node = &plan.nodes[i];
+) -> (Status, Attempted) {
+    let node = &shared.plan.nodes[i];
+    let failed = |kind, msg: String| (Status::Failed, Err((Failure::new(kind, msg), 0)));
+    let res = &node.resources;
+    // Slots bound what runs in this process; a cluster's scheduler bounds its own jobs, and the
+    // executor keeps at most `cpu_slots` of them submitted at once.
+    let _slots = if shared.runner.is_local() {
+        if res.gpu > shared.gpu_total {
+            return failed(
+                FailureKind::Failed,
+                format!(
+                    "needs {} GPU slot(s) but this run has {}; pass --gpus or run the stage on cpu",
+                    res.gpu, shared.gpu_total
+                ),
+            );
+        }
+        // A stage asking for more cores than the run has gets them all rather than waiting
+        // forever.
+        let cpu = shared
+            .cpu
+            .acquire_many(res.cpu.clamp(1, shared.cpu_total))
+            .await
+            .expect("semaphore open");
+        let gpu = match res.gpu {
+            0 => None,
+            n => Some(shared.gpu.acquire_many(n).await.expect("semaphore open")),
+        };
+        (cpu, gpu)
+    } else {
+        (shared.cpu.acquire().await.expect("semaphore open"), None)
+    };
+    if shared.cancel.load(Ordering::Relaxed) {
+        return (
+            Status::Skipped,
+            Err((Failure::new(FailureKind::Cancelled, "interrupted"), 0)),
+        );
+    }
+    let ready = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || ready(&shared, i, key, force)).await
+    };
+    let _lock = match ready {
+        Ok(Ok(Ready::Cached(output))) => return (Status::Cached, Ok((output, 0))),
+        Ok(Ok(Ready::Run(lock))) => lock,
+        Ok(Err(e)) => return failed(FailureKind::Failed, e),
+        Err(join) => return failed(FailureKind::Failed, format!("stage task aborted: {join}")),
+    };
+    shared.reporter.event(Event::Started { stage: &node.name });
+    let mut job = job_of(shared, i, key, preimage, outputs);
+    let progress: Arc<dyn ProgressSink> = Arc::new(StageProgress {
+        stage: node.name.clone(),
+        reporter: shared.reporter.clone(),
+    });
+    let attempts = node.retries + 1;
+    let output = loop {
+        let attempt = job.attempt;
+        let result = shared
+            .runner
+            .run(job.clone(), node.kind.clone(), progress.clone(), shared.cancel.clone())
+            .await;
+        match result {
+            Ok(output) => break output,
+            // A job cancelled on the cluster by someone else is a failure, retried like any.
+            Err(_) if shared.cancel.load(Ordering::Relaxed) => {
+                return (
+                    Status::Interrupted,
+                    Err((Failure::new(FailureKind::Cancelled, "interrupted"), attempt)),
+                );
+            }
+            Err(f) if attempt < attempts => {
+                job.resources = job.resources.for_retry(f.kind, &f.granted);
+                job.attempt += 1;
+                progress.notice(&format!(
+                    "attempt {attempt} of {attempts} {}: {}; retrying{}",
+                    f.kind.describe(),
+                    f.message,
+                    describe_scaled(&f.granted, &job.resources, f.kind)
+                ));
+            }
+            Err(f) => return (Status::Failed, Err((f, attempt))),
+        }
+    };
+    let published = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let entry = match shared.cache.find(&key) {
+                Ok(Found::Hit(entry)) => entry,
+                Ok(_) => return Err("the job reported success but its cache entry is missing or damaged".into()),
+                Err(e) => return Err(format!("reading the committed entry: {e}")),
+            };
+            publish(&shared, i, &entry).map_err(|e| format!("publishing outputs: {e}"))
+        })
+        .await
+    };
+    match published {
+        Ok(Ok(())) => (Status::Ran, Ok((output, job.attempt))),
+        Ok(Err(e)) => (Status::Failed, Err((Failure::new(FailureKind::Failed, e), job.attempt))),
+        Err(join) => failed(FailureKind::Failed, format!("publishing aborted: {join}")),
+    }
+}
+
+/// ", with 2048M of memory" when a retry asks for more than the failed attempt had.
+fn describe_scaled(granted: &Resources, next: &Resources, why: FailureKind) -> String {
+    match why {
+        FailureKind::OutOfMemory => next
+            .memory_mb
+            .filter(|m| Some(*m) != granted.memory_mb)
+            .map(|m| format!(" with {m}M of memory"))
+            .unwrap_or_default(),
+        FailureKind::TimedOut => next
+            .time_s
+            .map(|t| format!(" with {t}s of wall time"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The key's cached result, or its lock. Blocking.
+fn ready(shared: &Shared, i: usize, key: Digest, force: bool) -> Result<Ready, String> {
+    let node = &shared.plan.nodes[i];
     let cache = &shared.cache;
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let reuse = || -> Result<Option<Digest>, String> {
@@ -229,139 +333,70 @@ fn execute(
     // Entries appear by atomic rename, so a hit needs no lock; a miss takes the key's lock and
     // looks again, since another process may have committed the key while this one waited.
     if let Some(output) = reuse()? {
-        return Ok((Status::Cached, output));
+        return Ok(Ready::Cached(output));
     }
-    let _lock = cache.lock_key(&key).map_err(|e| err("cache lock", &e))?;
+    let lock = cache.lock_key(&key).map_err(|e| err("cache lock", &e))?;
     if let Some(output) = reuse()? {
-        return Ok((Status::Cached, output));
+        return Ok(Ready::Cached(output));
     }
-    shared.reporter.event(Event::Started { stage: &node.name });
-    let staging = cache.staging().map_err(|e| err("cache staging", &e))?;
-    let mut inputs: BTreeMap<String, Vec<InputArtifact>> = BTreeMap::new();
-    let mut provenance_inputs = Vec::new();
+    Ok(Ready::Run(lock))
+}
+
+/// The job description of node `i`, its inputs bound to the outputs of its upstream stages.
+fn job_of(shared: &Shared, i: usize, key: Digest, preimage: Value, outputs: &BTreeMap<usize, Digest>) -> Job {
+    let plan = &shared.plan;
+    let node = &plan.nodes[i];
+    let cache = &shared.cache;
+    let mut inputs: BTreeMap<String, Vec<JobInput>> = BTreeMap::new();
     for (slot, sources) in &node.inputs {
         let list = inputs.entry(slot.clone()).or_default();
         for s in sources {
-            let (artifact, from) = match s {
+            list.push(match s {
                 Source::Node(u) => {
                     let d = outputs[u];
-                    let labels = plan.nodes[*u]
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    (
-                        InputArtifact {
+                    JobInput {
+                        artifact: InputArtifact {
                             path: cache.artifact_path(&d),
                             digest: d,
-                            labels,
+                            labels: plan.nodes[*u]
+                                .labels
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
                             stage: node.kind.reads_upstream_names().then(|| plan.nodes[*u].base.clone()),
                         },
-                        InputOrigin::Stage {
+                        from: InputOrigin::Stage {
                             stage: plan.nodes[*u].name.clone(),
                         },
-                    )
+                    }
                 }
-                Source::Path { path, digest } => (
-                    InputArtifact {
+                Source::Path { path, digest } => JobInput {
+                    artifact: InputArtifact {
                         path: path.clone(),
                         digest: *digest,
                         labels: BTreeMap::new(),
                         stage: None,
                     },
-                    InputOrigin::Path { path: path.clone() },
-                ),
-            };
-            provenance_inputs.push(ProvenanceInput {
-                slot: slot.clone(),
-                from,
-                digest: artifact.digest,
+                    from: InputOrigin::Path { path: path.clone() },
+                },
             });
-            list.push(artifact);
         }
     }
-    // The inputs must still be the bytes the key was computed from: a stored tree or a
-    // `{path:}` input changed since it was hashed would make this output a lie.
-    for (slot, list) in &inputs {
-        for artifact in list {
-            let now = hash_path(&artifact.path).map_err(|e| err(&format!("re-hashing input `{slot}`"), &e))?;
-            if now != artifact.digest {
-                let stored = artifact.path.starts_with(cache.root());
-                if stored {
-                    let _ = cache.discard_artifact(&artifact.digest);
-                }
-                return Err(format!(
-                    "input `{slot}` ({}) changed since it was hashed ({} → {}){}",
-                    artifact.path.display(),
-                    artifact.digest.short(),
-                    now.short(),
-                    if stored {
-                        "; the damaged stored copy was removed: run again to recompute it"
-                    } else {
-                        ": run again"
-                    }
-                ));
-            }
-        }
-    }
-    let progress = Arc::new(StageProgress {
-        stage: node.name.clone(),
-        reporter: shared.reporter.clone(),
-    });
-    let ctx = StageContext::new(
-        inputs,
-        staging.out().to_path_buf(),
-        cache.scratch_dir(&key),
-        cache.memo(),
-        progress,
-        shared.cancel.clone(),
-    );
-    let started_at = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let t0 = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.kind.run(&node.params, &ctx)));
-    let seconds = t0.elapsed().as_secs_f64();
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("{e:#}")),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            return Err(format!("stage panicked: {msg}"));
-        }
-    }
-    drop(ctx);
-    let output = cache.commit(staging).map_err(|e| err("committing outputs", &e))?;
-    cache.remove_scratch(&key);
-    let provenance = Provenance {
+    Job {
         stage: node.name.clone(),
         manifest: plan.manifest_name.clone(),
         kind: node.kind.kind().to_string(),
         stage_version: node.kind.version(),
-        secvec_version: env!("CARGO_PKG_VERSION").to_string(),
         params: node.params.clone(),
         labels: node.labels.clone(),
         environment: node.environment.clone(),
-        inputs: provenance_inputs,
-        host: Host::this(),
-        started_at_unix: started_at,
-        seconds,
-    };
-    let provenance = serde_json::to_value(&provenance).map_err(|e| err("recording provenance", &e))?;
-    let entry = ActionEntry {
+        inputs,
         key,
-        output,
         preimage,
-        provenance,
-    };
-    cache.put_entry(&entry).map_err(|e| err("writing cache entry", &e))?;
-    publish(shared, i, &entry).map_err(|e| err("publishing outputs", &e))?;
-    Ok((Status::Ran, output))
+        cache: std::path::absolute(cache.root()).unwrap_or_else(|_| cache.root().to_path_buf()),
+        resources: node.resources.clone(),
+        attempt: 1,
+    }
 }
 
 /// Records the stage's latest entry (to explain later reruns) and points `out/<manifest>/<stage>`

@@ -3,13 +3,17 @@
 
 pub mod error;
 pub mod exec;
+pub mod job;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod provenance;
+pub mod resources;
+pub mod runner;
 pub mod schema;
 pub mod source;
 pub mod stage;
 
 pub use error::{Location, ManifestError};
-pub use stage::{InputArtifact, InputSlot, Registry, Resources, Settled, Stage, StageContext, FILES};
+pub use resources::Resources;
+pub use stage::{InputArtifact, InputSlot, Registry, Settled, Stage, StageContext, FILES};

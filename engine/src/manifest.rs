@@ -71,6 +71,18 @@ pub struct StageSpec {
     /// (`stage@strategy=LPO`), are carried by every stage downstream and become report columns.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
+    /// What each attempt reserves (`cpus`, `memory`, `gpus`, `gpu_type`, `time`), overriding
+    /// what the kind declares; a cluster's scheduler enforces them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::resources::ResourceSpec>,
+    /// Attempts after a failed one (a job killed, out of memory, preempted, out of time); an
+    /// attempt after running out of memory or time gets twice as much.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

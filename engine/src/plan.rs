@@ -35,6 +35,8 @@ pub struct Node {
     pub labels: IndexMap<String, String>,
     pub inputs: Vec<(String, Vec<Source>)>,
     pub resources: Resources,
+    /// Attempts after a failed one.
+    pub retries: u32,
     /// The identity of the tools and environment the stage depends on (`Null`: none).
     pub environment: Value,
 }
@@ -424,7 +426,11 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                 params: settled.params,
                 labels: p.labels,
                 inputs,
-                resources: settled.resources,
+                resources: match &spec.resources {
+                    Some(o) => settled.resources.overridden(o),
+                    None => settled.resources,
+                },
+                retries: spec.retries,
                 environment: settled.environment,
             });
         }

@@ -35,6 +35,16 @@ pub struct Outcome {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the last attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::runner::FailureKind>,
+    /// Attempts made (0 when it came from the cache or never started).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 pub enum Event<'a> {

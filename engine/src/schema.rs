@@ -163,6 +163,15 @@ fn schema(registry: &Registry, overlay: bool) -> Value {
                 "description": "Constant labels (e.g. `strategy: LPO`) that name the stage's output and become report columns.",
                 "type": "object",
                 "additionalProperties": {"type": "string"}
+            },
+            "resources": {
+                "description": "What each attempt reserves, overriding what the kind declares; a cluster's scheduler enforces them.",
+                "$ref": "#/definitions/ResourceSpec"
+            },
+            "retries": {
+                "description": "Attempts after a failed one; one after running out of memory or time gets twice as much.",
+                "type": "integer",
+                "minimum": 0
             }
         },
         "allOf": clauses

@@ -10,6 +10,8 @@ use secvec_cache::{Digest, Memo};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::resources::Resources;
+
 /// The tag every `{path: ...}` input carries.
 pub const FILES: &str = "files";
 
@@ -45,17 +47,6 @@ impl InputSlot {
             .collect();
         words.join(" or ")
     }
-}
-
-/// What a running stage occupies; the executor never runs more than the machine's slots at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Resources {
-    pub cpu: u32,
-    pub gpu: u32,
-}
-
-impl Resources {
-    pub const ONE_CPU: Resources = Resources { cpu: 1, gpu: 0 };
 }
 
 /// A stage kind: a pure function from its input artifacts and typed params to one output tree.

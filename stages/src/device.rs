@@ -62,8 +62,8 @@ pub fn settle(device: &mut String) -> Result<Value, DeviceError> {
 /// them.
 pub fn resources(device: &str) -> Resources {
     match device.starts_with("cuda") {
-        true => Resources { cpu: 1, gpu: 1 },
-        false => Resources { cpu: u32::MAX, gpu: 0 },
+        true => Resources::gpus(1),
+        false => Resources::cpus(u32::MAX),
     }
 }
 

@@ -1,0 +1,319 @@
+//! What a stage occupies while it runs: cores and GPUs (the local executor's slots), and the
+//! memory and wall time a cluster scheduler must reserve. Kinds declare them from their params;
+//! a manifest stage may override them (`resources:`), and a retried attempt may ask for more.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What one attempt at a stage asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Cores; `u32::MAX` means every core the machine (or a cluster node) has.
+    pub cpu: u32,
+    pub gpu: u32,
+    /// A GPU model the scheduler must pick (`a100`, as the cluster names it in `--gres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    /// Memory in MiB; `None` leaves it to the scheduler's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Wall-time limit in seconds; `None` leaves it to the scheduler's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_s: Option<u64>,
+}
+
+impl Resources {
+    pub const ONE_CPU: Resources = Resources {
+        cpu: 1,
+        gpu: 0,
+        gpu_type: None,
+        memory_mb: None,
+        time_s: None,
+    };
+
+    pub fn cpus(cpu: u32) -> Resources {
+        Resources {
+            cpu,
+            ..Resources::ONE_CPU
+        }
+    }
+
+    pub fn gpus(gpu: u32) -> Resources {
+        Resources {
+            cpu: 1,
+            gpu,
+            ..Resources::ONE_CPU
+        }
+    }
+
+    /// These resources with a manifest's overrides applied.
+    pub fn overridden(mut self, spec: &ResourceSpec) -> Resources {
+        if let Some(c) = spec.cpus {
+            self.cpu = c;
+        }
+        if let Some(g) = spec.gpus {
+            self.gpu = g;
+        }
+        if let Some(t) = &spec.gpu_type {
+            self.gpu_type = Some(t.clone());
+        }
+        if let Some(m) = &spec.memory {
+            self.memory_mb = Some(m.0);
+        }
+        if let Some(t) = &spec.time {
+            self.time_s = Some(t.0);
+        }
+        self
+    }
+
+    /// What the next attempt asks for after one that failed for `why`: twice the memory after
+    /// running out of it, twice the time after running out of that (Nextflow's and Snakemake's
+    /// `attempt`-scaled resources, applied where the failure says they were short). `granted` is
+    /// what the scheduler really reserved, for a stage that left it to the default.
+    pub fn for_retry(&self, why: crate::runner::FailureKind, granted: &Resources) -> Resources {
+        use crate::runner::FailureKind;
+        let mut next = self.clone();
+        match why {
+            FailureKind::OutOfMemory => {
+                next.memory_mb = self.memory_mb.or(granted.memory_mb).map(|m| m.saturating_mul(2));
+            }
+            FailureKind::TimedOut => {
+                next.time_s = self.time_s.or(granted.time_s).map(|t| t.saturating_mul(2));
+            }
+            _ => {}
+        }
+        next
+    }
+}
+
+/// A manifest stage's `resources:` block: any field left out keeps what the kind declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// Cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Memory: `512M`, `16G` (MiB when a bare number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    /// A GPU model, as the cluster names it in `--gres=gpu:TYPE:N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
+    /// Wall time: `90m`, `2h`, `1h30m`, `45s`, or Slurm's `H:MM:SS` / `D-HH:MM:SS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<WallTime>,
+}
+
+/// A memory size in MiB, written with a unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory(pub u64);
+
+/// A wall time in seconds, written with units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallTime(pub u64);
+
+impl JsonSchema for Memory {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Memory".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "512M, 16G, 1.5T (MiB when a bare number)",
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt]i?[Bb]?)?\s*$"}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for WallTime {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WallTime".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "90m, 2h, 1h30m, 45s, H:MM:SS or D-HH:MM:SS (seconds when a bare number)",
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\s*([0-9]+-)?[0-9dhms: ]+$"}
+            ]
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("`{0}` is not a memory size; write it as 512M, 16G or 1.5T")]
+    Memory(String),
+    #[error("`{0}` is not a wall time; write it as 90m, 2h, 1h30m, 45s or H:MM:SS")]
+    Time(String),
+}
+
+impl std::str::FromStr for Memory {
+    type Err = ResourceError;
+    fn from_str(s: &str) -> Result<Memory, ResourceError> {
+        let bad = || ResourceError::Memory(s.to_string());
+        let t = s.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let unit = unit.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+        let mib = match unit.to_ascii_uppercase().as_str() {
+            "K" => n / 1024.0,
+            "" | "M" => n,
+            "G" => n * 1024.0,
+            "T" => n * 1024.0 * 1024.0,
+            _ => return Err(bad()),
+        };
+        if !(mib >= 1.0 && mib.is_finite()) {
+            return Err(bad());
+        }
+        Ok(Memory(mib.ceil() as u64))
+    }
+}
+
+impl std::str::FromStr for WallTime {
+    type Err = ResourceError;
+    fn from_str(s: &str) -> Result<WallTime, ResourceError> {
+        let bad = || ResourceError::Time(s.to_string());
+        let t = s.trim();
+        let seconds = if t.contains(':') {
+            // Slurm's [D-]H:MM:SS or MM:SS.
+            let (days, clock) = match t.split_once('-') {
+                Some((d, c)) => (d.parse::<u64>().map_err(|_| bad())?, c),
+                None => (0, t),
+            };
+            let parts: Vec<u64> = clock
+                .split(':')
+                .map(|p| p.parse::<u64>().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            let clock = match parts.as_slice() {
+                [m, s] => m * 60 + s,
+                [h, m, s] => h * 3600 + m * 60 + s,
+                _ => return Err(bad()),
+            };
+            days * 86400 + clock
+        } else {
+            let mut total = 0u64;
+            let mut num = String::new();
+            for c in t.chars().filter(|c| !c.is_whitespace()) {
+                match c {
+                    '0'..='9' => num.push(c),
+                    'd' | 'h' | 'm' | 's' => {
+                        let n: u64 = num.parse().map_err(|_| bad())?;
+                        num.clear();
+                        total += n * match c {
+                            'd' => 86400,
+                            'h' => 3600,
+                            'm' => 60,
+                            _ => 1,
+                        };
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            if !num.is_empty() {
+                // A bare number is seconds.
+                total += num.parse::<u64>().map_err(|_| bad())?;
+            }
+            total
+        };
+        if seconds == 0 {
+            return Err(bad());
+        }
+        Ok(WallTime(seconds))
+    }
+}
+
+macro_rules! text_or_number {
+    ($ty:ident, $unit_note:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    N(u64),
+                    S(String),
+                }
+                match Raw::deserialize(d).map_err(|_| serde::de::Error::custom($unit_note))? {
+                    Raw::N(n) => format!("{n}").parse().map_err(serde::de::Error::custom),
+                    Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+                }
+            }
+        }
+    };
+}
+
+text_or_number!(Memory, "a memory size such as 512M or 16G");
+text_or_number!(WallTime, "a wall time such as 90m, 2h or 1:30:00");
+
+impl Serialize for Memory {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}M", self.0))
+    }
+}
+
+impl Serialize for WallTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::FailureKind;
+
+    #[test]
+    fn memory_and_time_parse_as_schedulers_write_them() {
+        let mem = |s: &str| s.parse::<Memory>().map(|m| m.0);
+        assert_eq!(mem("512M"), Ok(512));
+        assert_eq!(mem("16G"), Ok(16384));
+        assert_eq!(mem("1.5GiB"), Ok(1536));
+        assert_eq!(mem("2048"), Ok(2048));
+        assert!(mem("lots").is_err());
+        assert!(mem("0").is_err());
+        let time = |s: &str| s.parse::<WallTime>().map(|t| t.0);
+        assert_eq!(time("90m"), Ok(5400));
+        assert_eq!(time("1h30m"), Ok(5400));
+        assert_eq!(time("1:30:00"), Ok(5400));
+        assert_eq!(time("1-00:00:00"), Ok(86400));
+        assert_eq!(time("45s"), Ok(45));
+        assert!(time("soon").is_err());
+        assert!(time("1:2:3:4").is_err());
+    }
+
+    #[test]
+    fn a_retry_doubles_only_what_ran_out() {
+        let declared = Resources {
+            memory_mb: Some(1000),
+            time_s: None,
+            ..Resources::ONE_CPU
+        };
+        let granted = Resources {
+            memory_mb: Some(1000),
+            time_s: Some(600),
+            ..Resources::ONE_CPU
+        };
+        let oom = declared.for_retry(FailureKind::OutOfMemory, &granted);
+        assert_eq!((oom.memory_mb, oom.time_s), (Some(2000), None));
+        let slow = declared.for_retry(FailureKind::TimedOut, &granted);
+        assert_eq!((slow.memory_mb, slow.time_s), (Some(1000), Some(1200)));
+        assert_eq!(declared.for_retry(FailureKind::Failed, &granted), declared);
+    }
+
+    #[test]
+    fn a_manifest_overrides_only_the_fields_it_names() {
+        let spec: ResourceSpec = serde_yaml::from_str("{memory: 8G, time: 2h}").unwrap();
+        let r = Resources::gpus(1).overridden(&spec);
+        assert_eq!(r.gpu, 1);
+        assert_eq!(r.memory_mb, Some(8192));
+        assert_eq!(r.time_s, Some(7200));
+        let err = serde_yaml::from_str::<ResourceSpec>("{memory: lots}").unwrap_err();
+        assert!(err.to_string().contains("write it as 512M"), "{err}");
+    }
+}
