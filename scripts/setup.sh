@@ -13,12 +13,18 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 # Scoring runs untrusted code under bubblewrap and judges C with cppcheck; the HTML report's test
-# renders it in a headless Chromium; the progress display's test runs in tmux (Debian packages).
+# renders it in a headless Chromium; the progress display's test runs in tmux; the Slurm tests
+# run a one-node cluster (Debian packages).
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v cppcheck >/dev/null || missing+=(cppcheck)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v tmux >/dev/null || missing+=(tmux)
+# The Slurm executor's tests run a one-node cluster (scripts/slurm-up.sh).
+command -v slurmctld >/dev/null || missing+=(slurmctld)
+command -v slurmd >/dev/null || missing+=(slurmd)
+command -v sbatch >/dev/null || missing+=(slurm-client)
+command -v munged >/dev/null || missing+=(munge)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

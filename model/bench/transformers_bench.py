@@ -1,9 +1,12 @@
 """The transformers side of model/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
 
-    transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | make-large DIR TOKENIZER_DIR LAYERS
+    transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | logits DIR | make-large DIR TOKENIZER_DIR LAYERS
+
+DEVICE=cuda and DTYPE=bf16 as for model_bench.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -15,8 +18,12 @@ PROMPT = ("Below is an instruction that describes a task. Write a response that 
           "### Response:\nimport os\n\ndef read_upload(name):\n")
 
 
+DEVICE = os.environ.get("DEVICE", "cpu")
+DTYPE = torch.bfloat16 if os.environ.get("DTYPE") == "bf16" else torch.float32
+
+
 def load(d):
-    return AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(d, dtype=DTYPE).to(DEVICE).eval()
 
 
 def main():
@@ -33,7 +40,7 @@ def main():
     model = load(d)
     load_s = time.perf_counter() - t0
     tok = AutoTokenizer.from_pretrained(d)
-    ids = torch.tensor([tok(PROMPT)["input_ids"]])
+    ids = torch.tensor([tok(PROMPT)["input_ids"]], device=DEVICE)
     with torch.no_grad():
         if mode == "throughput":
             n, new = int(sys.argv[3]), int(sys.argv[4])
@@ -62,6 +69,8 @@ def main():
                               "decode_tokens_per_s": best_decode}))
         elif mode == "load":
             print(json.dumps({"load_seconds": load_s}))
+        elif mode == "logits":
+            print(json.dumps({"logits": model(ids).logits[0, -1].float().cpu().tolist()}))
 
 
 if __name__ == "__main__":

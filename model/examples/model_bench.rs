@@ -4,6 +4,9 @@
 //!   model_bench throughput DIR N NEW   n samples of one prompt, NEW new tokens each
 //!   model_bench latency DIR NEW        prefill + first token, then steady decode, batch 1
 //!   model_bench load DIR               load the weights (for peak RSS)
+//!   model_bench logits DIR             the prompt's last-position logits (parity on a device)
+//!
+//! DEVICE=cuda runs on the first GPU, DTYPE=bf16 in bfloat16 (default: cpu, f32).
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,7 +24,15 @@ fn main() -> anyhow::Result<()> {
     let dir = Path::new(&args[2]);
     let _g = tch::no_grad_guard();
     let t0 = Instant::now();
-    let model = Transformer::load(dir, Device::Cpu, Kind::Float)?;
+    let device = match std::env::var("DEVICE").as_deref() {
+        Ok("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let kind = match std::env::var("DTYPE").as_deref() {
+        Ok("bf16") => Kind::BFloat16,
+        _ => Kind::Float,
+    };
+    let model = Transformer::load(dir, device, kind)?;
     let load_s = t0.elapsed().as_secs_f64();
     let tok = TextTokenizer::load(dir, model.config.vocab_size)?;
     let prompt = tok.encode(PROMPT)?;
@@ -63,6 +74,16 @@ fn main() -> anyhow::Result<()> {
             serde_json::json!({"prompt_tokens": prompt.len(), "prefill_first_token_ms": best_prefill * 1e3, "decode_tokens_per_s": best_decode})
         }
         "load" => serde_json::json!({"load_seconds": load_s}),
+        "logits" => {
+            let mut cache = model.new_cache(1, prompt.len() as i64 + 1);
+            let logits = model.forward(&Tensor::from_slice(&prompt).unsqueeze(0), &mut cache)?;
+            let last = logits
+                .select(1, -1)
+                .squeeze()
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            serde_json::json!({"logits": Vec::<f32>::try_from(&last)?})
+        }
         other => anyhow::bail!("unknown mode {other}"),
     };
     println!("{out}");

@@ -111,8 +111,10 @@ impl Slurm {
         })
     }
 
+    /// Absolute, since jobs start in whatever folder the cluster gives them.
     fn dir(&self, key: &Digest) -> PathBuf {
-        self.cache.root().join("jobs").join(key.hex())
+        let root = std::path::absolute(self.cache.root()).unwrap_or_else(|_| self.cache.root().to_path_buf());
+        root.join("jobs").join(key.hex())
     }
 
     /// `sbatch` options for one attempt's resources.
@@ -324,6 +326,11 @@ impl Slurm {
                     }
                 }
                 None => {
+                    // The shared listing may predate the job's submission: look again.
+                    if self.fresh_queue().await.is_ok_and(|q| q.contains_key(id)) {
+                        tokio::time::sleep(self.options.poll).await;
+                        continue;
+                    }
                     // It may have written its result and left between the two looks.
                     if let Ok(r) = JobResult::read(&result_path) {
                         return finished(r);
