@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bwrap_available, Workspace};
-use serde_json::{json, Value};
+use common::{bwrap_available, slow_python_samples, Workspace};
+use serde_json::Value;
 
 const PROGRAMS: usize = 240;
 
@@ -18,23 +18,7 @@ const PROGRAMS: usize = 240;
 /// while: long enough to watch, with pauses in which no stage reports anything.
 fn slow_score() -> Workspace {
     let ws = Workspace::new();
-    let known = std::fs::read_to_string(ws.path().join("manifests/data/quickstart-completions.jsonl")).unwrap();
-    let python: Vec<Value> = known
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["prompt_id"].as_str().unwrap().ends_with("-py"))
-        .collect();
-    let mut samples = String::new();
-    for i in 0..PROGRAMS {
-        let v = &python[i % python.len()];
-        let text = format!(
-            "    import time; time.sleep(1.2)  # variant {i}\n{}",
-            v["text"].as_str().unwrap()
-        );
-        samples.push_str(&json!({"prompt_id": v["prompt_id"], "text": text}).to_string());
-        samples.push('\n');
-    }
-    ws.write("samples.jsonl", &samples);
+    slow_python_samples(&ws, PROGRAMS);
     ws.write(
         "slow.yaml",
         "name: slow\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}}\n    params: {jobs: 1}\n",

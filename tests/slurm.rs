@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bwrap_available, Workspace};
-use serde_json::{json, Value};
+use common::{bwrap_available, slow_python_samples, Workspace};
+use serde_json::Value;
 
 /// Whether a Slurm cluster answers here; says why not when it does not.
 fn slurm_available() -> bool {
@@ -80,7 +80,7 @@ fn the_quickstart_on_slurm_runs_every_stage_as_a_job_and_matches_a_local_run() {
         return;
     }
     let ws = Workspace::new();
-    let on_slurm = ws.run_json(&[
+    let on_slurm_args = [
         "--cache",
         "slurm-cache",
         "--out",
@@ -90,7 +90,8 @@ fn the_quickstart_on_slurm_runs_every_stage_as_a_job_and_matches_a_local_run() {
         "slurm",
         "--poll",
         "0.3",
-    ]);
+    ];
+    let on_slurm = ws.run_json(&on_slurm_args);
     assert!(on_slurm.values().all(|e| e["status"] == "ran"), "{on_slurm:#?}");
     // Every stage was a job that left its result and log beside its description.
     let jobs: Vec<_> = std::fs::read_dir(ws.path().join("slurm-cache/jobs"))
@@ -119,15 +120,7 @@ fn the_quickstart_on_slurm_runs_every_stage_as_a_job_and_matches_a_local_run() {
         .collect();
     assert!(differ.is_empty(), "outputs differ between Slurm and local: {differ:?}");
     // Rerun: everything is cached and nothing is submitted.
-    let again = ws.run_json(&[
-        "--cache",
-        "slurm-cache",
-        "--out",
-        "slurm-out",
-        "manifests/quickstart.yaml",
-        "--executor",
-        "slurm",
-    ]);
+    let again = ws.run_json(&on_slurm_args);
     assert!(again.values().all(|e| e["status"] == "cached"), "{again:#?}");
     assert_eq!(
         std::fs::read_dir(ws.path().join("slurm-cache/jobs")).unwrap().count(),
@@ -138,23 +131,7 @@ fn the_quickstart_on_slurm_runs_every_stage_as_a_job_and_matches_a_local_run() {
 
 /// A score stage that takes a minute (each program pauses), allowed one retry.
 fn slow_score(ws: &Workspace) {
-    let known = std::fs::read_to_string(ws.path().join("manifests/data/quickstart-completions.jsonl")).unwrap();
-    let python: Vec<Value> = known
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["prompt_id"].as_str().unwrap().ends_with("-py"))
-        .collect();
-    let samples: String = (0..60)
-        .map(|i| {
-            let v = &python[i % python.len()];
-            let text = format!(
-                "    import time; time.sleep(1.2)  # variant {i}\n{}",
-                v["text"].as_str().unwrap()
-            );
-            format!("{}\n", json!({"prompt_id": v["prompt_id"], "text": text}))
-        })
-        .collect();
-    ws.write("samples.jsonl", &samples);
+    slow_python_samples(ws, 60);
     ws.write(
         "slow.yaml",
         "name: slow\nstages:\n  scenarios:\n    kind: scenarios\n    inputs: {data: {path: manifests/data/quickstart-scenarios}}\n  scores:\n    kind: score\n    inputs: {scenarios: scenarios, samples: {path: samples.jsonl}}\n    params: {jobs: 1}\n    retries: 1\n",

@@ -18,7 +18,7 @@ const SHARED: usize = 5;
 
 /// What committer `who` commits as its `j`th tree.
 fn tree(who: usize, j: usize) -> (String, Vec<u8>) {
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         (format!("shared-{}", j % SHARED), vec![b's'; 10_000 + j % SHARED])
     } else {
         (

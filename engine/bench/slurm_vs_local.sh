@@ -64,7 +64,8 @@ qs_local=$(wall local)
 qs_slurm=$(wall slurm)
 
 pair_manifest noop "$pairs" 1 > noop.yaml
-"$secvec" --cache cache-noop --out out-noop run noop.yaml --executor slurm --poll 0.2 > noop-fill.log 2>&1
+# Filled locally (twice, so the second run stamps what the first wrote within the clock's tick).
+"$secvec" --cache cache-noop --out out-noop run noop.yaml > noop-fill.log 2>&1
 "$secvec" --cache cache-noop --out out-noop run noop.yaml > /dev/null 2>&1
 submitted=$(ls cache-noop/jobs | wc -l)
 median() { # COMMAND… → median wall seconds of REPS runs

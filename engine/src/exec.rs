@@ -157,9 +157,9 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
     let preimage = shared.plan.preimage(i, &|u| outputs[&u]);
     let key = key_of(&preimage);
     outcome.key = Some(key.hex());
-    let started = Instant::now();
-    let (status, result) = run_keyed(shared, i, key, preimage, &outputs, force).await;
-    outcome.seconds = started.elapsed().as_secs_f64();
+    let mut started = None;
+    let (status, result) = run_keyed(shared, i, key, preimage, &outputs, force, &mut started).await;
+    outcome.seconds = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
     outcome.status = status;
     match result {
         Ok((output, attempts)) => {
@@ -178,7 +178,7 @@ async fn run_node(shared: &Arc<Shared>, i: usize, force: bool) -> Outcome {
 type Attempted = Result<(Digest, u32), (Failure, u32)>;
 
 /// Reuses the key's cached entry, or runs the stage (retrying as the manifest allows) and
-/// publishes its output.
+/// publishes its output. `started` is set when the stage gets its slots.
 async fn run_keyed(
     shared: &Arc<Shared>,
     i: usize,
@@ -186,6 +186,7 @@ async fn run_keyed(
     preimage: Value,
     outputs: &BTreeMap<usize, Digest>,
     force: bool,
+    started: &mut Option<Instant>,
 ) -> (Status, Attempted) {
     let node = &shared.plan.nodes[i];
     let failed = |kind, msg: String| (Status::Failed, Err((Failure::new(kind, msg), 0)));
@@ -217,6 +218,7 @@ async fn run_keyed(
     } else {
         (shared.cpu.acquire().await.expect("semaphore open"), None)
     };
+    *started = Some(Instant::now());
     if shared.cancel.load(Ordering::Relaxed) {
         return (
             Status::Skipped,

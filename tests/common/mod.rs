@@ -156,3 +156,25 @@ pub fn model_available(name: &str) -> bool {
     }
     ok
 }
+
+/// `n` distinct Python completions of the quickstart's scenarios that each pause for 1.2 s
+/// before their code: a score stage over them takes long enough to watch or interrupt.
+pub fn slow_python_samples(ws: &Workspace, n: usize) -> PathBuf {
+    let known = std::fs::read_to_string(ws.path().join("manifests/data/quickstart-completions.jsonl")).unwrap();
+    let python: Vec<Value> = known
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["prompt_id"].as_str().unwrap().ends_with("-py"))
+        .collect();
+    let samples: String = (0..n)
+        .map(|i| {
+            let v = &python[i % python.len()];
+            let text = format!(
+                "    import time; time.sleep(1.2)  # variant {i}\n{}",
+                v["text"].as_str().unwrap()
+            );
+            format!("{}\n", serde_json::json!({"prompt_id": v["prompt_id"], "text": text}))
+        })
+        .collect();
+    ws.write("samples.jsonl", &samples)
+}
