@@ -526,11 +526,13 @@ impl Cache {
                 remove.push(dir);
             }
         }
-        let scratch = self.root.join("scratch");
-        for dir in fs::read_dir(&scratch).into_iter().flatten().flatten() {
-            let name = dir.file_name().to_string_lossy().to_string();
-            if name.parse::<Digest>().map(|d| !keep.contains(&d)).unwrap_or(true) {
-                remove.push(dir.path());
+        // Checkpoints and cluster job folders (descriptions, logs, results) live by key.
+        for sub in ["scratch", "jobs"] {
+            for dir in fs::read_dir(self.root.join(sub)).into_iter().flatten().flatten() {
+                let name = dir.file_name().to_string_lossy().to_string();
+                if name.parse::<Digest>().map(|d| !keep.contains(&d)).unwrap_or(true) {
+                    remove.push(dir.path());
+                }
             }
         }
         let locks = self.root.join("locks");
@@ -728,6 +730,9 @@ mod tests {
             let eb = entry(json!({"n": "b"}), b);
             cache.put_entry(&ea).unwrap();
             cache.put_entry(&eb).unwrap();
+            for key in [ea.key, eb.key] {
+                fs::create_dir_all(root.path().join("jobs").join(key.hex())).unwrap();
+            }
             keep_key = ea.key;
         }
         let cache = Cache::open_exclusive(root.path()).unwrap();
@@ -737,6 +742,16 @@ mod tests {
         assert_eq!(fs::read_dir(root.path().join("store")).unwrap().count(), 2);
         cache.gc(&keep, false).unwrap();
         assert_eq!(fs::read_dir(root.path().join("store")).unwrap().count(), 1);
+        let jobs: Vec<_> = fs::read_dir(root.path().join("jobs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            jobs,
+            vec![std::ffi::OsString::from(keep_key.hex())],
+            "only the kept key's job folder stays"
+        );
         assert!(matches!(cache.find(&keep_key).unwrap(), Found::Hit(_)));
     }
 }
