@@ -214,18 +214,27 @@ impl Cache {
     /// recent to trust) are its bytes hashed again. A tree whose bytes still hash to its name
     /// (e.g. one that was only touched) gets fresh stamps and counts as intact.
     pub fn find(&self, key: &Digest) -> Result<Found> {
-        let path = self.entry_path(key);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Miss),
-            Err(e) => return Err(CacheError::Io { path, source: e }),
+        let Some(entry) = self.entry(key)? else {
+            return Ok(Found::Miss);
         };
-        let entry: ActionEntry =
-            serde_json::from_slice(&bytes).map_err(|source| CacheError::BadEntry { path, source })?;
         Ok(match self.check_artifact(&entry.output) {
             None => Found::Hit(entry),
             Some(what) => Found::Damaged(entry, what),
         })
+    }
+
+    /// The committed entry for `key`, without checking its output tree: for the process that
+    /// has just committed it (or watched a job commit it) and knows the tree is fresh.
+    pub fn entry(&self, key: &Digest) -> Result<Option<ActionEntry>> {
+        let path = self.entry_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CacheError::Io { path, source: e }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| CacheError::BadEntry { path, source })
     }
 
     /// `None` when the stored tree `digest` is as committed, else what changed.

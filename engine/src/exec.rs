@@ -273,9 +273,9 @@ async fn run_keyed(
     let published = {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || {
-            let entry = match shared.cache.find(&key) {
-                Ok(Found::Hit(entry)) => entry,
-                Ok(_) => return Err("the job reported success but its cache entry is missing or damaged".into()),
+            let entry = match shared.cache.entry(&key) {
+                Ok(Some(entry)) if entry.output == output => entry,
+                Ok(_) => return Err("the job reported success but its cache entry is missing or another".into()),
                 Err(e) => return Err(format!("reading the committed entry: {e}")),
             };
             publish(&shared, i, &entry).map_err(|e| format!("publishing outputs: {e}"))
@@ -452,7 +452,8 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
     write_atomic(&provenance, &serde_json::to_vec_pretty(&record)?)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes by rename, so a reader sees the whole file or none.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

@@ -72,9 +72,7 @@ impl JobResult {
 
     /// Writes by rename, so a reader sees the whole result or none.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, path)
+        crate::exec::write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 }
 

@@ -115,36 +115,6 @@ pub struct Memory(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WallTime(pub u64);
 
-impl JsonSchema for Memory {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Memory".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "512M, 16G, 1.5T (MiB when a bare number)",
-            "anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt]i?[Bb]?)?\s*$"}
-            ]
-        })
-    }
-}
-
-impl JsonSchema for WallTime {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "WallTime".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "90m, 2h, 1h30m, 45s, H:MM:SS or D-HH:MM:SS (seconds when a bare number)",
-            "anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": r"^\s*([0-9]+-)?[0-9dhms: ]+$"}
-            ]
-        })
-    }
-}
-
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResourceError {
     #[error("`{0}` is not a memory size; write it as 512M, 16G or 1.5T")]
@@ -191,12 +161,19 @@ impl std::str::FromStr for WallTime {
                 .split(':')
                 .map(|p| p.parse::<u64>().map_err(|_| bad()))
                 .collect::<Result<_, _>>()?;
-            let clock = match parts.as_slice() {
-                [m, s] => m * 60 + s,
-                [h, m, s] => h * 3600 + m * 60 + s,
+            let (h, m, s) = match parts.as_slice() {
+                [m, s] => (0, *m, *s),
+                [h, m, s] => (*h, *m, *s),
                 _ => return Err(bad()),
             };
-            days * 86400 + clock
+            let clock = h
+                .checked_mul(3600)
+                .and_then(|t| t.checked_add(m.checked_mul(60)?))
+                .and_then(|t| t.checked_add(s))
+                .ok_or_else(bad)?;
+            days.checked_mul(86400)
+                .and_then(|d| d.checked_add(clock))
+                .ok_or_else(bad)?
         } else {
             let mut total = 0u64;
             let mut num = String::new();
@@ -206,19 +183,22 @@ impl std::str::FromStr for WallTime {
                     'd' | 'h' | 'm' | 's' => {
                         let n: u64 = num.parse().map_err(|_| bad())?;
                         num.clear();
-                        total += n * match c {
+                        let unit = match c {
                             'd' => 86400,
                             'h' => 3600,
                             'm' => 60,
                             _ => 1,
                         };
+                        total = n.checked_mul(unit).and_then(|t| t.checked_add(total)).ok_or_else(bad)?;
                     }
                     _ => return Err(bad()),
                 }
             }
             if !num.is_empty() {
                 // A bare number is seconds.
-                total += num.parse::<u64>().map_err(|_| bad())?;
+                total = total
+                    .checked_add(num.parse::<u64>().map_err(|_| bad())?)
+                    .ok_or_else(bad)?;
             }
             total
         };
@@ -229,8 +209,10 @@ impl std::str::FromStr for WallTime {
     }
 }
 
+/// Deserialises a value written as text with units or as a bare number, and describes both
+/// forms in the schema.
 macro_rules! text_or_number {
-    ($ty:ident, $unit_note:literal) => {
+    ($ty:ident, $expected:literal, $pattern:literal) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
                 #[derive(Deserialize)]
@@ -239,17 +221,37 @@ macro_rules! text_or_number {
                     N(u64),
                     S(String),
                 }
-                match Raw::deserialize(d).map_err(|_| serde::de::Error::custom($unit_note))? {
+                match Raw::deserialize(d).map_err(|_| serde::de::Error::custom($expected))? {
                     Raw::N(n) => format!("{n}").parse().map_err(serde::de::Error::custom),
                     Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
                 }
             }
         }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "description": $expected,
+                    "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": $pattern}]
+                })
+            }
+        }
     };
 }
 
-text_or_number!(Memory, "a memory size such as 512M or 16G");
-text_or_number!(WallTime, "a wall time such as 90m, 2h or 1:30:00");
+text_or_number!(
+    Memory,
+    "a memory size such as 512M or 16G (MiB when a bare number)",
+    r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt]i?[Bb]?)?\s*$"
+);
+text_or_number!(
+    WallTime,
+    "a wall time such as 90m, 2h, 1h30m or 1:30:00 (seconds when a bare number)",
+    r"^\s*([0-9]+-)?[0-9dhms: ]+$"
+);
 
 impl Serialize for Memory {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -285,6 +287,8 @@ mod tests {
         assert_eq!(time("45s"), Ok(45));
         assert!(time("soon").is_err());
         assert!(time("1:2:3:4").is_err());
+        assert!(time("99999999999999999d").is_err());
+        assert!(time("18446744073709551615:0:0").is_err());
     }
 
     #[test]

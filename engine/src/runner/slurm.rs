@@ -19,6 +19,7 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use super::{tail, Failure, FailureKind, JobFuture, Runner};
+use crate::exec::write_atomic;
 use crate::job::{Job, JobResult};
 use crate::resources::Resources;
 use crate::stage::{DynStage, ProgressSink};
@@ -38,7 +39,8 @@ pub struct SlurmOptions {
 
 pub struct Slurm {
     options: SlurmOptions,
-    cache: Arc<Cache>,
+    /// `<cache>/jobs`, absolute, since jobs start in whatever folder the cluster gives them.
+    jobs: PathBuf,
     /// Cores of the partition's largest node: what a stage asking for every core gets.
     node_cpus: u32,
     /// The states `squeue` last listed for this user's jobs, shared by every waiting job so that
@@ -103,18 +105,17 @@ impl Slurm {
                         .unwrap_or_default()
                 ),
             })?;
+        let root = std::path::absolute(cache.root()).unwrap_or_else(|_| cache.root().to_path_buf());
         Ok(Slurm {
             options,
-            cache,
+            jobs: root.join("jobs"),
             node_cpus,
             queue: Mutex::new(None),
         })
     }
 
-    /// Absolute, since jobs start in whatever folder the cluster gives them.
     fn dir(&self, key: &Digest) -> PathBuf {
-        let root = std::path::absolute(self.cache.root()).unwrap_or_else(|_| self.cache.root().to_path_buf());
-        root.join("jobs").join(key.hex())
+        self.jobs.join(key.hex())
     }
 
     /// `sbatch` options for one attempt's resources.
@@ -143,8 +144,7 @@ impl Slurm {
             .map_err(|e| io("writing the job", e))?;
         let script = dir.join(format!("attempt-{attempt}.sh"));
         let body = format!(
-            "#!/bin/sh\n# secvec stage {stage}, attempt {attempt}\nexec {secvec} run-stage {spec} --result {dir}/\"$SLURM_JOB_ID\".result.json\n",
-            stage = job.stage,
+            "#!/bin/sh\nexec {secvec} run-stage {spec} --result {dir}/\"$SLURM_JOB_ID\".result.json\n",
             secvec = quote(&self.options.secvec),
             spec = quote(&spec),
             dir = quote(dir),
@@ -289,11 +289,7 @@ impl Slurm {
         cancel: &AtomicBool,
     ) -> Result<Digest, Failure> {
         let result_path = dir.join(format!("{id}.result.json"));
-        let log = || {
-            std::fs::read_to_string(dir.join(format!("{id}.log")))
-                .ok()
-                .map(|l| tail(&l, 40))
-        };
+        let log = || log_tail(&dir.join(format!("{id}.log")));
         let finished = |r: JobResult| match (r.output, r.error) {
             (Some(output), _) => Ok(output),
             (None, error) => Err(Failure {
@@ -395,10 +391,15 @@ impl Runner for Slurm {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+/// The last 40 lines of a job's log, read from at most its last 64 KiB: a stage may log a lot.
+fn log_tail(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024))).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(tail(&String::from_utf8_lossy(&bytes), 40))
 }
 
 /// A path as one word of a POSIX shell command.
