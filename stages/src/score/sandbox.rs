@@ -10,6 +10,7 @@
 //! the sandbox's mount namespace and vanishes with it.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -267,10 +268,13 @@ impl Sandbox {
             cmd.args(["--cap-add", cap]);
         }
         cmd.args(["--proc", "/proc", "--dev", "/dev"]);
-        // /tmp first, so that a folder bound below it (a checkout in /tmp) stays visible.
-        cmd.args(["--perms", "01777", "--size"])
-            .arg(scratch_bytes.to_string())
-            .args(["--tmpfs", "/tmp"]);
+        // The private scratch folders first, so that a folder bound below one of them (a
+        // checkout and its environments in /tmp) stays visible rather than shadowed.
+        for dir in ["/tmp", SCRATCH, "/dev/shm"] {
+            cmd.args(["--perms", "01777", "--size"])
+                .arg(scratch_bytes.to_string())
+                .args(["--tmpfs", dir]);
+        }
         for link in ["lib", "lib64", "bin", "sbin"] {
             if Path::new("/usr").join(link).exists() {
                 cmd.args(["--symlink", &format!("usr/{link}"), &format!("/{link}")]);
@@ -300,11 +304,6 @@ impl Sandbox {
             cmd.arg(if *writable { "--bind" } else { "--ro-bind" })
                 .arg(host)
                 .arg(at);
-        }
-        for dir in [SCRATCH, "/dev/shm"] {
-            cmd.args(["--perms", "01777", "--size"])
-                .arg(scratch_bytes.to_string())
-                .args(["--tmpfs", dir]);
         }
         cmd.args(["--remount-ro", "/", "--chdir", cwd]);
         for (k, v) in [
@@ -337,6 +336,8 @@ impl Sandbox {
             limits.scratch_bytes,
             cwd,
         );
+        let filter = seccomp_fd().map_err(SandboxError::Spawn)?;
+        cmd.arg("--seccomp").arg(filter.as_raw_fd().to_string());
         let id = UNPRIVILEGED.to_string();
         cmd.arg("--")
             .arg(&self.setpriv)
@@ -344,8 +345,21 @@ impl Sandbox {
             .args(["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"])
             .args(argv);
         let cgroup = Cgroup::create(limits.memory_bytes, limits.processes)?;
-        run_in(cmd, &cgroup, stdin, limits)
+        run_in(cmd, &cgroup, stdin, limits, Some(filter.as_raw_fd()))
     }
+}
+
+/// The seccomp filter in a memory file for bubblewrap's `--seccomp`; close-on-exec, so that only
+/// the sandbox it is handed to inherits it.
+fn seccomp_fd() -> std::io::Result<OwnedFd> {
+    let fd = unsafe { libc::memfd_create(c"secvec-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(&super::seccomp::filter())?;
+    std::io::Seek::rewind(&mut file)?;
+    Ok(file.into())
 }
 
 /// The folders of a Python interpreter's installation and virtual environment, and its path.
@@ -379,17 +393,23 @@ fn run_in(
     cgroup: &Cgroup,
     stdin: Option<Vec<u8>>,
     limits: &Limits,
+    inherit: Option<RawFd>,
 ) -> Result<RunOutcome, SandboxError> {
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let procs = cgroup.procs_files();
     let l = limits.clone();
-    // SAFETY: only async-signal-safe calls (setsid, umask, open, write, close, setrlimit)
+    // SAFETY: only async-signal-safe calls (setsid, umask, fcntl, open, write, close, setrlimit)
     // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
             libc::umask(0o022);
+            if let Some(fd) = inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             join_cgroup(&procs)?;
             set_rlimits(&l);
             Ok(())
@@ -462,6 +482,40 @@ pub(crate) mod tests {
             .ok()
     }
 
+    /// A virtual environment of the sandbox's python3 in a folder under /tmp (where a checkout
+    /// tried out there keeps its `.venv`), holding a package whose submodule and metadata are
+    /// loaded only when a program asks for them. Returns the folder (kept while it lives) and
+    /// the environment's interpreter.
+    pub(crate) fn venv_under_tmp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new().prefix("secvec-venv").tempdir_in("/tmp").unwrap();
+        let venv = dir.path().join("checkout/.venv");
+        let made = Command::new("python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let out = Command::new(venv.join("bin/python"))
+            .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+            .output()
+            .unwrap();
+        let site = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        std::fs::create_dir_all(site.join("late_pkg")).unwrap();
+        std::fs::write(site.join("late_pkg/__init__.py"), "").unwrap();
+        std::fs::write(site.join("late_pkg/sub.py"), "VALUE = 42\n").unwrap();
+        std::fs::create_dir_all(site.join("late_pkg-1.0.dist-info")).unwrap();
+        std::fs::write(
+            site.join("late_pkg-1.0.dist-info/METADATA"),
+            "Metadata-Version: 2.1\nName: late-pkg\nVersion: 1.0\n",
+        )
+        .unwrap();
+        (dir, venv.join("bin/python"))
+    }
+
+    /// Python that loads `late_pkg` of [`venv_under_tmp`] and prints what it found.
+    pub(crate) const LOADS_LATE_PKG: &str =
+        "import late_pkg.sub\nfrom importlib import metadata\nprint(late_pkg.sub.VALUE, metadata.version('late-pkg'))\n";
+
     fn quick() -> Limits {
         Limits {
             wall: Duration::from_secs(5),
@@ -527,6 +581,19 @@ pub(crate) mod tests {
             )
             .unwrap();
         assert_eq!(input.stdout_text().trim(), "100000");
+    }
+
+    #[test]
+    fn an_interpreter_under_tmp_sees_its_packages() {
+        if python().is_none() {
+            return;
+        }
+        let (_dir, venv_python) = venv_under_tmp();
+        let (sandbox, py) = Sandbox::for_python(&venv_python.display().to_string()).unwrap();
+        let out = sandbox
+            .run(&[&py, "-c", LOADS_LATE_PKG], &[], SCRATCH, None, &quick())
+            .unwrap();
+        assert_eq!((out.reason, out.stdout_text().trim()), (ExitReason::Ok, "42 1.0"), "{out:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use secvec_artifacts::prompts::Scenario;
@@ -17,6 +18,7 @@ use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::canary;
 use super::functional::{test_programs, Job};
 use super::metrics::{Counts, Judged, Metrics};
 use super::oracle::{self, Mapping, Program, SecurityVerdict, ToolRunner, Tools};
@@ -41,6 +43,10 @@ pub struct ScoreParams {
     pub timeout_seconds: u64,
     #[serde(default = "d_memory")]
     pub memory_mb: u64,
+    /// A program longer than this (bytes) is judged not valid without being run or read by any
+    /// tool (completions are a few kilobytes; a huge one would only cost the scorer).
+    #[serde(default = "d_max_program_bytes")]
+    pub max_program_bytes: usize,
     /// The Python that runs the tests (with their packages: see scripts/setup.sh); a bare name
     /// is found in the project's environments first (see `secvec doctor`).
     #[serde(default = "d_python")]
@@ -85,6 +91,9 @@ fn d_timeout() -> u64 {
 fn d_memory() -> u64 {
     2048
 }
+fn d_max_program_bytes() -> usize {
+    1 << 20
+}
 fn d_python() -> String {
     "python3".into()
 }
@@ -119,7 +128,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 9;
+    const VERSION: u32 = 10;
     const SPEED_PARAMS: &'static [&'static str] = &["jobs"];
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
@@ -221,6 +230,11 @@ impl Stage for Score {
             ..Limits::default()
         };
         let unit_test = scenarios_dir.join(scenarios::UNIT_TEST_DIR);
+        ctx.message("checking known-good programs");
+        let test_utils = std::fs::read_to_string(unit_test.join("test_utils.py"))
+            .with_context(|| format!("reading {}", unit_test.join("test_utils.py").display()))?;
+        let families = canary::families_of(scenarios.iter().map(|(_, s)| (s.language.as_str(), s.prefix.as_str())));
+        canary::check(&sandbox, &python, &test_utils, &families, &limits)?;
         let work: Vec<(&str, &str, usize, usize)> = programs
             .iter()
             .flat_map(|(id, progs)| {
@@ -236,18 +250,29 @@ impl Stage for Score {
         } else {
             p.jobs
         };
-        let to_check: Vec<(&str, &str)> = work.iter().map(|w| (by_id[w.0].language.as_str(), w.1)).collect();
+        let too_long: Vec<bool> = work.iter().map(|w| w.1.len() > p.max_program_bytes).collect();
+        let to_check: Vec<(&str, &str)> = work
+            .iter()
+            .zip(&too_long)
+            .filter(|(_, long)| !**long)
+            .map(|(w, _)| (by_id[w.0].language.as_str(), w.1))
+            .collect();
         ctx.message(&format!("parsing {total} distinct programs"));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
         // One checker per worker, each over its share of the programs.
-        let valid: Vec<bool> = pool
+        let mut parsed = pool
             .install(|| {
                 to_check
                     .par_chunks(to_check.len().div_ceil(jobs).max(1))
                     .map(|chunk| parses(&sandbox, &python, chunk, &limits))
                     .collect::<Result<Vec<Vec<bool>>, _>>()
             })?
-            .concat();
+            .concat()
+            .into_iter();
+        let valid: Vec<bool> = too_long
+            .iter()
+            .map(|long| !long && parsed.next().expect("one answer per program checked"))
+            .collect();
         let tests: BTreeMap<&str, ScenarioTest> = by_id
             .iter()
             .map(|(id, sc)| {
@@ -292,7 +317,11 @@ impl Stage for Score {
                 let r = functional.remove(&i).unwrap_or_else(|| FunctionalResult {
                     passed: false,
                     reason: ExitReason::Fail,
-                    detail: "does not parse".into(),
+                    detail: if too_long[i] {
+                        format!("longer than max_program_bytes ({} > {} bytes)", prog.len(), p.max_program_bytes)
+                    } else {
+                        "does not parse".into()
+                    },
                     failed_tests: Vec::new(),
                     stderr_tail: String::new(),
                     seconds: 0.0,

@@ -2,9 +2,11 @@
 
 It starts inside bubblewrap as root of the sandbox's own mount, PID and network namespaces, and
 runs only trusted code: it imports the test harness and its packages once, then forks one child
-per program. Each child gets its own mount, PID, IPC, network and UTS namespaces, a size-capped
-tmpfs for its scratch, /tmp and /dev/shm, and the per-program cgroup; it then drops to an
-unprivileged uid with no capabilities and no_new_privs before any of the program's code runs.
+per program. Each child gets its own mount, PID, IPC, network (loopback only) and UTS namespaces,
+a size-capped tmpfs for its scratch, /tmp and /dev/shm, through which what the sandbox bound
+below them (an interpreter and its packages in /tmp) stays visible, and the per-program cgroup;
+it then drops to an unprivileged uid with no capabilities, no_new_privs and the seccomp filter
+the host built (seccomp.rs) before any of the program's code runs.
 
 Protocol: argv[1] is the JSON configuration; each stdin line is a job {"file", "program"};
 each stdout line is {"ready": true} or {"error": "..."} once, then one result per job.
@@ -13,6 +15,7 @@ The verdict reaches this process through a pipe, never through a file the progra
 
 import ast
 import ctypes
+import fcntl
 import importlib
 import json
 import os
@@ -21,6 +24,8 @@ import resource
 import select
 import shutil
 import signal
+import socket
+import stat
 import struct
 import sys
 import time
@@ -39,7 +44,7 @@ TAIL = 4096
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
-CLONE_NEWPID = 0x20000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 24, 38
@@ -297,40 +302,13 @@ def kill_all():
     raise RuntimeError("the per-program cgroup does not empty")
 
 
-# System calls a program never needs in the sandbox: making or entering namespaces (a user
-# namespace would give it capabilities there), mounting, the kernel keyring, BPF, perf.
-SYSCALLS = {
-    "x86_64": (0xC000003E, {"clone": 56, "clone3": 435, "mount": 165, "umount2": 166, "pivot_root": 155,
-                            "setns": 308, "unshare": 272, "keyctl": 250, "add_key": 248,
-                            "request_key": 249, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323}),
-    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435, "mount": 40, "umount2": 39, "pivot_root": 41,
-                             "setns": 268, "unshare": 97, "keyctl": 219, "add_key": 217,
-                             "request_key": 218, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282}),
-}
-CLONE_NS = 0x7E020080  # every CLONE_NEW* flag
-
-
 class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
 
-def seccomp_filter():
-    """A seccomp filter refusing SYSCALLS (clone only with namespace flags; clone3 looks absent,
-    so that libc falls back to clone), and every call of another ABI."""
-    arch, nr = SYSCALLS[os.uname().machine]
-    allow, eperm, enosys = 0x7FFF0000, 0x50000 | 1, 0x50000 | 38
-    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, enosys), (ld, 0, 0, 0)]
-    prog += [(jge, 0, 1, 0x40000000), (ret, 0, 0, enosys)]  # x32
-    prog += [(jeq, 0, 1, nr["clone3"]), (ret, 0, 0, enosys)]
-    for name in ("mount", "umount2", "pivot_root", "setns", "unshare", "keyctl", "add_key", "request_key",
-                 "bpf", "perf_event_open", "userfaultfd"):
-        prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, eperm)]
-    prog += [(jeq, 0, 3, nr["clone"]), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NS), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
-    return SockFprog(len(prog), b"".join(struct.pack("HBBI", *i) for i in prog))
-
-
-SECCOMP = seccomp_filter()
+# The host's seccomp filter (seccomp.rs), an array of struct sock_filter.
+FILTER = bytes.fromhex(CONFIG["seccomp"])
+SECCOMP = SockFprog(len(FILTER) // 8, FILTER)
 
 
 def drop_privileges():
@@ -356,15 +334,42 @@ def drop_privileges():
     check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(SECCOMP), 0, 0), "seccomp")
 
 
+# Folders each program gets empty and private.
+PRIVATE = (SCRATCH, "/tmp", "/dev/shm")
+
+
+def bound_below(roots):
+    """The outermost mount points below `roots`: what the sandbox bound there (an interpreter,
+    its packages, a tool, when they live in /tmp), which a private folder must not hide."""
+    points = set()
+    for line in open("/proc/self/mountinfo"):
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split(" ")[4])
+        if point.startswith(tuple(r + "/" for r in roots)):
+            points.add(point)
+    return sorted(p for p in points if not any(p.startswith(q + "/") for q in points))
+
+
+BOUND = bound_below(PRIVATE)
+
+
+def loopback_up():
+    """Brings up the loopback interface of a new network namespace (SIOCSIFFLAGS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x40))  # IFF_UP | IFF_RUNNING
+
+
 def isolate():
     """In the child, as root of the zygote's namespaces: fresh namespaces and scratch."""
     for d in CGROUP_DIRS:
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write("0")
-    # Not the network: the zygote's own (loopback only) serves, as its programs run one at a time.
-    flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    # A network of its own: no program sees another's sockets or meets its TIME_WAIT ports.
+    flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
     check(libc.unshare(flags), "unshare")
+    loopback_up()
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Held open (in this mount namespace), to be bound again once a private folder covers them.
+    bound = [(p, os.open(p, os.O_PATH | os.O_CLOEXEC)) for p in BOUND]
     size = LIMITS["scratch_bytes"]
     mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0755")
     # /tmp and /dev/shm share the scratch's quota.
@@ -372,6 +377,16 @@ def isolate():
         os.mkdir(os.path.join(SCRATCH, sub))
         os.chmod(os.path.join(SCRATCH, sub), 0o1777)
         mount(os.path.join(SCRATCH, sub), target, None, MS_BIND)
+    os.umask(0o022)  # the unprivileged uid walks down to what is bound again
+    for point, fd in bound:
+        os.makedirs(os.path.dirname(point), mode=0o755, exist_ok=True)
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.mkdir(point, 0o755)
+        else:
+            open(point, "x").close()
+        mount(f"/proc/self/fd/{fd}", point, None, MS_BIND | MS_REC)
+        mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     # The test folder, read-only (bound, not copied).
     unit = os.path.join(SCRATCH, "unit_test")
     os.makedirs(os.path.join(unit, SCENARIO))
@@ -397,21 +412,26 @@ FUNCTIONAL_CODE = compile(open(FUNCTIONAL).read(), os.path.join(SCRATCH, "unit_t
 
 def harness(job, nonce, verdict_fd, out, err):
     """The test process: unprivileged from here on, then the scenario's own functional.py."""
-    os.close(STATUS["w"])
     CHANNEL.update(fd=verdict_fd, nonce=nonce)
     try:
         drop_privileges()
         samples = os.path.join(SCRATCH, "samples", "s")
         os.makedirs(samples)
         sample = os.path.join(samples, job["file"])
-        with open(sample, "w") as f:
-            f.write(job["program"])
-        os.chdir(SCRATCH)
     except BaseException:  # noqa: BLE001  (the scorer's fault, not the program's: fail the stage)
         import traceback
 
-        _line("SETUP", _hex(traceback.format_exc()))
+        post(b"E", traceback.format_exc()[-2000:].encode())
         os._exit(125)
+    try:
+        with open(sample, "w") as f:
+            f.write(job["program"])
+    except OSError as e:  # the program's own size: only it fails
+        post(b"P", f"the program does not fit in the sandbox's scratch: {e.strerror}".encode())
+        os._exit(125)
+    os.chdir(SCRATCH)
+    # What reports on the sandbox is the harness's: the program never holds it.
+    os.close(STATUS["w"])
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.close(out)
@@ -478,7 +498,7 @@ def child(job, nonce, verdict_fd, out, err):
                 # How the test process ended, by the kernel's wait status, not its exit code,
                 # and the CPU time it used (a SIGXCPU it did not earn is not a timeout).
                 cpu = usage.ru_utime + usage.ru_stime
-                os.write(STATUS["w"], b"S" + struct.pack("<id", status, cpu))
+                post(b"S", struct.pack("<id", status, cpu))
                 os._exit(0)
     for fd in keep:
         os.close(fd)
@@ -521,8 +541,6 @@ def verdict(data, nonce, sample):
                 verdicts.append((bytes.fromhex(fields[2]).decode(), fields[3] == "1", bytes.fromhex(fields[4]).decode()))
             elif fields[1] == "T" and len(fields) == 3:
                 tampering.append(bytes.fromhex(fields[2]).decode())
-            elif fields[1] == "SETUP" and len(fields) == 3:
-                raise SetupError(bytes.fromhex(fields[2]).decode())
             else:
                 raise ValueError
         except (ValueError, IndexError, UnicodeDecodeError):
@@ -539,6 +557,23 @@ def verdict(data, nonce, sample):
 
 
 STATUS = {}
+
+
+def post(kind, payload):
+    """One record on the status pipe, which only the scorer's processes hold: the test process's
+    wait status and CPU time (S), a setup failure (E: the scorer's, the stage fails), or a
+    program its sandbox cannot hold (P: only that program fails)."""
+    os.write(STATUS["w"], kind + struct.pack("<I", len(payload)) + payload)
+
+
+def records(raw):
+    """The status pipe's records: {kind: payload}."""
+    found = {}
+    while len(raw) >= 5:
+        (n,) = struct.unpack("<I", raw[1:5])
+        found[raw[:1]] = raw[5 : 5 + n]
+        raw = raw[5 + n :]
+    return found
 
 
 class SetupError(Exception):
@@ -563,7 +598,7 @@ def run(job):
             import traceback
 
             try:
-                os.write(STATUS["w"], b"E" + traceback.format_exc()[-2000:].encode())
+                post(b"E", traceback.format_exc()[-2000:].encode())
             finally:
                 os._exit(125)
         os._exit(125)
@@ -578,12 +613,15 @@ def run(job):
     kill_all()
     seconds = time.monotonic() - started
     oom, pids_max = (a - b for a, b in zip(counters(), before))
-    raw = read_all(status_r, 4096)
+    found = records(read_all(status_r, 8192))
     os.close(status_r)
-    if raw.startswith(b"E"):
-        raise SetupError(raw[1:].decode(errors="replace"))
-    test_status, cpu = struct.unpack("<id", raw[1:13]) if raw.startswith(b"S") and len(raw) >= 13 else (None, 0.0)
-    passed, message, trusted = verdict(read_all(verdict_r), nonce, os.path.splitext(job["file"])[0])
+    if b"E" in found:
+        raise SetupError(found[b"E"].decode(errors="replace"))
+    test_status, cpu = struct.unpack("<id", found[b"S"]) if len(found.get(b"S", b"")) == 12 else (None, 0.0)
+    if b"P" in found:
+        passed, message, trusted = False, found[b"P"].decode(errors="replace"), False
+    else:
+        passed, message, trusted = verdict(read_all(verdict_r), nonce, os.path.splitext(job["file"])[0])
     os.close(verdict_r)
     signaled = test_status is not None and os.WIFSIGNALED(test_status)
     result = {

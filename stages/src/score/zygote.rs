@@ -3,8 +3,8 @@
 //! fork instead of a fresh interpreter and its imports.
 //!
 //! The zygote runs as root of the sandbox's namespaces with only the capabilities it needs to
-//! isolate its children (mounts, namespaces, dropping to the unprivileged uid, killing what a
-//! child leaves), and only trusted code: each child drops every capability before the program
+//! isolate its children (mounts, namespaces, a loopback per program, dropping to the
+//! unprivileged uid, killing what a child leaves), and only trusted code: each child drops every capability before the program
 //! it tests is written, let alone imported.
 
 use std::io::{BufRead, BufReader, Write};
@@ -177,6 +177,7 @@ impl Zygote {
             "uid": UNPRIVILEGED,
             "cgroup_mount": cgroup_mount,
             "cgroup_dirs": (0..n).map(|i| format!("{cgroup_mount}/{i}")).collect::<Vec<_>>(),
+            "seccomp": super::seccomp::filter().iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "oom": [format!("{cgroup_mount}/0/{oom_file}"), oom_key],
             "pids": [format!("{cgroup_mount}/{}/{pids_file}", n - 1), pids_key],
             "limits": {
@@ -189,6 +190,7 @@ impl Zygote {
         let caps = [
             "CAP_CHOWN",
             "CAP_SYS_ADMIN",
+            "CAP_NET_ADMIN",
             "CAP_SETUID",
             "CAP_SETGID",
             "CAP_SETPCAP",
@@ -378,6 +380,44 @@ fn stable(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::score::sandbox::tests::{python, venv_under_tmp, LOADS_LATE_PKG};
+
+    /// The quickstart's SQL scenario: its folder, id and prefix, and an honest completion.
+    fn sql_scenario() -> (PathBuf, &'static str, String, &'static str) {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/data/quickstart-scenarios");
+        let id = "cwe-089/0-py";
+        let base = data.join("data/base").join(id);
+        let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap();
+        let prefix = read("file_context.py") + &read("func_context.py");
+        let honest = "    cur.execute(\"SELECT email FROM users WHERE name = ?\", (username,))\n    row = cur.fetchone()\n    return row[0] if row else None\n";
+        (data.join("unit_test"), id, prefix, honest)
+    }
+
+    /// What a program loads after the zygote forked it (package metadata, a submodule) is found
+    /// where the interpreter lives, even under /tmp, which each program gets a private copy of.
+    #[test]
+    fn programs_load_late_from_an_interpreter_under_tmp() {
+        if python().is_none() {
+            return;
+        }
+        let (_dir, venv_python) = venv_under_tmp();
+        let (sandbox, py) = Sandbox::for_python(&venv_python.display().to_string()).unwrap();
+        let (unit_test, id, prefix, honest) = sql_scenario();
+        let test = ScenarioTest {
+            id,
+            language: "py",
+            prefix: &prefix,
+        };
+        let mut zygote = Zygote::start(&sandbox, &py, &unit_test, &test, &Limits::default()).unwrap();
+        let program = format!(
+            "{LOADS_LATE_PKG}{}",
+            crate::score::postprocess::program("py", &prefix, honest)
+        );
+        let r = zygote.test("py", &program).unwrap();
+        assert!(r.passed, "{r:?}");
+    }
+
     #[test]
     fn output_lines_lose_what_changes_between_runs() {
         assert_eq!(super::stable("Ran 1 test in 0.003s"), "Ran 1 test");

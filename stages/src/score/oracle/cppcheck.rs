@@ -1,32 +1,27 @@
-//! cppcheck (Debian's), run once over every C program that needs it.
+//! cppcheck (Debian's), on one program at a time; inline suppressions are read only with
+//! `--inline-suppr`, which it never gets.
 
 use std::path::{Path, PathBuf};
 
-use super::{Finding, OracleError, ToolRunner};
+use super::{Checked, Finding, OracleError, ToolRunner};
 
 pub fn run(
     runner: &ToolRunner,
     cppcheck: &str,
     cwd: &Path,
-    files: &[PathBuf],
-    jobs: usize,
-) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
-    if files.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut args: Vec<String> = [
+    file: &Path,
+) -> Result<Checked, OracleError> {
+    let args: Vec<String> = [
         "-q",
         "--enable=warning,portability",
         // cppcheck expands `\t` in templates itself.
         "--template={file}\\t{line}\\t{id}\\t{message}",
-        "-j",
-        &jobs.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain([file.display().to_string()])
     .collect();
-    args.extend(files.iter().map(|f| f.display().to_string()));
-    Ok(parse(&runner.stderr("cppcheck", cppcheck, &args, cwd)?))
+    Ok(Checked::found(parse(&runner.stderr("cppcheck", cppcheck, &args, cwd)?)))
 }
 
 fn parse(text: &str) -> Vec<(PathBuf, Finding)> {

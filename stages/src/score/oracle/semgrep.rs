@@ -1,17 +1,25 @@
 //! semgrep with the project's own rule files (never registry packs), run once over every
-//! program that needs it.
+//! program that needs it, deaf to `# nosemgrep`. A program it did not scan, or reported an error
+//! on (a timeout, a parse failure), is unchecked.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Finding, OracleError, ToolRunner};
+use super::{Checked, Finding, OracleError, ToolRunner};
 
 #[derive(Deserialize)]
 struct Report {
     results: Vec<Match>,
     #[serde(default)]
     errors: Vec<serde_json::Value>,
+    paths: Paths,
+}
+
+#[derive(Deserialize)]
+struct Paths {
+    #[serde(default)]
+    scanned: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -39,9 +47,9 @@ pub fn run(
     rules: &Path,
     files: &[PathBuf],
     jobs: usize,
-) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+) -> Result<Checked, OracleError> {
     if files.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Checked::default());
     }
     let mut args: Vec<String> = [
         "scan",
@@ -52,6 +60,10 @@ pub fn run(
         "--metrics=off",
         "--disable-version-check",
         "--no-git-ignore",
+        "--disable-nosem",
+        // Every file, whatever its size (the score stage caps programs' size itself).
+        "--max-target-bytes",
+        "0",
         "--jobs",
         &jobs.to_string(),
     ]
@@ -61,10 +73,10 @@ pub fn run(
     args.extend(files.iter().map(|f| f.display().to_string()));
     let rules_dir = rules.to_path_buf();
     let out = runner.output("semgrep", semgrep, &args, cwd, &[rules_dir], &[0, 1])?;
-    parse(&out)
+    parse(&out, files)
 }
 
-fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
+fn parse(json: &str, files: &[PathBuf]) -> Result<Checked, OracleError> {
     let report: Report = serde_json::from_str(json).map_err(|e| OracleError::Output {
         tool: "semgrep",
         what: e.to_string(),
@@ -81,7 +93,22 @@ fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
             what: e.to_string(),
         });
     }
-    Ok(report
+    let mut unchecked: Vec<(PathBuf, String)> = report
+        .errors
+        .iter()
+        .filter_map(|e| {
+            let path = PathBuf::from(e.get("path")?.as_str()?);
+            let what = e.get("type").map(|t| t.to_string()).unwrap_or_else(|| e.to_string());
+            Some((path, format!("semgrep reported an error on it: {what}")))
+        })
+        .collect();
+    unchecked.extend(
+        files
+            .iter()
+            .filter(|f| !report.paths.scanned.contains(f))
+            .map(|f| (f.clone(), "semgrep did not scan it".to_string())),
+    );
+    let found = report
         .results
         .into_iter()
         .map(|m| {
@@ -95,7 +122,8 @@ fn parse(json: &str) -> Result<Vec<(PathBuf, Finding)>, OracleError> {
             };
             (m.path, finding)
         })
-        .collect())
+        .collect();
+    Ok(Checked { found, unchecked })
 }
 
 #[cfg(test)]
@@ -121,16 +149,22 @@ mod tests {
     }
 
     #[test]
-    fn rule_ids_lose_their_path_prefix() {
-        let json = r#"{"errors": [], "results": [{"check_id": "tmp.oracles.semgrep.sql-injection",
+    fn rule_ids_lose_their_path_prefix_and_files_with_errors_are_unchecked() {
+        let json = r#"{"errors": [{"type": ["Timeout", 1], "level": "warn", "path": "/t/p4.py"}],
+            "paths": {"scanned": ["/t/p3.py", "/t/p4.py"]},
+            "results": [{"check_id": "tmp.oracles.semgrep.sql-injection",
             "path": "/t/p3.py", "start": {"line": 12, "col": 5}, "end": {"line": 12, "col": 40},
             "extra": {"message": "SQL text built by formatting", "severity": "ERROR"}}]}"#;
-        let found = super::parse(json).unwrap();
+        let files = ["/t/p3.py", "/t/p4.py", "/t/p5.py"].map(std::path::PathBuf::from);
+        let checked = super::parse(json, &files).unwrap();
+        let unchecked: Vec<&std::path::Path> = checked.unchecked.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(unchecked, [&files[1], &files[2]], "a timeout and a file not scanned");
+        let found = checked.found;
         assert_eq!(found[0].0, std::path::PathBuf::from("/t/p3.py"));
         assert_eq!((found[0].1.rule.as_str(), found[0].1.line), ("sql-injection", 12));
-        let bad_rule =
-            r#"{"results": [], "errors": [{"code": 4, "level": "error", "type": "InvalidRuleSchemaError"}]}"#;
-        assert!(super::parse(bad_rule)
+        let bad_rule = r#"{"results": [], "paths": {"scanned": []},
+            "errors": [{"code": 4, "level": "error", "type": "InvalidRuleSchemaError"}]}"#;
+        assert!(super::parse(bad_rule, &[])
             .unwrap_err()
             .to_string()
             .contains("InvalidRuleSchemaError"));
