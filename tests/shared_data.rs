@@ -1,4 +1,5 @@
-//! Tests on the shared datasets ($SECVEC_DATA, else ../shared/data); skipped when absent.
+//! Tests on the shared datasets ($SECVEC_DATA, else ../shared/data); skipped when absent, except
+//! under CI (`CI=true`), where missing data fails them.
 
 mod common;
 
@@ -11,7 +12,9 @@ fn shared_data() -> Option<PathBuf> {
     if dir.join("sven/data_train_val").is_dir() {
         Some(std::fs::canonicalize(dir).unwrap())
     } else {
-        eprintln!("notice: shared datasets not found ($SECVEC_DATA or ../shared/data); skipping");
+        let why = "shared datasets not found ($SECVEC_DATA or ../shared/data)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}; under CI they are required");
+        eprintln!("notice: {why}; skipping");
         None
     }
 }

@@ -294,6 +294,12 @@ fn forged_verdicts_are_not_functional() {
                 marker = canaries.marker
             ),
         ),
+        // A line that once made the zygote give up on the whole stage ("a program's sandbox
+        // could not be set up"), written with the run's own nonce and channel.
+        (
+            "a forged setup failure",
+            "import gc, os\nch = next(o for o in gc.get_objects() if isinstance(o, dict) and 'nonce' in o and 'fd' in o)\nos.write(ch['fd'], (ch['nonce'] + ' SETUP 41\\n').encode())\nos.write(ch['fd'], b'malformed\\n')".to_string(),
+        ),
         // Symlinks and a FIFO where the old verdict file was.
         (
             "symlinks and a FIFO",
@@ -315,6 +321,48 @@ fn forged_verdicts_are_not_functional() {
         assert_honest_passes(&mut z, &pre);
     }
     canaries.assert_untouched();
+}
+
+/// A program larger than its scratch's file limit fails alone, and the zygote goes on.
+#[test]
+fn a_program_too_large_for_the_sandbox_fails_alone() {
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
+    let padding = format!("# {}\n", "x".repeat(1 << 20)).repeat(70);
+    let r = z.test("py", &format!("{pre}{HONEST_SQL}\n{padding}")).unwrap();
+    assert!(!r.passed && r.detail.contains("does not fit"), "{r:?}");
+    assert_honest_passes(&mut z, &pre);
+}
+
+/// Each program has a network of its own: a port another left in TIME_WAIT is free, no other
+/// program's sockets show in /proc/net, and only the socket families tests use can be made
+/// (vsock reaches the host VM's vsock space, which no network namespace covers).
+#[test]
+fn programs_do_not_share_a_network_and_get_only_the_socket_families_tests_use() {
+    let Some((mut z, pre)) = zygote("cwe-089/0-py", "py") else {
+        return;
+    };
+    let own_network = "import errno, socket\n\
+        assert len(open('/proc/net/tcp').read().splitlines()) == 1, open('/proc/net/tcp').read()\n\
+        srv = socket.socket()\n\
+        srv.bind(('127.0.0.1', 5000))\n\
+        srv.listen()\n\
+        client = socket.create_connection(('127.0.0.1', 5000), timeout=2)\n\
+        conn, _ = srv.accept()\n\
+        conn.close()  # the server's side closes first: port 5000 stays in TIME_WAIT\n\
+        client.close()\n\
+        srv.close()\n\
+        for family in (40, 38, 17):  # vsock, the kernel's crypto API, raw packets\n\
+        \x20   try:\n\
+        \x20       socket.socket(family, socket.SOCK_STREAM)\n\
+        \x20       raise AssertionError(f'family {family} was allowed')\n\
+        \x20   except OSError as e:\n\
+        \x20       assert e.errno == errno.EAFNOSUPPORT, e\n";
+    for run in 0..2 {
+        let r = z.test("py", &format!("{pre}{HONEST_SQL}\n{own_network}")).unwrap();
+        assert!(r.passed, "run {run}: {r:?}");
+    }
 }
 
 #[test]
