@@ -6,6 +6,8 @@
 # configuration's wall time over the peer's.
 # Samples: the project's secure and vulnerable completions (manifests/oracle-check/), 50 of
 # each per scenario, made distinct by a numbered comment so that none is de-duplicated away.
+# BASELINE=path/to/an/older/secvec adds its rows to the same run (side by side; its own
+# secvec-parse beside it), e.g. a build of an earlier commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -31,7 +33,7 @@ with open(sys.argv[1], "w") as out:
                 text = f"{first}\n    // sample {i}\n{rest}"
             out.write(json.dumps({"prompt_id": pid, "text": text}) + "\n")
 PY
-cargo build --release --quiet
+cargo build --release --quiet --bin secvec --bin secvec-parse
 bin=target/release/secvec
 $bin run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --only scenarios >/dev/null
 echo "samples: $(wc -l < "$work/samples.jsonl"), jobs: $(nproc)"
@@ -43,10 +45,14 @@ seq "$n" | xargs -P "$(nproc)" -n 50 sh -c 'for _ in "$@"; do python3 -c "import
 end=$(date +%s.%N)
 peer=$(echo "$end - $start" | bc)
 printf '%-28s %8.1f %10.2f %12d\n' "peer: python + imports" "$peer" "$(echo "$n / $peer" | bc -l)" "$n"
-for config in "sandbox+oracles:open" "sandbox:off"; do
-  IFS=: read -r name security <<<"$config"
+configs=("sandbox+oracles:open:$bin" "sandbox:off:$bin")
+if [ -n "${BASELINE:-}" ]; then
+  configs+=("baseline sandbox+oracles:open:$BASELINE" "baseline sandbox:off:$BASELINE")
+fi
+for config in "${configs[@]}"; do
+  IFS=: read -r name security binary <<<"$config"
   start=$(date +%s.%N)
-  $bin run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --force score \
+  SECVEC_HOME="$PWD" $binary run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --force score \
     --set stages.score.params.security=$security >/dev/null
   end=$(date +%s.%N)
   python3 - "$name" "$start" "$end" "$work/out/score-bench/score/judged.jsonl" "$peer" <<'PY'
