@@ -44,7 +44,8 @@ pub fn run(runner: &ToolRunner, gcc: &str, cwd: &Path, file: &Path) -> Result<Ch
     .chain([file.display().to_string()])
     .collect();
     // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
-    let stderr = runner.stderr("gcc", gcc, &args, cwd)?;
+    // 1: it could not compile the program, which has no analyzer findings then.
+    let stderr = runner.stderr("gcc", gcc, &args, cwd, &[0, 1])?;
     let found = parse(&stderr, file)?;
     Ok(Checked::found(found.into_iter().map(|f| (file.to_path_buf(), f)).collect()))
 }

@@ -177,11 +177,19 @@ impl ToolRunner {
         Ok(out.stdout_text())
     }
 
-    /// stderr of a tool whose exit status says nothing about the findings (gcc, cppcheck), as
-    /// long as it ended on its own: findings cut short by a limit would judge programs secure.
-    fn stderr(&self, tool: &'static str, program: &str, args: &[String], cwd: &Path) -> Result<String, OracleError> {
+    /// stderr of a tool that writes its findings there (gcc, cppcheck), as long as it ended on
+    /// its own with one of the `ok` statuses: findings cut short by a limit, or missing because
+    /// the tool failed, would judge programs secure.
+    fn stderr(
+        &self,
+        tool: &'static str,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+        ok: &[i32],
+    ) -> Result<String, OracleError> {
         let out = self.run(tool, program, args, cwd, &[])?;
-        if !matches!(out.reason, ExitReason::Ok | ExitReason::Fail) {
+        if !matches!(out.reason, ExitReason::Ok | ExitReason::Fail) || !out.code.is_some_and(|c| ok.contains(&c)) {
             return Err(failed(tool, &out));
         }
         Ok(out.stderr_text())
@@ -221,39 +229,43 @@ impl Checked {
 
 /// Runs `check` over `files`; when a run fails in a way a program can cause, runs it over each
 /// half again, down to the programs that fail alone, which are unchecked while the others keep
-/// their findings. Whether the tool fails on every program, or is broken, is told by running it
-/// on `benign` (a harmless program): if that fails too, the stage fails.
+/// their findings. Whether the tool is broken instead is told first, by running it on `benign`
+/// (a harmless program): if that fails too, the stage fails.
 fn isolating(
     files: &[PathBuf],
     benign: &Path,
     check: &(dyn Fn(&[PathBuf]) -> Result<Checked, OracleError> + Sync),
 ) -> Result<Checked, OracleError> {
-    fn bisect(
+    /// `files` after their run failed: each half is run again.
+    fn split(
         files: &[PathBuf],
+        failed: OracleError,
         check: &(dyn Fn(&[PathBuf]) -> Result<Checked, OracleError> + Sync),
     ) -> Result<Checked, OracleError> {
-        match check(files) {
-            Ok(checked) => Ok(checked),
-            Err(e) if !e.may_be_a_programs() => Err(e),
-            Err(e) if files.len() == 1 => Ok(Checked {
+        if let [file] = files {
+            return Ok(Checked {
                 found: Vec::new(),
-                unchecked: vec![(files[0].clone(), e.to_string())],
-            }),
-            Err(_) => {
-                let (a, b) = files.split_at(files.len() / 2);
-                let (a, b) = rayon::join(|| bisect(a, check), || bisect(b, check));
-                Ok(a?.merge(b?))
-            }
+                unchecked: vec![(file.clone(), failed.to_string())],
+            });
         }
+        let (a, b) = files.split_at(files.len() / 2);
+        let run = |half: &[PathBuf]| match check(half) {
+            Err(e) if e.may_be_a_programs() => split(half, e, check),
+            other => other,
+        };
+        let (a, b) = rayon::join(|| run(a), || run(b));
+        Ok(a?.merge(b?))
     }
     if files.is_empty() {
         return Ok(Checked::default());
     }
-    let checked = bisect(files, check)?;
-    if !checked.unchecked.is_empty() {
-        check(&[benign.to_path_buf()])?;
+    match check(files) {
+        Err(e) if e.may_be_a_programs() => {
+            check(&[benign.to_path_buf()])?;
+            split(files, e, check)
+        }
+        other => other,
     }
-    Ok(checked)
 }
 
 /// Runs `check` on each of `files` alone, in parallel, as [`isolating`] does.
@@ -595,6 +607,37 @@ mod tests {
 
     fn flagged_by(v: &SecurityVerdict, check: &str) -> bool {
         !v.secure && v.decided_by.iter().any(|d| d == check)
+    }
+
+    /// A tool that fails on every program, a harmless one included, fails the stage rather than
+    /// leave every program unchecked or judge them on no findings.
+    #[test]
+    fn a_broken_tool_fails_the_stage() {
+        let Some((mapping, tools)) = open_checks(8 << 30) else { return };
+        let programs = [Program {
+            scenario: "cwe-416/0-c",
+            language: "c",
+            text: "int main(void) { return 0; }\n",
+            from_line: 1,
+        }];
+        let broken = Tools {
+            cppcheck: "false".into(),
+            ..tools
+        };
+        let err = judge_open(&programs, &mapping, &broken, 1).unwrap_err();
+        assert!(err.to_string().starts_with("cppcheck failed"), "{err}");
+        let programs = [Program {
+            scenario: "cwe-089/0-py",
+            language: "py",
+            text: "x = 1\n",
+            from_line: 1,
+        }];
+        let broken = Tools {
+            semgrep: "true".into(),
+            ..broken
+        };
+        let err = judge_open(&programs, &mapping, &broken, 1).unwrap_err();
+        assert!(err.to_string().contains("semgrep"), "{err}");
     }
 
     /// Each oracle flags a vulnerable program and its twins that try to silence it in the code.
