@@ -212,6 +212,10 @@ enum Command {
         /// The model name clients send (default: the model folder's name).
         #[arg(long)]
         name: Option<String>,
+        /// The most KV cache one request may need, in MiB (n samples and the prompt, each
+        /// prompt + max_tokens long); a request that would need more gets a 400.
+        #[arg(long, default_value_t = 4096)]
+        kv_budget_mib: u64,
     },
 }
 
@@ -712,6 +716,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             device,
             dtype,
             name,
+            kv_budget_mib,
         } => {
             let dtype = serde_json::from_value(serde_json::Value::String(dtype.clone()))
                 .with_context(|| format!("--dtype {dtype}: use f32, bf16 or f16"))?;
@@ -723,6 +728,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 device,
                 dtype,
                 name,
+                kv_budget_mib: Some(kv_budget_mib),
             };
             let worker = secvec_stages::worker::worker_path()?;
             // The worker takes this process's place, so signals and the exit status are its own.

@@ -75,6 +75,7 @@ fn serve(model: &Path) -> Served {
         device: "cpu".into(),
         dtype: Dtype::F32,
         name: None,
+        kv_budget_mib: None,
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_secvec-worker"))
         .arg("serve")

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, Error as JinjaError, ErrorKind};
+use minijinja::value::Value as MjValue;
+use minijinja::{Environment, Error as JinjaError, ErrorKind, State};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,24 @@ pub enum ChatTemplateError {
     Missing { path: PathBuf },
     #[error("{path}: the chat template failed: {what}")]
     Render { path: PathBuf, what: String },
+    #[error(
+        "{path}: the chat template ran out of its budget of {fuel} fuel (instructions, and one per 64 \
+         bytes it builds): it loops or builds text far beyond what a prompt needs"
+    )]
+    OutOfFuel { path: PathBuf, fuel: u64 },
+}
+
+/// The fuel a template gets for its own work: minijinja charges one per instruction and one per
+/// 64 bytes of strings, lists and output a render creates, so fuel bounds both the time and the
+/// memory of a render (a template from a model's files is untrusted; `{% set s = s ~ s %}` 40
+/// times is 40 instructions but a terabyte). A million runs out in under a tenth of a second,
+/// or at 64 MB; a real template spends little beyond copying its input.
+const BASE_FUEL: u64 = 1_000_000;
+
+/// A render's fuel: [`BASE_FUEL`] plus one per byte of its input (64 bytes of building per input
+/// byte), so a long conversation renders however often the template copies it.
+fn fuel_for(input_bytes: usize) -> u64 {
+    BASE_FUEL.saturating_add(input_bytes as u64)
 }
 
 pub struct ChatTemplate {
@@ -33,6 +52,22 @@ fn token(v: Option<&Value>) -> String {
         Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
         _ => String::new(),
     }
+}
+
+/// Python's string methods (pycompat), with `str.format` paying for the widths it pads to before
+/// it pads: minijinja charges a method's result once it exists, and `'{:>9999999999}'.format(1)`
+/// would first allocate 10 GB. Every number in the format string counts as a width, which
+/// over-charges by a few bytes per literal digit.
+fn python_methods(state: &mut State, value: &MjValue, method: &str, args: &[MjValue]) -> Result<MjValue, JinjaError> {
+    if let (Some(format), "format") = (value.as_str(), method) {
+        let widths = format
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|digits| !digits.is_empty())
+            .map(|digits| digits.parse::<u64>().unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add);
+        state.consume_fuel(widths / 64)?;
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 impl ChatTemplate {
@@ -71,7 +106,7 @@ impl ChatTemplate {
                 .build()
                 .expect("the default delimiters are valid"),
         );
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(python_methods);
         env.add_function("raise_exception", |message: String| -> Result<String, JinjaError> {
             Err(JinjaError::new(ErrorKind::InvalidOperation, message))
         });
@@ -91,7 +126,11 @@ impl ChatTemplate {
     /// The prompt for `messages` (a list of `{role, content}`), ending with the assistant's turn
     /// opened when `add_generation_prompt`.
     pub fn render(&self, messages: &Value, add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
-        let template = self.env.get_template("chat").expect("added at load");
+        let fuel = fuel_for(messages.to_string().len() + self.bos.len() + self.eos.len());
+        // Fuel is the environment's; a clone shares its compiled template.
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let template = env.get_template("chat").expect("added at load");
         template
             .render(minijinja::context! {
                 messages => minijinja::value::Value::from(minijinja::value::Serde(messages)),
@@ -99,9 +138,15 @@ impl ChatTemplate {
                 bos_token => &self.bos,
                 eos_token => &self.eos,
             })
-            .map_err(|e| ChatTemplateError::Render {
-                path: self.path.clone(),
-                what: e.to_string(),
+            .map_err(|e| match e.kind() {
+                ErrorKind::OutOfFuel => ChatTemplateError::OutOfFuel {
+                    path: self.path.clone(),
+                    fuel,
+                },
+                _ => ChatTemplateError::Render {
+                    path: self.path.clone(),
+                    what: e.to_string(),
+                },
             })
     }
 }

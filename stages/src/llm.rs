@@ -194,6 +194,7 @@ pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
                         device: l.device.clone(),
                         dtype: l.dtype,
                         name: Some("local".into()),
+                        kv_budget_mib: None,
                     },
                     server: Mutex::new(None),
                 },

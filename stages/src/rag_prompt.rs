@@ -61,6 +61,13 @@ fn environment(source: String) -> Result<minijinja::Environment<'static>, miniji
     Ok(env)
 }
 
+/// The fuel a template gets for its own work: minijinja charges one per instruction and one per
+/// 64 bytes of strings, lists and output a render creates, so fuel bounds the time and memory of
+/// a render that loops or doubles a string. A million runs out in under a tenth of a second, or
+/// at 64 MB; a prompt template spends little beyond copying its input, and each byte of that
+/// input adds one.
+const BASE_FUEL: u64 = 1_000_000;
+
 /// Renders `template` for one task; `None` when there is nothing to add.
 fn render(
     env: &minijinja::Environment,
@@ -80,18 +87,30 @@ fn render(
     if guideline.is_none() && code.is_none() {
         return Ok(None);
     }
+    let context = json!({
+        "language": language_name(&scenario.language),
+        "fence": example.language.name(),
+        "description": scenario.description,
+        "prefix": scenario.prefix,
+        "prompt": task.prompt,
+        "guideline": guideline,
+        "example": code,
+        "cwe": example.cwe.to_uppercase(),
+    });
+    // Fuel is the environment's; a clone shares its compiled template.
+    let mut env = env.clone();
+    let fuel = BASE_FUEL.saturating_add(context.to_string().len() as u64);
+    env.set_fuel(Some(fuel));
     let text = env
         .get_template("rag")?
-        .render(minijinja::Value::from(minijinja::value::Serde(json!({
-            "language": language_name(&scenario.language),
-            "fence": example.language.name(),
-            "description": scenario.description,
-            "prefix": scenario.prefix,
-            "prompt": task.prompt,
-            "guideline": guideline,
-            "example": code,
-            "cwe": example.cwe.to_uppercase(),
-        }))))?;
+        .render(minijinja::Value::from(minijinja::value::Serde(context)))
+        .map_err(|e| match e.kind() {
+            minijinja::ErrorKind::OutOfFuel => anyhow::anyhow!(
+                "the template ran out of its budget of {fuel} fuel (instructions, and one per 64 bytes \
+                 it builds): it loops or builds text far beyond what a prompt needs"
+            ),
+            _ => e.into(),
+        })?;
     Ok(Some(text))
 }
 
@@ -253,5 +272,22 @@ mod tests {
             example: ExampleCode::Sliced,
         };
         assert_eq!(render(&env, &all, &task(), &found(false)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_template_that_loops_or_doubles_stops_quickly_with_a_clear_error() {
+        let all = RagPromptParams {
+            guideline: true,
+            example: ExampleCode::Sliced,
+        };
+        let doubling = format!("{{% set s = prompt %}}{}{{{{ s }}}}", "{% set s = s ~ s %}".repeat(40));
+        let looping = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}";
+        for source in [doubling.as_str(), looping] {
+            let env = environment(source.to_string()).unwrap();
+            let started = std::time::Instant::now();
+            let err = format!("{:#}", render(&env, &all, &task(), &found(true)).unwrap_err());
+            assert!(err.contains("ran out of its budget"), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{source}");
+        }
     }
 }

@@ -40,6 +40,9 @@ pub struct ServeRequest {
     pub dtype: crate::device::Dtype,
     /// The model name clients send and `/v1/models` lists (default: the folder's name).
     pub name: Option<String>,
+    /// The most KV cache one request may need, MiB (more gets a 400; default: 4096).
+    #[serde(default)]
+    pub kv_budget_mib: Option<u64>,
 }
 
 /// One line of the worker's stdout.

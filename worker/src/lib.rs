@@ -7,6 +7,7 @@
 
 mod diagnose;
 mod generate;
+mod http;
 mod import_gguf;
 mod init_model;
 mod latency;

@@ -3,10 +3,10 @@
 //! order, `config.json` from the metadata, and the byte-level BPE tokenizer rebuilt from the
 //! vocabulary and merges.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
-use tch::Tensor;
 
 use super::{Gguf, GgufError, Value};
 
@@ -53,16 +53,72 @@ fn hf_name(name: &str, heads: i64, kv_heads: i64) -> Option<(String, Option<i64>
     Some((format!("model.layers.{layer}.{hf}"), permute))
 }
 
-/// llama.cpp stores each head's rotary pairs interleaved; transformers rotates halves. `None`
-/// when the weight's rows do not split into `heads` heads of rotary pairs.
-fn unpermute(w: &Tensor, heads: i64) -> Option<Tensor> {
-    let size = w.size();
-    let [out, inp] = size[..] else { return None };
-    (heads > 0 && out % (2 * heads) == 0).then(|| {
-        w.reshape([heads, out / heads / 2, 2, inp])
-            .transpose(1, 2)
-            .reshape([out, inp])
-    })
+/// llama.cpp stores each head's rotary pairs interleaved; transformers rotates halves: within
+/// each head, row `2i + j` becomes row `j * half + i`. `shape` is `[out, in]`, its rows split
+/// into `heads` heads of rotary pairs (checked by [`splits_into_heads`]).
+fn unpermute(w: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let (out, inp) = (shape[0], shape[1]);
+    let half = out / heads / 2;
+    let mut rows = vec![0f32; w.len()];
+    for head in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let from = (head * 2 * half + 2 * i + j) * inp;
+                let to = (head * 2 * half + j * half + i) * inp;
+                rows[to..to + inp].copy_from_slice(&w[from..from + inp]);
+            }
+        }
+    }
+    rows
+}
+
+fn splits_into_heads(shape: &[usize], heads: usize) -> bool {
+    shape.len() == 2 && heads > 0 && shape[0].is_multiple_of(2 * heads)
+}
+
+/// One tensor of the output: its HF name, the GGUF tensor it comes from, the heads to
+/// un-permute its rows by, and its shape in PyTorch order.
+struct Planned<'a> {
+    hf: String,
+    gguf: &'a str,
+    permute: Option<usize>,
+    shape: Vec<usize>,
+}
+
+/// Writes `plan` (sorted by HF name, as safetensors' own writer orders F32 tensors) as an f32
+/// safetensors file, one tensor at a time: an import holds one dequantised tensor, not the model.
+fn write_weights(g: &Gguf, path: &Path, plan: &[Planned]) -> Result<(), GgufError> {
+    let io = |source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for p in plan {
+        let bytes = p.shape.iter().product::<usize>() * 4;
+        header.insert(
+            p.hf.clone(),
+            json!({"dtype": "F32", "shape": p.shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut header = serde_json::to_vec(&header).expect("serialisable");
+    // Spaces pad the header so that the data starts 8-byte aligned, as the format asks.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&header).map_err(io)?;
+    for p in plan {
+        let values = g.values(p.gguf)?;
+        let values = match p.permute {
+            Some(heads) => unpermute(&values, &p.shape, heads),
+            None => values,
+        };
+        for v in values {
+            out.write_all(&v.to_le_bytes()).map_err(io)?;
+        }
+    }
+    out.flush().map_err(io)
 }
 
 /// Writes `g` (a llama GGUF) to `out` as an HF model directory in f32.
@@ -99,8 +155,9 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
         .iter()
         .map(|t| t.as_str().unwrap_or_default())
         .collect();
-    let mut tensors = Vec::new();
-    for name in g.tensors.keys() {
+    // Names and shapes are checked before anything is written.
+    let mut plan = Vec::new();
+    for (name, info) in &g.tensors {
         // Rotary frequencies, when stored, follow from the metadata.
         if name == "rope_freqs.weight" {
             continue;
@@ -109,22 +166,25 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
             path: g.path.clone(),
             what: format!("tensor `{name}` is not one of a llama model's"),
         })?;
-        let t = g.tensor(name)?;
-        let t = match permute {
-            None => t,
-            Some(h) => unpermute(&t, h).ok_or_else(|| GgufError::Format {
+        // Dimensions fit in usize: their product was checked when the file was opened.
+        let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        let permute = permute.map(|h| usize::try_from(h).unwrap_or(0));
+        if let Some(h) = permute.filter(|&h| !splits_into_heads(&shape, h)) {
+            return Err(GgufError::Format {
                 path: g.path.clone(),
-                what: format!("tensor `{name}` of shape {:?} does not split into {h} heads", t.size()),
-            })?,
-        };
-        tensors.push((hf, t));
+                what: format!("tensor `{name}` of shape {shape:?} does not split into {h} heads"),
+            });
+        }
+        plan.push(Planned {
+            hf,
+            gguf: name,
+            permute,
+            shape,
+        });
     }
+    plan.sort_by(|a, b| a.hf.cmp(&b.hf));
     let tied = !g.tensors.contains_key("output.weight");
-    let weights = out.join("model.safetensors");
-    Tensor::write_safetensors(&tensors, &weights).map_err(|e| GgufError::Format {
-        path: weights,
-        what: e.to_string(),
-    })?;
+    write_weights(g, &out.join("model.safetensors"), &plan)?;
     let token_id = |key: &str| g.get(key).and_then(Value::as_u64);
     let (bos, eos) = (
         token_id("tokenizer.ggml.bos_token_id"),
@@ -241,4 +301,72 @@ fn tokenizer(g: &Gguf, tokens: &[&str]) -> Result<Json, GgufError> {
             "vocab": vocab, "merges": merges,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::File;
+    use super::*;
+
+    #[test]
+    fn weights_are_written_one_tensor_at_a_time_as_safetensors_with_q_and_k_unpermuted() {
+        // One layer, hidden 8, two query heads of width 4 and one key/value head.
+        let mut f = File::default();
+        f.str("general.architecture", "llama");
+        f.u32("llama.block_count", 1);
+        f.u32("llama.embedding_length", 8);
+        f.u32("llama.feed_forward_length", 8);
+        f.u32("llama.attention.head_count", 2);
+        f.u32("llama.attention.head_count_kv", 1);
+        f.str("tokenizer.ggml.model", "gpt2");
+        f.strs("tokenizer.ggml.tokens", &["a", "b", "c"]);
+        f.strs("tokenizer.ggml.merges", &[]);
+        let counting = |n: usize| (0..n).map(|i| i as f32).collect::<Vec<_>>();
+        f.f32("token_embd.weight", &[8, 3], &counting(24));
+        f.f32("blk.0.attn_q.weight", &[8, 8], &counting(64));
+        f.f32("blk.0.attn_k.weight", &[8, 4], &counting(32));
+        f.f32("output_norm.weight", &[8], &counting(8));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.gguf"), f.bytes()).unwrap();
+        write_hf(&Gguf::open(&dir.path().join("m.gguf")).unwrap(), dir.path()).unwrap();
+
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let get = |name: &str| {
+            let t = st.tensor(name).unwrap();
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (t.shape().to_vec(), values)
+        };
+        assert_eq!(get("model.embed_tokens.weight"), (vec![3, 8], counting(24)));
+        assert_eq!(get("model.norm.weight"), (vec![8], counting(8)));
+        let rows = |order: &[usize], width: usize| -> Vec<f32> {
+            order
+                .iter()
+                .flat_map(|&r| (0..width).map(move |c| (r * width + c) as f32))
+                .collect()
+        };
+        // Per head, the interleaved pairs (0, 1), (2, 3) become the halves [0, 2 | 1, 3].
+        assert_eq!(
+            get("model.layers.0.self_attn.q_proj.weight"),
+            (vec![8, 8], rows(&[0, 2, 1, 3, 4, 6, 5, 7], 8))
+        );
+        assert_eq!(
+            get("model.layers.0.self_attn.k_proj.weight"),
+            (vec![4, 8], rows(&[0, 2, 1, 3], 8))
+        );
+        // The header lists the tensors in the order safetensors' own writer uses: by name.
+        let names: Vec<String> = st.names().into_iter().cloned().collect();
+        assert_eq!(names.len(), 4);
+        let json_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(json_len % 8, 0);
+        let header: serde_json::Map<String, Json> = serde_json::from_slice(&bytes[8..8 + json_len]).unwrap();
+        let order: Vec<&String> = header.keys().collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+    }
 }

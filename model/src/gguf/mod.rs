@@ -7,8 +7,6 @@ pub mod hf;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tch::Tensor;
-
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("reading {path}: {source}")]
@@ -19,6 +17,8 @@ pub enum GgufError {
     Type { path: PathBuf, name: String, ty: u32 },
     #[error("{path}: metadata `{key}` {what}")]
     Metadata { path: PathBuf, key: String, what: String },
+    #[error("{path}: tensor `{name}`'s data {what}")]
+    TensorData { path: PathBuf, name: String, what: String },
 }
 
 /// A metadata value.
@@ -217,15 +217,33 @@ impl Gguf {
             data_start,
             map,
         };
+        let tensor_data = |name: &str, what: String| GgufError::TensorData {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            what,
+        };
+        let mut ranges = Vec::with_capacity(gguf.tensors.len());
         for (name, info) in &gguf.tensors {
-            let size = gguf.byte_size(name, info)?;
-            let end = (gguf.data_start as u64)
-                .checked_add(info.offset)
-                .and_then(|e| e.checked_add(size as u64));
-            if end.is_none_or(|e| e > gguf.map.len() as u64) {
-                return Err(format(format!(
-                    "tensor `{name}` runs past the end of the file (truncated?)"
-                )));
+            let size = gguf.byte_size(name, info)? as u64;
+            let start = (gguf.data_start as u64).checked_add(info.offset);
+            match start.and_then(|s| Some((s, s.checked_add(size)?))) {
+                Some((start, end)) if end <= gguf.map.len() as u64 => ranges.push((start, end, name)),
+                _ => return Err(tensor_data(name, "runs past the end of the file (truncated?)".into())),
+            }
+        }
+        // Each tensor owns its bytes. Aliased ranges would let a small file declare any amount of
+        // data (300 tensors at offset 0), and an import's memory follows what is declared.
+        ranges.sort();
+        for pair in ranges.windows(2) {
+            let ((a_start, a_end, a), (b_start, b_end, b)) = (pair[0], pair[1]);
+            if b_start < a_end {
+                return Err(tensor_data(
+                    b,
+                    format!(
+                        "(bytes {b_start}..{b_end}) overlaps tensor `{a}`'s (bytes {a_start}..{a_end}); \
+                         a GGUF stores each tensor in its own bytes"
+                    ),
+                ));
             }
         }
         Ok(gguf)
@@ -265,8 +283,8 @@ impl Gguf {
         })
     }
 
-    /// Tensor `name` dequantised to f32, with its dimensions in PyTorch order (`[out, in]`).
-    pub fn tensor(&self, name: &str) -> Result<Tensor, GgufError> {
+    /// Tensor `name`'s values dequantised to f32, row-major in PyTorch order (`[out, in]`).
+    pub fn values(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let info = self.tensors.get(name).ok_or_else(|| GgufError::Format {
             path: self.path.clone(),
             what: format!("no tensor `{name}`"),
@@ -275,18 +293,84 @@ impl Gguf {
         let size = self.byte_size(name, info)?;
         let n: u64 = info.dims.iter().product();
         let start = self.data_start + info.offset as usize;
-        let values = dequant::to_f32(info.ty, &self.map[start..start + size], n as usize)
-            .ok_or_else(|| self.type_error(name, info.ty))?;
-        let shape: Vec<i64> = info.dims.iter().rev().map(|&d| d as i64).collect();
-        Ok(Tensor::from_slice(&values).view(shape.as_slice()))
+        dequant::to_f32(info.ty, &self.map[start..start + size], n as usize)
+            .ok_or_else(|| self.type_error(name, info.ty))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     fn string(out: &mut Vec<u8>, s: &str) {
         out.extend((s.len() as u64).to_le_bytes());
         out.extend(s.as_bytes());
+    }
+
+    /// A GGUF (version 3) written by hand: metadata, a tensor directory and a data section.
+    #[derive(Default)]
+    pub(in crate::gguf) struct File {
+        kv: Vec<u8>,
+        n_kv: u64,
+        directory: Vec<u8>,
+        n_tensors: u64,
+        pub(in crate::gguf) data: Vec<u8>,
+    }
+
+    impl File {
+        pub(in crate::gguf) fn str(&mut self, key: &str, value: &str) {
+            string(&mut self.kv, key);
+            self.kv.extend(8u32.to_le_bytes());
+            string(&mut self.kv, value);
+            self.n_kv += 1;
+        }
+
+        pub(in crate::gguf) fn u32(&mut self, key: &str, value: u32) {
+            string(&mut self.kv, key);
+            self.kv.extend(4u32.to_le_bytes());
+            self.kv.extend(value.to_le_bytes());
+            self.n_kv += 1;
+        }
+
+        pub(in crate::gguf) fn strs(&mut self, key: &str, values: &[&str]) {
+            string(&mut self.kv, key);
+            self.kv.extend(9u32.to_le_bytes());
+            self.kv.extend(8u32.to_le_bytes());
+            self.kv.extend((values.len() as u64).to_le_bytes());
+            for v in values {
+                string(&mut self.kv, v);
+            }
+            self.n_kv += 1;
+        }
+
+        /// A directory entry pointing anywhere in the data section (GGML order of `dims`).
+        pub(in crate::gguf) fn entry(&mut self, name: &str, dims: &[u64], ty: u32, offset: u64) {
+            string(&mut self.directory, name);
+            self.directory.extend((dims.len() as u32).to_le_bytes());
+            for d in dims {
+                self.directory.extend(d.to_le_bytes());
+            }
+            self.directory.extend(ty.to_le_bytes());
+            self.directory.extend(offset.to_le_bytes());
+            self.n_tensors += 1;
+        }
+
+        /// An F32 tensor with its own bytes at the end of the data section.
+        pub(in crate::gguf) fn f32(&mut self, name: &str, dims: &[u64], values: &[f32]) {
+            self.entry(name, dims, 0, self.data.len() as u64);
+            self.data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        }
+
+        pub(in crate::gguf) fn bytes(&self) -> Vec<u8> {
+            let mut b = b"GGUF".to_vec();
+            b.extend(3u32.to_le_bytes());
+            b.extend(self.n_tensors.to_le_bytes());
+            b.extend(self.n_kv.to_le_bytes());
+            b.extend(&self.kv);
+            b.extend(&self.directory);
+            // The data section starts at the default alignment, 32.
+            b.resize(b.len().next_multiple_of(32), 0);
+            b.extend(&self.data);
+            b
+        }
     }
 
     fn open(bytes: &[u8]) -> String {
@@ -325,5 +409,52 @@ mod tests {
             b.extend(1u64.to_le_bytes());
         }
         assert!(open(&b).contains("nested deeper than 4"), "{}", open(&b));
+    }
+
+    #[test]
+    fn tensors_must_own_their_bytes_inside_the_file() {
+        // 300 tensors of 1 MiB each, all declared at offset 0 of one 1 MiB data section: an
+        // import that trusted them would hold 300 MiB for a 1 MiB file.
+        let mut f = File {
+            data: vec![0; 1 << 20],
+            ..File::default()
+        };
+        for i in 0..300 {
+            f.entry(&format!("blk.{i}.ffn_up.weight"), &[1 << 18], 0, 0);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, f.bytes()).unwrap();
+        let err = super::Gguf::open(&path).err().expect("aliased tensors are refused");
+        let super::GgufError::TensorData { name, what, .. } = &err else {
+            panic!("{err}")
+        };
+        assert!(
+            name.starts_with("blk.") && what.contains("overlaps tensor `blk."),
+            "{err}"
+        );
+        // Tensors one after another are fine; one reaching past the end of the file is not.
+        let mut f = File::default();
+        f.f32("a", &[2], &[1.0, 2.0]);
+        f.f32("b", &[3], &[3.0, 4.0, 5.0]);
+        assert_eq!(open(&f.bytes()), "opened");
+        f.entry("c", &[4], 0, 16);
+        assert!(
+            open(&f.bytes()).ends_with("tensor `c`'s data runs past the end of the file (truncated?)"),
+            "{}",
+            open(&f.bytes())
+        );
+        // Overlapping only partly is aliasing too.
+        let mut f = File::default();
+        f.f32("a", &[4], &[1.0, 2.0, 3.0, 4.0]);
+        f.entry("b", &[2], 0, 8);
+        assert!(
+            open(&f.bytes()).ends_with(
+                "tensor `b`'s data (bytes 104..112) overlaps tensor `a`'s (bytes 96..112); \
+                 a GGUF stores each tensor in its own bytes"
+            ),
+            "{}",
+            open(&f.bytes())
+        );
     }
 }

@@ -541,10 +541,17 @@ impl Rendered {
             .collect()
     }
 
+    /// The table in GitHub's Markdown; header and cells come from data, so they are escaped.
     pub fn markdown(&self) -> String {
         let n = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.cells {
+        let header: Vec<String> = self.header.iter().map(|h| markdown_cell(h)).collect();
+        let cells: Vec<Vec<String>> = self
+            .cells
+            .iter()
+            .map(|row| row.iter().map(|c| markdown_cell(c)).collect())
+            .collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in &cells {
             for (j, c) in row.iter().enumerate().take(n) {
                 widths[j] = widths[j].max(c.chars().count()).max(3);
             }
@@ -557,12 +564,12 @@ impl Rendered {
                 .collect();
             format!("| {} |\n", parts.join(" | "))
         };
-        let mut out = line(&self.header);
+        let mut out = line(&header);
         out.push_str(&format!(
             "|{}|\n",
             widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|")
         ));
-        for row in &self.cells {
+        for row in &cells {
             out.push_str(&line(row));
         }
         out
@@ -576,6 +583,28 @@ impl Rendered {
         }
         w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
     }
+}
+
+/// One Markdown table cell showing `s` as text: a pipe would end the cell, a newline the row,
+/// `<`/`&` would open HTML, backticks and brackets code spans and links. A backslash is escaped
+/// too, or data ending in one would escape the cell's own delimiter.
+fn markdown_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '`' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' => out.push_str("<br>"),
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -608,6 +637,32 @@ mod tests {
         | contrast        | 0.60             | —                      | —                |
         | secure-anchored | —                | 0.7                    | —                |
         ");
+    }
+
+    #[test]
+    fn markdown_shows_data_as_text_and_keeps_the_columns() {
+        let data = rows(json!([
+            {"scenario": "\"><img src=x onerror=alert(1)>|x", "n": 1},
+            {"scenario": "a\\|`b`\n[c](d) & e", "n": 2}
+        ]));
+        let t = spec(json!({"title": "t", "rows": ["scenario"], "columns": ["n"], "aggregate": "sum"}));
+        let md = render(&t, &data, None).unwrap().markdown();
+        insta::assert_snapshot!(md, @r#"
+        | scenario                                   | n   |
+        |--------------------------------------------|-----|
+        | "&gt;&lt;img src=x onerror=alert(1)&gt;\|x | 1   |
+        | a\\\|\`b\`<br>\[c\](d) &amp; e             | 2   |
+        "#);
+        for line in md.lines() {
+            // Cells split on pipes that no backslash escapes, as GitHub's tables do.
+            let (mut delimiters, mut escaped) = (0, false);
+            for c in line.chars() {
+                delimiters += usize::from(c == '|' && !escaped);
+                escaped = c == '\\' && !escaped;
+            }
+            assert_eq!(delimiters, 3, "{line}");
+        }
+        assert!(!md.contains("<img"), "{md}");
     }
 
     #[test]
