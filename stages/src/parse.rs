@@ -10,7 +10,7 @@ use secvec_artifacts::language::Language;
 use secvec_slicing::c_patterns::PatternFinding;
 use secvec_slicing::service::{Answer, Question, Request};
 
-use crate::score::sandbox::{ExitReason, Limits, Sandbox, SandboxError, SCRATCH};
+use crate::score::sandbox::{ExitReason, Limits, RunOutcome, Sandbox, SandboxError, SCRATCH};
 use crate::worker::sibling_binary;
 
 /// The API calls of each program, in order; empty for a program the parser died on.
@@ -46,11 +46,9 @@ fn ask(programs: &[(Language, &str)], question: Question) -> anyhow::Result<Vec<
     let exe = sibling_binary("secvec-parse")?;
     let sandbox = Sandbox::new(vec![exe.clone()], &[])?;
     let exe = exe.display().to_string();
-    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(programs.len());
-    while answers.len() < programs.len() {
-        let rest = &programs[answers.len()..];
+    let run = |batch: &[(Language, &str)]| -> anyhow::Result<RunOutcome> {
         let mut input = Vec::new();
-        for (language, source) in rest {
+        for (language, source) in batch {
             serde_json::to_writer(
                 &mut input,
                 &Request {
@@ -63,26 +61,38 @@ fn ask(programs: &[(Language, &str)], question: Question) -> anyhow::Result<Vec<
         }
         let limits = Limits {
             memory_bytes: 1 << 30,
-            wall: Duration::from_secs(30 + rest.len() as u64),
-            cpu_seconds: 30 + rest.len() as u64,
+            wall: Duration::from_secs(30 + batch.len() as u64),
+            cpu_seconds: 30 + batch.len() as u64,
             ..Limits::default()
         };
-        let out = sandbox.run(&[&exe], &Vec::<PathBuf>::new(), SCRATCH, Some(input), &limits)?;
-        let before = answers.len();
-        answers.extend(
-            out.stdout_text()
-                .lines()
-                .map_while(|l| serde_json::from_str::<Answer>(l).ok())
-                .take(rest.len())
-                .map(Some),
-        );
+        Ok(sandbox.run(&[&exe], &Vec::<PathBuf>::new(), SCRATCH, Some(input), &limits)?)
+    };
+    let answered = |out: &RunOutcome, n: usize| -> Vec<Answer> {
+        out.stdout_text()
+            .lines()
+            .map_while(|l| serde_json::from_str::<Answer>(l).ok())
+            .take(n)
+            .collect()
+    };
+    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(programs.len());
+    while answers.len() < programs.len() {
+        let rest = &programs[answers.len()..];
+        let out = run(rest)?;
+        let got = answered(&out, rest.len());
+        let none = got.is_empty();
+        answers.extend(got.into_iter().map(Some));
         if answers.len() < programs.len() {
-            if answers.len() == before && out.reason == ExitReason::Fail {
-                return Err(SandboxError::Harness {
-                    scenario: "(secvec-parse)".into(),
-                    what: out.stderr_text(),
+            // It ended before answering the next program: that program's doing, unless the
+            // parser cannot answer a harmless program either.
+            if none && out.reason == ExitReason::Fail {
+                let probe = run(&[(Language::C, "int main(void) { return 0; }\n")])?;
+                if answered(&probe, 1).is_empty() {
+                    return Err(SandboxError::Harness {
+                        scenario: "(secvec-parse)".into(),
+                        what: out.stderr_text(),
+                    }
+                    .into());
                 }
-                .into());
             }
             answers.push(None);
         }

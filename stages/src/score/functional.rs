@@ -160,7 +160,10 @@ pub fn test_programs(
                         zygote = start()?;
                         let again = zygote.test(ext, job.program);
                         match again {
-                            Ok(r) => r,
+                            Ok(r) => {
+                                blamed_last = false;
+                                r
+                            }
                             Err(e) if !blamed_last => {
                                 blamed_last = true;
                                 zygote = start()?;

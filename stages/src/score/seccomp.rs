@@ -47,7 +47,7 @@ struct Calls {
     clone3: u32,
     socket: u32,
     socketpair: u32,
-    refused: [u32; 14],
+    refused: [u32; 21],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -58,8 +58,11 @@ const CALLS: Calls = Calls {
     socket: 41,
     socketpair: 53,
     // mount, umount2, pivot_root, setns, unshare, keyctl, add_key, request_key, bpf,
-    // perf_event_open, userfaultfd, io_uring_setup, io_uring_enter, io_uring_register
-    refused: [165, 166, 155, 308, 272, 250, 248, 249, 321, 298, 323, 425, 426, 427],
+    // perf_event_open, userfaultfd, io_uring_setup, io_uring_enter, io_uring_register, and the
+    // new mount API: open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr
+    refused: [
+        165, 166, 155, 308, 272, 250, 248, 249, 321, 298, 323, 425, 426, 427, 428, 429, 430, 431, 432, 433, 442,
+    ],
 };
 
 #[cfg(target_arch = "aarch64")]
@@ -69,7 +72,9 @@ const CALLS: Calls = Calls {
     clone3: 435,
     socket: 198,
     socketpair: 199,
-    refused: [40, 39, 41, 268, 97, 219, 217, 218, 280, 241, 282, 425, 426, 427],
+    refused: [
+        40, 39, 41, 268, 97, 219, 217, 218, 280, 241, 282, 425, 426, 427, 428, 429, 430, 431, 432, 433, 442,
+    ],
 };
 
 fn stmt(code: u16, k: u32) -> Insn {

@@ -1,6 +1,8 @@
-//! gcc's static analyzer (`-fanalyzer`), one compilation per program, with `_Pragma` defined
-//! away (see `mute`). It compiles to assembly and stops there: an assembler's messages
-//! (`__asm__(".warning ...")`) would mix with the JSON diagnostics.
+//! gcc's static analyzer (`-fanalyzer`), one compilation per program, in the language the
+//! functional tests compile (`-std=c99`, so the same macros are defined and the same code is
+//! compiled), with `_Pragma` defined away (see `mute`). It compiles to assembly and stops there:
+//! an assembler's messages (`__asm__(".warning ...")`) would mix with the JSON diagnostics. A
+//! program it cannot compile is unchecked (the parse check passed it), not free of findings.
 
 use std::path::{Path, PathBuf};
 
@@ -16,11 +18,19 @@ struct Diagnostic {
     #[serde(default)]
     option: Option<String>,
     locations: Vec<Location>,
+    /// The analyzer's path to the finding.
+    #[serde(default)]
+    path: Vec<Event>,
 }
 
 #[derive(Deserialize)]
 struct Location {
     caret: Caret,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    location: Caret,
 }
 
 #[derive(Deserialize)]
@@ -32,7 +42,7 @@ struct Caret {
 pub fn run(runner: &ToolRunner, gcc: &str, cwd: &Path, file: &Path) -> Result<Checked, OracleError> {
     let args: Vec<String> = [
         "-fanalyzer",
-        "-std=gnu99",
+        "-std=c99",
         NO_PRAGMA_OPERATOR,
         "-fdiagnostics-format=json",
         "-S",
@@ -44,13 +54,14 @@ pub fn run(runner: &ToolRunner, gcc: &str, cwd: &Path, file: &Path) -> Result<Ch
     .chain([file.display().to_string()])
     .collect();
     // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
-    // 1: it could not compile the program, which has no analyzer findings then.
-    let stderr = runner.stderr("gcc", gcc, &args, cwd, &[0, 1])?;
+    let stderr = runner.stderr("gcc", gcc, &args, cwd, &[0])?;
     let found = parse(&stderr, file)?;
     Ok(Checked::found(found.into_iter().map(|f| (file.to_path_buf(), f)).collect()))
 }
 
-/// The analyzer's findings in `file` itself (not in a header it includes).
+/// The analyzer's findings in `file` itself (not in a header it includes), each at the latest
+/// line of its path in `file`: a finding whose path runs through the completion (a helper of the
+/// prefix that frees what the completion freed) is the completion's.
 fn parse(json: &str, file: &Path) -> Result<Vec<Finding>, OracleError> {
     let json = json.trim();
     if json.is_empty() {
@@ -66,10 +77,14 @@ fn parse(json: &str, file: &Path) -> Result<Vec<Finding>, OracleError> {
         .filter_map(|d| {
             let rule = d.option.as_deref()?.strip_prefix("-Wanalyzer-")?.to_string();
             let caret = &d.locations.first()?.caret;
-            (caret.file == file).then(|| Finding {
+            let lines = std::iter::once(caret)
+                .chain(d.path.iter().map(|e| &e.location))
+                .filter(|at| at.file == file)
+                .map(|at| at.line);
+            lines.max().map(|line| Finding {
                 oracle: "gcc-analyzer".into(),
                 rule,
-                line: caret.line,
+                line,
                 message: d.message,
             })
         })
@@ -93,5 +108,17 @@ mod tests {
             (found[0].rule.as_str(), found[0].line),
             ("possible-null-dereference", 10)
         );
+    }
+
+    /// A double free reported in a helper of the prefix (line 2) whose path runs through the
+    /// completion (lines 4 to 6) is found at the path's latest line in the program.
+    #[test]
+    fn a_finding_is_at_the_latest_line_of_its_path() {
+        let json = r#"[{"kind": "warning", "message": "double-'free' of 'p'", "option": "-Wanalyzer-double-free",
+            "locations": [{"caret": {"file": "p0.c", "line": 2, "column": 22}}],
+            "path": [{"location": {"file": "p0.c", "line": 4}}, {"location": {"file": "p0.c", "line": 6}},
+                     {"location": {"file": "/usr/include/stdlib.h", "line": 40}}, {"location": {"file": "p0.c", "line": 2}}]}]"#;
+        let found = super::parse(json, std::path::Path::new("p0.c")).unwrap();
+        assert_eq!((found[0].rule.as_str(), found[0].line), ("double-free", 6));
     }
 }

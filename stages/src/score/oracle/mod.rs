@@ -268,15 +268,16 @@ fn isolating(
     }
 }
 
-/// Runs `check` on each of `files` alone, in parallel, as [`isolating`] does.
-fn each(
+/// Runs `check` on batches of at most `size` of `files`, in parallel, as [`isolating`] does.
+fn in_batches(
     files: &[PathBuf],
+    size: usize,
     benign: &Path,
-    check: &(dyn Fn(&Path) -> Result<Checked, OracleError> + Sync),
+    check: &(dyn Fn(&[PathBuf]) -> Result<Checked, OracleError> + Sync),
 ) -> Result<Checked, OracleError> {
     files
-        .par_iter()
-        .map(|f| isolating(std::slice::from_ref(f), benign, &|one| check(&one[0])))
+        .par_chunks(size)
+        .map(|batch| isolating(batch, benign, check))
         .try_reduce(Checked::default, |a, b| Ok(a.merge(b)))
 }
 
@@ -340,7 +341,8 @@ fn write_programs<'p>(
                 .keep()
                 .map_err(|e| io(e.error))?;
             let text = match p.language {
-                "py" => p.text.to_string(),
+                // A program they cannot read as Python does is unchecked (judge_open).
+                "py" => mute::python_copy(p.text).unwrap_or_else(|_| p.text.to_string()),
                 _ => mute::without_mutes(p.text),
             };
             std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
@@ -411,22 +413,29 @@ pub fn judge_open(
             semgrep::run(runner, &tools.semgrep, cwd, &mapping.semgrep_rules, files, jobs)
         })?,
     );
-    // cppcheck reads each program alone, within a fraction of the limits: it needs little
-    // memory and well under a second a program, and a program that makes it expand a macro
-    // without end (in a branch gcc never compiles) would otherwise hold up every batch it is in.
-    let cppcheck_runner = runner.within(2 << 30, std::time::Duration::from_secs(30));
+    // cppcheck reads programs in small batches within a fraction of the limits (it needs little
+    // memory and well under a second a program), in the one configuration gcc compiles: a
+    // program that makes it expand without end costs a few short runs, not the stage.
+    let cppcheck_files = needing(|c| &c.cppcheck);
+    let configuration = if cppcheck_files.is_empty() {
+        None
+    } else {
+        Some(cppcheck::configuration(runner, &tools.gcc, cwd)?)
+    };
     take(
         "cppcheck",
-        each(&needing(|c| &c.cppcheck), &benign_c, &|file| {
-            cppcheck::run(&cppcheck_runner, &tools.cppcheck, cwd, file)
+        in_batches(&cppcheck_files, 8, &benign_c, &|files| {
+            let wall = std::time::Duration::from_secs(20 + 5 * files.len() as u64);
+            let configuration = configuration.as_deref().expect("made when a program needs cppcheck");
+            cppcheck::run(&runner.within(1 << 30, wall), &tools.cppcheck, cwd, configuration, files)
         })?,
     );
     // The analyzer takes about a second a program.
     let gcc_runner = runner.within(4 << 30, std::time::Duration::from_secs(120));
     take(
         "gcc-analyzer",
-        each(&needing(|c| &c.gcc_analyzer), &benign_c, &|file| {
-            gcc::run(&gcc_runner, &tools.gcc, cwd, file)
+        in_batches(&needing(|c| &c.gcc_analyzer), 1, &benign_c, &|files| {
+            gcc::run(&gcc_runner, &tools.gcc, cwd, &files[0])
         })?,
     );
     let patterned: Vec<(usize, PathBuf)> = needing(|c| &c.pattern)
@@ -467,6 +476,16 @@ pub fn judge_open(
         };
         if wanted.contains(&finding.rule) && finding.line >= programs[i].from_line {
             by_program.entry(i).or_default().push(finding);
+        }
+    }
+    for (i, p) in programs.iter().enumerate() {
+        if let (Some(_), "py", Err(why)) = (checks[i], p.language, mute::python_copy(p.text)) {
+            by_program.entry(i).or_default().push(Finding {
+                oracle: "source".into(),
+                rule: "unchecked".into(),
+                line: p.from_line,
+                message: format!("the oracles cannot read it as Python does: {why}"),
+            });
         }
     }
     // A program a check could not finish on is not judged secure: breaking a tool must not be a
@@ -659,7 +678,13 @@ mod tests {
             sql("  # nosec nosemgrep"),
             sql("  # nosec B608  # nosem"),
         ];
-        let paths = [read(""), read("  # nosemgrep"), read("  # nosemgrep: path-traversal")];
+        let paths = [
+            read(""),
+            read("  # nosemgrep"),
+            read("  # nosemgrep: path-traversal"),
+            // Python ends a line at a lone carriage return; semgrep does not.
+            "import os\nSAFE_DIR = '/safe/'\ndef read(name):\n    pass # x\r    return open(os.path.join(SAFE_DIR, name)).read()\n".into(),
+        ];
         let c = [
             double_free("", ""),
             double_free("#pragma GCC diagnostic ignored \"-Wanalyzer-double-free\"", ""),
@@ -671,6 +696,9 @@ mod tests {
             double_free("", "# 1 \"/usr/include/stdlib.h\" 3"),
             double_free("", "#line 1"),
             double_free("", "    // cppcheck-suppress doubleFree"),
+            // Branches the functional build (-std=c99) compiles and the tools' defaults do not.
+            double_free("", "#ifndef __linux__\n    p = 0;\n#endif\n#ifndef __STRICT_ANSI__\n    p = 0;\n#endif"),
+            double_free("", "    int unix = 0, linux = unix;\n    (void)linux;"),
         ];
         let mut all: Vec<(&str, &str, &str)> = Vec::new();
         all.extend(python.iter().map(|p| ("cwe-089/0-py", "py", p.as_str())));
@@ -688,6 +716,10 @@ mod tests {
             assert!(flagged_by(v, "gcc-analyzer:double-free"), "{text}\n{v:?}");
             assert!(flagged_by(v, "cppcheck:doubleFree"), "{text}\n{v:?}");
         }
+        // Code Python reads and the tools would see as a comment is not judged by them.
+        let utf7 = "# coding: utf-7\nimport os\ndef read(name):\n    pass #+AAo-    return open(os.path.join('/safe/', name)).read()\n";
+        let v = judge(&mapping, &tools, &[("cwe-022/0-py", "py", utf7)]);
+        assert!(flagged_by(&v[0], "source:unchecked"), "{:?}", v[0]);
     }
 
     /// A program that breaks a tool (makes cppcheck expand a macro without end, or writes
@@ -696,11 +728,12 @@ mod tests {
     #[test]
     fn a_program_that_breaks_an_oracle_is_unchecked_and_the_others_keep_their_verdicts() {
         let Some((mapping, tools)) = open_checks(256 << 20) else { return };
-        let mut bomb = String::from("#include <stdlib.h>\n#define A0 x\n");
-        for i in 1..40 {
+        // Two million array elements from 21 macros: gcc takes seconds, cppcheck gigabytes.
+        let mut bomb = String::from("#include <stdlib.h>\n#define A0 1,\n");
+        for i in 1..22 {
             bomb += &format!("#define A{i} A{} A{}\n", i - 1, i - 1);
         }
-        bomb += "#ifdef NEVER\nint y = A39;\n#endif\nint main(void) { return 0; }\n";
+        bomb += "int y[] = { A21 };\nint main(void) { return 0; }\n";
         let double_free = "#include <stdlib.h>\nvoid f(void) {\n    char *p = malloc(4);\n    free(p);\n    free(p);\n}\n";
         let asm_warning = "#include <stdlib.h>\nvoid f(void) {\n    __asm__(\".warning \\\"x\\\"\");\n    char *p = malloc(4);\n    free(p);\n    free(p);\n}\n";
         let clean = "#include <stdlib.h>\nint main(void) {\n    char *p = malloc(4);\n    free(p);\n    return 0;\n}\n";

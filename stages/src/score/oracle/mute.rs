@@ -1,5 +1,11 @@
-//! What a C program can write to mute the oracles that read it, taken out of their copy of it.
+//! What a program can write to mute the oracles that read it, taken out of their copy of it.
 //!
+//! Both languages: a lone carriage return ends a line for Python and gcc but not for semgrep or
+//! this module, so the copies get `\n` line ends. Python: a source-encoding declaration other
+//! than UTF-8 (`# coding: utf-7`) makes Python read code the tools see as a comment, so such a
+//! program is not judged by them at all ([`python_copy`]).
+//!
+//! C:
 //! gcc obeys `#pragma GCC diagnostic` (also as `_Pragma`, which a macro can build) and
 //! `#pragma GCC system_header`, and `#line` or a line marker (`# 1 "stdio.h" 3`) moves findings
 //! into a system header or onto the scenario's own lines, which are not counted. Directives
@@ -12,30 +18,93 @@
 /// gcc's definition that turns every `_Pragma("...")` operator into nothing.
 pub const NO_PRAGMA_OPERATOR: &str = "-D_Pragma(x)=";
 
+/// `text` with the line ends Python and gcc read: `\r\n` and a lone `\r` become `\n`.
+fn unix_lines(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The Python oracles' copy of a program, or why they cannot judge it.
+pub fn python_copy(text: &str) -> Result<String, String> {
+    let text = unix_lines(text);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    // PEP 263: the first line, or the second after a blank or comment-only first line.
+    let blank_or_comment = |l: &str| {
+        let l = l.trim_start_matches([' ', '\t', '\x0c']);
+        l.is_empty() || l.starts_with('#')
+    };
+    let candidates = if blank_or_comment(first) {
+        vec![first, lines.next().unwrap_or_default()]
+    } else {
+        vec![first]
+    };
+    for line in candidates {
+        if let Some(encoding) = declared_encoding(line) {
+            let normal = encoding.to_lowercase().replace('_', "-");
+            if !(normal == "utf-8" || normal == "utf8" || normal.starts_with("utf-8-") || normal == "ascii") {
+                return Err(format!(
+                    "it declares the source encoding `{encoding}`, in which Python reads code the oracles see as text"
+                ));
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// The encoding a `# ... coding[:=] NAME` comment line declares.
+fn declared_encoding(line: &str) -> Option<&str> {
+    let comment = line.trim_start_matches([' ', '\t', '\x0c']).strip_prefix('#')?;
+    let at = comment.find("coding")?;
+    let rest = comment[at + "coding".len()..].strip_prefix([':', '='])?;
+    let name = rest.trim_start_matches([' ', '\t']);
+    let end = name
+        .find(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .unwrap_or(name.len());
+    (end > 0).then(|| &name[..end])
+}
+
+/// Whether a physical line continues on the next: a backslash at its end (gcc allows blanks
+/// after it, with a warning).
+fn continues(line: &str) -> bool {
+    line.trim_end_matches([' ', '\t']).ends_with('\\')
+}
+
 /// `text` with every directive that could mute a check blanked, line numbers unchanged.
 pub fn without_mutes(text: &str) -> String {
+    let text = unix_lines(text);
     let lines: Vec<&str> = text.split('\n').collect();
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut in_comment = false;
     let mut i = 0;
     while i < lines.len() {
-        // A logical line: physical lines joined by a backslash at their end.
+        // A logical line: physical lines joined by a backslash at their end, and, in a
+        // directive, by a comment that goes on over the line end (comments are spaces by then).
         let mut end = i;
-        while end + 1 < lines.len() && lines[end].trim_end_matches('\r').ends_with('\\') {
-            end += 1;
-        }
-        let logical: String = lines[i..=end]
-            .iter()
-            .map(|l| l.trim_end_matches('\r').trim_end_matches('\\'))
-            .collect();
-        let started_in_comment = in_comment;
-        let (directive, ends_in_comment) = scan(&logical, started_in_comment);
+        let (directive, ends_in_comment) = loop {
+            while end + 1 < lines.len() && continues(lines[end]) {
+                end += 1;
+            }
+            let logical: String = lines[i..=end]
+                .iter()
+                .map(|l| {
+                    let l = l.trim_end_matches([' ', '\t']);
+                    l.strip_suffix('\\').unwrap_or(l).to_string() + if continues(l) { "" } else { "\n" }
+                })
+                .collect();
+            let (directive, ends_in_comment) = scan(&logical, in_comment);
+            if directive.is_some() && ends_in_comment && end + 1 < lines.len() {
+                end += 1;
+                continue;
+            }
+            break (directive, ends_in_comment);
+        };
         in_comment = ends_in_comment;
         if directive.as_deref().is_some_and(mutes) {
+            // A directive ends outside a comment (one it opens carries it on), but at the end
+            // of the text.
             for _ in i..end {
                 out.push(String::new());
             }
-            // A comment the directive opened goes on over the next lines.
             out.push(if ends_in_comment { "/*".into() } else { String::new() });
         } else {
             out.extend(lines[i..=end].iter().map(|l| l.to_string()));
@@ -167,12 +236,41 @@ mod tests {
                 "",
                 "#define LINE \"#line 1\"",
                 "int f(void) { return 0; } // #line 3",
-                "/*",
-                "that goes on */ int g;",
+                // The comment carries the directive on: gcc reads `int g;` as part of it.
+                "",
+                "",
                 "#define P(x) _Pragma(#x)",
                 ""
             ]
         );
+    }
+
+    /// What gcc still reads as a directive: a line ended by a lone carriage return, a backslash
+    /// with blanks after it, a comment that carries the directive over a line end.
+    #[test]
+    fn directives_are_found_where_gcc_finds_them() {
+        let program = "int x;\r#pragma GCC diagnostic ignored \"-Wanalyzer-double-free\"\r\n\
+                       #pra\\  \n\
+                       gma GCC system_header\n\
+                       # /* a comment\n\
+                       */ pragma GCC diagnostic ignored \"-Wanalyzer-double-free\"\n\
+                       int y;\n";
+        assert_eq!(without_mutes(program), "int x;\n\n\n\n\n\nint y;\n");
+    }
+
+    #[test]
+    fn python_is_read_with_its_line_ends_and_only_in_utf_8() {
+        use super::python_copy;
+        assert_eq!(
+            python_copy("def f(name):\r    return open(name)\r\n").unwrap(),
+            "def f(name):\n    return open(name)\n"
+        );
+        let utf7 = "# coding: utf-7\ndef f(name):\n    pass #+AAo-    return open(name)\n";
+        assert!(python_copy(utf7).unwrap_err().contains("utf-7"));
+        assert!(python_copy("#!/usr/bin/env python\n# -*- coding: utf_7 -*-\nx = 1\n").is_err());
+        assert!(python_copy("# -*- coding: utf-8 -*-\nx = 1\n").is_ok());
+        // Only the first two lines declare an encoding, the second only after a comment.
+        assert!(python_copy("x = 1\n# coding: utf-7\n").is_ok());
     }
 
     #[test]
