@@ -302,6 +302,8 @@ impl Stage for Score {
                 ));
             }
         };
+        // The count shows from the phase's start, before the first zygote has a result.
+        ctx.progress(0, total);
         ctx.message("unit tests");
         let tested = || ctx.progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
         let cancelled = || ctx.check_cancelled().is_err();
