@@ -13,7 +13,10 @@ fn shared_data() -> Option<PathBuf> {
         Some(std::fs::canonicalize(dir).unwrap())
     } else {
         let why = "shared datasets not found ($SECVEC_DATA or ../shared/data)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}; under CI they are required");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; under CI they are required"
+        );
         eprintln!("notice: {why}; skipping");
         None
     }

@@ -173,7 +173,10 @@ fn sven() -> Option<PathBuf> {
     let ok = dir.is_dir();
     if !ok {
         let why = "no SVEN data (set SECVEC_DATA or see ../shared/data)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}; under CI it is required");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; under CI it is required"
+        );
         eprintln!("notice: {why}; skipping the real-fix snapshots");
     }
     ok.then_some(dir)

@@ -58,11 +58,13 @@ pub fn checks() -> Vec<Check> {
     {
         Ok(py) => {
             let missing: Vec<String> = pins(SCORING_LOCK)
-                .filter_map(|(name, version)| match py.packages.get(&name.to_lowercase().replace('_', "-")) {
-                    Some(v) if v == version => None,
-                    Some(v) => Some(format!("{name}=={version} (has {v})")),
-                    None => Some(format!("{name}=={version}")),
-                })
+                .filter_map(
+                    |(name, version)| match py.packages.get(&name.to_lowercase().replace('_', "-")) {
+                        Some(v) if v == version => None,
+                        Some(v) => Some(format!("{name}=={version} (has {v})")),
+                        None => Some(format!("{name}=={version}")),
+                    },
+                )
                 .collect();
             let detail = format!(
                 "{} {} ({} packages)",

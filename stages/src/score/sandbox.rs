@@ -487,7 +487,10 @@ pub(crate) mod tests {
     /// loaded only when a program asks for them. Returns the folder (kept while it lives) and
     /// the environment's interpreter.
     pub(crate) fn venv_under_tmp() -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::Builder::new().prefix("secvec-venv").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("secvec-venv")
+            .tempdir_in("/tmp")
+            .unwrap();
         let venv = dir.path().join("checkout/.venv");
         let made = Command::new("python3")
             .args(["-m", "venv", "--without-pip"])
@@ -593,7 +596,11 @@ pub(crate) mod tests {
         let out = sandbox
             .run(&[&py, "-c", LOADS_LATE_PKG], &[], SCRATCH, None, &quick())
             .unwrap();
-        assert_eq!((out.reason, out.stdout_text().trim()), (ExitReason::Ok, "42 1.0"), "{out:?}");
+        assert_eq!(
+            (out.reason, out.stdout_text().trim()),
+            (ExitReason::Ok, "42 1.0"),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -96,7 +96,7 @@ fn program() -> Vec<Insn> {
     ];
     #[cfg(target_arch = "x86_64")]
     p.extend([jump(JGE, 0x4000_0000, 0, 1), stmt(RET, errno(libc::ENOSYS))]); // x32
-    // clone3 looks absent, so that libc falls back to clone, whose flags the filter can read.
+                                                                              // clone3 looks absent, so that libc falls back to clone, whose flags the filter can read.
     p.extend([jump(JEQ, c.clone3, 0, 1), stmt(RET, errno(libc::ENOSYS))]);
     for nr in c.refused {
         p.extend([jump(JEQ, nr, 0, 1), stmt(RET, errno(libc::EPERM))]);

@@ -320,7 +320,11 @@ impl Stage for Score {
                     passed: false,
                     reason: ExitReason::Fail,
                     detail: if too_long[i] {
-                        format!("longer than max_program_bytes ({} > {} bytes)", prog.len(), p.max_program_bytes)
+                        format!(
+                            "longer than max_program_bytes ({} > {} bytes)",
+                            prog.len(),
+                            p.max_program_bytes
+                        )
                     } else {
                         "does not parse".into()
                     },

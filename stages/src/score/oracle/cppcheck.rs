@@ -30,7 +30,13 @@ pub fn run(
     .chain(files.iter().map(|f| f.display().to_string()))
     .collect();
     // cppcheck exits 0 whatever it finds (no --error-exitcode): any other status is its failure.
-    Ok(Checked::found(parse(&runner.stderr("cppcheck", cppcheck, &args, cwd, &[0])?)))
+    Ok(Checked::found(parse(&runner.stderr(
+        "cppcheck",
+        cppcheck,
+        &args,
+        cwd,
+        &[0],
+    )?)))
 }
 
 /// Writes the macros `gcc -std=c99` predefines to a header in `cwd` and returns its path.

@@ -56,7 +56,9 @@ pub fn run(runner: &ToolRunner, gcc: &str, cwd: &Path, file: &Path) -> Result<Ch
     // The JSON goes to stderr; a program gcc cannot compile has no analyzer findings.
     let stderr = runner.stderr("gcc", gcc, &args, cwd, &[0])?;
     let found = parse(&stderr, file)?;
-    Ok(Checked::found(found.into_iter().map(|f| (file.to_path_buf(), f)).collect()))
+    Ok(Checked::found(
+        found.into_iter().map(|f| (file.to_path_buf(), f)).collect(),
+    ))
 }
 
 /// The analyzer's findings in `file` itself (not in a header it includes), each at the latest

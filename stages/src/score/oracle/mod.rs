@@ -427,7 +427,13 @@ pub fn judge_open(
         in_batches(&cppcheck_files, 8, &benign_c, &|files| {
             let wall = std::time::Duration::from_secs(20 + 5 * files.len() as u64);
             let configuration = configuration.as_deref().expect("made when a program needs cppcheck");
-            cppcheck::run(&runner.within(1 << 30, wall), &tools.cppcheck, cwd, configuration, files)
+            cppcheck::run(
+                &runner.within(1 << 30, wall),
+                &tools.cppcheck,
+                cwd,
+                configuration,
+                files,
+            )
         })?,
     );
     // The analyzer takes about a second a program.
@@ -450,7 +456,11 @@ pub fn judge_open(
     })?;
     for ((_, f), answer) in patterned.into_iter().zip(answers) {
         let Some(findings) = answer else {
-            unchecked.push((f, "pattern", "the pattern checks ran out of memory or time on this program".into()));
+            unchecked.push((
+                f,
+                "pattern",
+                "the pattern checks ran out of memory or time on this program".into(),
+            ));
             continue;
         };
         found.extend(findings.into_iter().map(|x| {
@@ -632,7 +642,9 @@ mod tests {
     /// leave every program unchecked or judge them on no findings.
     #[test]
     fn a_broken_tool_fails_the_stage() {
-        let Some((mapping, tools)) = open_checks(8 << 30) else { return };
+        let Some((mapping, tools)) = open_checks(8 << 30) else {
+            return;
+        };
         let programs = [Program {
             scenario: "cwe-416/0-c",
             language: "c",
@@ -662,7 +674,9 @@ mod tests {
     /// Each oracle flags a vulnerable program and its twins that try to silence it in the code.
     #[test]
     fn in_code_suppressions_do_not_silence_the_oracles() {
-        let Some((mapping, tools)) = open_checks(8 << 30) else { return };
+        let Some((mapping, tools)) = open_checks(8 << 30) else {
+            return;
+        };
         let sql = |tail: &str| {
             format!("import sqlite3\ndef get(db, name):\n    return db.execute(\"SELECT * FROM users WHERE name = '%s'\" % name){tail}\n")
         };
@@ -697,7 +711,10 @@ mod tests {
             double_free("", "#line 1"),
             double_free("", "    // cppcheck-suppress doubleFree"),
             // Branches the functional build (-std=c99) compiles and the tools' defaults do not.
-            double_free("", "#ifndef __linux__\n    p = 0;\n#endif\n#ifndef __STRICT_ANSI__\n    p = 0;\n#endif"),
+            double_free(
+                "",
+                "#ifndef __linux__\n    p = 0;\n#endif\n#ifndef __STRICT_ANSI__\n    p = 0;\n#endif",
+            ),
             double_free("", "    int unix = 0, linux = unix;\n    (void)linux;"),
         ];
         let mut all: Vec<(&str, &str, &str)> = Vec::new();
@@ -727,14 +744,17 @@ mod tests {
     /// and the programs judged with it keep their verdicts.
     #[test]
     fn a_program_that_breaks_an_oracle_is_unchecked_and_the_others_keep_their_verdicts() {
-        let Some((mapping, tools)) = open_checks(256 << 20) else { return };
+        let Some((mapping, tools)) = open_checks(256 << 20) else {
+            return;
+        };
         // Two million array elements from 21 macros: gcc takes seconds, cppcheck gigabytes.
         let mut bomb = String::from("#include <stdlib.h>\n#define A0 1,\n");
         for i in 1..22 {
             bomb += &format!("#define A{i} A{} A{}\n", i - 1, i - 1);
         }
         bomb += "int y[] = { A21 };\nint main(void) { return 0; }\n";
-        let double_free = "#include <stdlib.h>\nvoid f(void) {\n    char *p = malloc(4);\n    free(p);\n    free(p);\n}\n";
+        let double_free =
+            "#include <stdlib.h>\nvoid f(void) {\n    char *p = malloc(4);\n    free(p);\n    free(p);\n}\n";
         let asm_warning = "#include <stdlib.h>\nvoid f(void) {\n    __asm__(\".warning \\\"x\\\"\");\n    char *p = malloc(4);\n    free(p);\n    free(p);\n}\n";
         let clean = "#include <stdlib.h>\nint main(void) {\n    char *p = malloc(4);\n    free(p);\n    return 0;\n}\n";
         let programs = [
@@ -744,7 +764,11 @@ mod tests {
             ("cwe-416/0-c", "c", clean),
         ];
         let v = judge(&mapping, &tools, &programs);
-        assert!(flagged_by(&v[0], "cppcheck:doubleFree") && flagged_by(&v[0], "gcc-analyzer:double-free"), "{:?}", v[0]);
+        assert!(
+            flagged_by(&v[0], "cppcheck:doubleFree") && flagged_by(&v[0], "gcc-analyzer:double-free"),
+            "{:?}",
+            v[0]
+        );
         assert!(flagged_by(&v[1], "cppcheck:unchecked"), "{:?}", v[1]);
         assert!(flagged_by(&v[2], "gcc-analyzer:double-free"), "{:?}", v[2]);
         assert!(v[3].secure, "{:?}", v[3]);
@@ -761,7 +785,11 @@ mod tests {
         let tool = venv_python.with_file_name("late-tool");
         std::fs::write(
             &tool,
-            format!("#!{}\n{}", venv_python.display(), crate::score::sandbox::tests::LOADS_LATE_PKG),
+            format!(
+                "#!{}\n{}",
+                venv_python.display(),
+                crate::score::sandbox::tests::LOADS_LATE_PKG
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
