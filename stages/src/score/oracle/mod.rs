@@ -321,11 +321,14 @@ fn programs_dir() -> Result<tempfile::TempDir, OracleError> {
 
 /// Writes the programs to `dir` as `p<i>-<random>.<ext>`: a program cannot name another to
 /// `#include` it (in a branch only cppcheck reads) and have its findings counted as the other's.
+/// Returns each program's file, and the programs the tools cannot read as their language does
+/// (see `mute`), with why: they are written as they are, and are not to be judged secure.
 fn write_programs<'p>(
     dir: &Path,
     programs: impl Iterator<Item = (usize, &'p Program<'p>)>,
-) -> Result<Vec<(usize, PathBuf)>, OracleError> {
-    programs
+) -> Result<(Vec<(usize, PathBuf)>, Vec<(usize, String)>), OracleError> {
+    let mut unreadable = Vec::new();
+    let files = programs
         .map(|(i, p)| {
             let io = |source| OracleError::Io {
                 path: dir.to_path_buf(),
@@ -341,14 +344,17 @@ fn write_programs<'p>(
                 .keep()
                 .map_err(|e| io(e.error))?;
             let text = match p.language {
-                // A program they cannot read as Python does is unchecked (judge_open).
-                "py" => mute::python_copy(p.text).unwrap_or_else(|_| p.text.to_string()),
+                "py" => mute::python_copy(p.text).unwrap_or_else(|why| {
+                    unreadable.push((i, why));
+                    p.text.to_string()
+                }),
                 _ => mute::without_mutes(p.text),
             };
             std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
             Ok((i, path))
         })
-        .collect()
+        .collect::<Result<_, OracleError>>()?;
+    Ok((files, unreadable))
 }
 
 /// The open checks: one verdict per program, `None` where the mapping names no check.
@@ -363,7 +369,7 @@ pub fn judge_open(
         .map(|p| mapping.checks_for(p.scenario, p.language))
         .collect();
     let dir = programs_dir()?;
-    let files = write_programs(
+    let (files, unreadable) = write_programs(
         dir.path(),
         programs.iter().enumerate().filter(|(i, _)| checks[*i].is_some()),
     )?;
@@ -488,15 +494,13 @@ pub fn judge_open(
             by_program.entry(i).or_default().push(finding);
         }
     }
-    for (i, p) in programs.iter().enumerate() {
-        if let (Some(_), "py", Err(why)) = (checks[i], p.language, mute::python_copy(p.text)) {
-            by_program.entry(i).or_default().push(Finding {
-                oracle: "source".into(),
-                rule: "unchecked".into(),
-                line: p.from_line,
-                message: format!("the oracles cannot read it as Python does: {why}"),
-            });
-        }
+    for (i, why) in unreadable {
+        by_program.entry(i).or_default().push(Finding {
+            oracle: "source".into(),
+            rule: "unchecked".into(),
+            line: programs[i].from_line,
+            message: format!("the oracles cannot read it as Python does: {why}"),
+        });
     }
     // A program a check could not finish on is not judged secure: breaking a tool must not be a
     // way to pass it.
@@ -534,7 +538,8 @@ pub fn judge_codeql(
             .enumerate()
             .filter(|(_, p)| p.scenario == scenario)
             .collect();
-        let files = write_programs(dir.path(), mine.iter().copied())?;
+        // CodeQL reads the programs as they are written; the copies' verdicts are the open checks'.
+        let (files, _) = write_programs(dir.path(), mine.iter().copied())?;
         let mut by_program: BTreeMap<usize, Vec<Finding>> = BTreeMap::new();
         for (path, f) in codeql::run(runner, codeql, dir.path(), mine[0].1.language, query)? {
             if let Some(i) = index_of(&path).filter(|i| programs.get(*i).is_some_and(|p| f.line >= p.from_line)) {

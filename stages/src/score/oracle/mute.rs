@@ -79,25 +79,29 @@ pub fn without_mutes(text: &str) -> String {
     while i < lines.len() {
         // A logical line: physical lines joined by a backslash at their end, and, in a
         // directive, by a comment that goes on over the line end (comments are spaces by then).
-        let mut end = i;
-        let (directive, ends_in_comment) = loop {
+        let mut scan = Scan::new(in_comment);
+        let mut start = i;
+        let end = loop {
+            let mut end = start;
             while end + 1 < lines.len() && continues(lines[end]) {
                 end += 1;
             }
-            let logical: String = lines[i..=end]
+            let piece: String = lines[start..=end]
                 .iter()
                 .map(|l| {
                     let l = l.trim_end_matches([' ', '\t']);
                     l.strip_suffix('\\').unwrap_or(l).to_string() + if continues(l) { "" } else { "\n" }
                 })
                 .collect();
-            let (directive, ends_in_comment) = scan(&logical, in_comment);
-            if directive.is_some() && ends_in_comment && end + 1 < lines.len() {
-                end += 1;
+            scan.feed(&piece);
+            if scan.is_directive && scan.in_comment && end + 1 < lines.len() {
+                start = end + 1;
                 continue;
             }
-            break (directive, ends_in_comment);
+            break end;
         };
+        let ends_in_comment = scan.in_comment;
+        let directive = scan.directive();
         in_comment = ends_in_comment;
         if directive.as_deref().is_some_and(mutes) {
             // A directive ends outside a comment (one it opens carries it on), but at the end
@@ -125,77 +129,109 @@ fn mutes(directive: &str) -> bool {
         || (matches!(name, "define" | "undef") && first_argument == "_Pragma")
 }
 
-/// The directive a logical line holds ("name argument", comments read as spaces), and whether
-/// the line ends inside a block comment.
-fn scan(line: &str, mut in_comment: bool) -> (Option<String>, bool) {
-    let chars: Vec<char> = line.chars().collect();
-    let mut words: Vec<String> = Vec::new();
-    let mut word = String::new();
-    let mut first_token: Option<char> = None;
-    let mut is_directive = false;
-    let mut quote: Option<char> = None;
-    let mut k = 0;
-    while k < chars.len() {
-        let c = chars[k];
-        let next = chars.get(k + 1).copied();
-        if in_comment {
-            if c == '*' && next == Some('/') {
-                in_comment = false;
-                k += 1;
-            }
-            k += 1;
-            continue;
-        }
-        if let Some(q) = quote {
-            if c == '\\' {
-                k += 1;
-            } else if c == q {
-                quote = None;
-            }
-            k += 1;
-            continue;
-        }
-        match (c, next) {
-            ('/', Some('*')) => {
-                in_comment = true;
-                k += 2;
-                flush(&mut word, &mut words);
-                continue;
-            }
-            ('/', Some('/')) => break,
-            _ => {}
-        }
-        if first_token.is_none() && !c.is_whitespace() {
-            first_token = Some(c);
-            let opener = match (c, next) {
-                ('#', _) => 1,
-                ('%', Some(':')) => 2,
-                _ => 0,
-            };
-            if opener > 0 {
-                is_directive = true;
-                k += opener;
-                continue;
-            }
-        }
-        if c == '"' || c == '\'' {
-            flush(&mut word, &mut words);
-            quote = Some(c);
-        } else if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut words);
-        }
-        k += 1;
-    }
-    flush(&mut word, &mut words);
-    let directive = is_directive.then(|| words.iter().take(2).cloned().collect::<Vec<_>>().join(" "));
-    (directive, in_comment)
+/// What a directive's text has shown so far, read a piece at a time (each piece once, so a
+/// comment carrying a directive over many lines costs one pass): whether it is a directive,
+/// its words (comments read as spaces), and whether it is inside a block comment.
+struct Scan {
+    in_comment: bool,
+    in_line_comment: bool,
+    quote: Option<char>,
+    first_token: Option<char>,
+    is_directive: bool,
+    words: Vec<String>,
+    word: String,
 }
 
-fn flush(word: &mut String, words: &mut Vec<String>) {
-    if !word.is_empty() {
-        words.push(std::mem::take(word));
+impl Scan {
+    fn new(in_comment: bool) -> Scan {
+        Scan {
+            in_comment,
+            in_line_comment: false,
+            quote: None,
+            first_token: None,
+            is_directive: false,
+            words: Vec::new(),
+            word: String::new(),
+        }
+    }
+
+    fn feed(&mut self, text: &str) {
+        let chars: Vec<char> = text.chars().collect();
+        let mut k = 0;
+        while k < chars.len() {
+            let c = chars[k];
+            let next = chars.get(k + 1).copied();
+            k += 1;
+            if self.in_line_comment {
+                self.in_line_comment = c != '\n';
+                continue;
+            }
+            if self.in_comment {
+                if c == '*' && next == Some('/') {
+                    self.in_comment = false;
+                    k += 1;
+                }
+                continue;
+            }
+            if let Some(q) = self.quote {
+                if c == '\\' {
+                    k += 1;
+                } else if c == q {
+                    self.quote = None;
+                }
+                continue;
+            }
+            match (c, next) {
+                ('/', Some('*')) => {
+                    self.in_comment = true;
+                    k += 1;
+                    self.flush();
+                    continue;
+                }
+                ('/', Some('/')) => {
+                    self.in_line_comment = true;
+                    self.flush();
+                    continue;
+                }
+                _ => {}
+            }
+            if self.first_token.is_none() && !c.is_whitespace() {
+                self.first_token = Some(c);
+                match (c, next) {
+                    ('#', _) => {
+                        self.is_directive = true;
+                        continue;
+                    }
+                    ('%', Some(':')) => {
+                        self.is_directive = true;
+                        k += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if c == '"' || c == '\'' {
+                self.flush();
+                self.quote = Some(c);
+            } else if c.is_alphanumeric() || c == '_' {
+                self.word.push(c);
+            } else {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.word.is_empty() {
+            self.words.push(std::mem::take(&mut self.word));
+        }
+    }
+
+    /// The directive ("name argument"), if the text is one.
+    fn directive(mut self) -> Option<String> {
+        self.flush();
+        self.is_directive
+            .then(|| self.words.iter().take(2).cloned().collect::<Vec<_>>().join(" "))
     }
 }
 
