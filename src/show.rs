@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use secvec_engine::error::did_you_mean;
 use secvec_engine::progress::Status;
 use secvec_engine::provenance::{InputOrigin, Published};
+use secvec_engine::stage_ref::StageRef;
 use serde_json::Value;
 
 use crate::runs::{self, RunRecord};
@@ -20,18 +21,21 @@ pub struct Found {
     pub record: Published,
 }
 
-/// `steered@operator=negation,theta=0.5` as its base name and `key=value` parts.
-fn split(name: &str) -> (&str, Vec<&str>) {
-    match name.split_once('@') {
-        Some((base, values)) => (base, values.split(',').collect()),
-        None => (name, Vec::new()),
-    }
+/// The stage a concrete stage's name (`steered@operator=negation,theta=0.5`) is a variant of.
+fn base(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(base, _)| base)
 }
 
-/// Whether the concrete stage `name` is what `query` asks for.
+/// Whether the concrete stage `name` is what `query` asks for: that stage, or those of its
+/// variants with the `key=value`s the query picks.
 fn matches(query: &str, name: &str) -> bool {
-    let ((qb, qv), (nb, nv)) = (split(query), split(name));
-    name == query || (qb == nb && qv.iter().all(|v| nv.contains(v)))
+    if name == query {
+        return true;
+    }
+    let (Ok(q), Ok(n)) = (query.parse::<StageRef>(), name.parse::<StageRef>()) else {
+        return false;
+    };
+    q.stage == n.stage && !q.gather && q.select.iter().all(|kv| n.select.contains(kv))
 }
 
 /// The published stages of `out/` that `query` names, in `manifest` when given.
@@ -138,7 +142,7 @@ fn not_found(query: &str, manifest: Option<&str>, records: &[RunRecord], manifes
     let mut known: Vec<String> = records
         .iter()
         .filter(mine)
-        .flat_map(|r| r.stages.keys().map(|s| split(s).0.to_string()))
+        .flat_map(|r| r.stages.keys().map(|s| base(s).to_string()))
         .collect();
     known.sort();
     known.dedup();
@@ -151,7 +155,7 @@ fn not_found(query: &str, manifest: Option<&str>, records: &[RunRecord], manifes
     }
     format!(
         "no stage `{query}`{scope} has run here{}; stages that have run: {}",
-        did_you_mean(split(query).0, known.iter().map(String::as_str)),
+        did_you_mean(base(query), known.iter().map(String::as_str)),
         if known.is_empty() {
             "none recorded".into()
         } else {

@@ -420,6 +420,23 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         ("dots_name", base.replace("name: bad", "name: .."), &[]),
         ("matrix_value_path", format!("{base}    matrix:\n      cwes: [[cwe-089], [a/../../x]]\n"), &[]),
         ("label_key_path", format!("{base}    labels: {{\"a/../../x\": y}}\n"), &[]),
+        // Found at plan time, before any stage upstream runs.
+        (
+            "report_misspelt_column",
+            format!("{base}  r:\n    kind: report\n    inputs: {{results: pairs}}\n    params:\n      title: x\n      tables:\n        - title: Pairs\n          rows: [language]\n          columns: [pairs, identical_pair]\n"),
+            &[],
+        ),
+        (
+            "malformed_stage_ref",
+            format!("{base}  r:\n    kind: report\n    inputs: {{results: \"pairs@languages\"}}\n    params: {{title: x, tables: []}}\n"),
+            &[],
+        ),
+        (
+            "set_a_matrixed_key",
+            format!("{base}    matrix:\n      cwes: [[cwe-089], [cwe-022]]\n"),
+            &["--set", "stages.pairs.params.cwes=[cwe-079]"],
+        ),
+        ("set_a_list_index_past_the_end", format!("{base}    params: {{cwes: [cwe-089]}}\n"), &["--set", "stages.pairs.params.cwes[3]=cwe-079"]),
     ];
     ws.write("name-null.yaml", "name: null\n");
     ws.write("empty-overlay.yaml", "");
@@ -434,6 +451,24 @@ fn bad_manifests_fail_with_a_location_and_write_nothing() {
         assert!(!ws.path().join(".secvec").exists(), "{name}: the cache was touched");
         insta::assert_snapshot!(format!("bad_manifest_{name}"), stderr(&out));
     }
+}
+
+#[test]
+fn sampling_out_of_range_is_refused_at_plan() {
+    let ws = Workspace::new();
+    let out = ws.run(&[
+        "plan",
+        "manifests/quickstart.yaml",
+        "--set",
+        "stages.samples.params.top_p=1.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--set stages.samples.params.top_p=1.5") && err.contains("`top_p`: 1.5 is not a share"),
+        "{err}"
+    );
+    assert!(!ws.path().join(".secvec").exists(), "the cache was touched");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use secvec_engine::StageContext;
+use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 
 use crate::{json, ArtifactError};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use secvec_engine::StageContext;
+use secvec_stage::StageContext;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use secvec_engine::StageContext;
+use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 
 use crate::language::Language;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use secvec_engine::StageContext;
+use secvec_stage::StageContext;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{jsonl, ArtifactError};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use secvec_engine::StageContext;
+use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -42,7 +42,27 @@ impl Results {
         json::read(dir, FILE, "{\"rows\": [objects]}")
     }
 
+    /// Writes the results of a kind that declares their fields ([`StageContext::result_fields`]);
+    /// a field it did not declare is a bug in the kind, which the stages downstream could not
+    /// have been checked against.
     pub fn write(&self, ctx: &StageContext) -> Result<(), ArtifactError> {
+        let undeclared = |what: String| ArtifactError::File {
+            path: ctx.out_dir().join(FILE),
+            what,
+        };
+        let declared = ctx
+            .result_fields()
+            .ok_or_else(|| undeclared("the stage kind does not declare the fields of its results".into()))?;
+        for (pool, rows, fields) in [
+            ("rows", &self.rows, &declared.rows),
+            ("sets", &self.sets, &declared.sets),
+        ] {
+            if let Some(field) = rows.iter().flat_map(|r| r.keys()).find(|k| !fields.contains(k)) {
+                return Err(undeclared(format!(
+                    "the stage kind writes field `{field}` in its {pool}, which it does not declare"
+                )));
+            }
+        }
         json::write(ctx, FILE, self)
     }
 }

@@ -13,11 +13,13 @@
 //! - `memo/<xx>/<key>`      responses of expensive calls by request (see [`Memo`]); gc keeps them
 //! - `LOCK`                 shared by runs, exclusive for garbage collection
 
+mod atomic;
 mod digest;
 mod memo;
 mod stamp;
 mod store;
 
+pub use atomic::write_atomic;
 pub use digest::{hash_file, hash_path, Digest, DigestParseError};
 pub use memo::Memo;
 pub use stamp::{now_ns, Stamp, StatCache, TreeStamps, RACY_NS};

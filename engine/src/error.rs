@@ -1,6 +1,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use secvec_stage::did_you_mean;
+
 /// Where a manifest value came from: a line of a YAML file, or a command-line argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
@@ -50,17 +52,6 @@ impl fmt::Display for ManifestError {
             None => f.write_str(&self.message),
         }
     }
-}
-
-/// Suggests the closest known name, for "did you mean" hints.
-pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
-    known
-        .into_iter()
-        .map(|k| (strsim::levenshtein(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
 }
 
 /// serde's message about a value, in the words of someone writing YAML: `invalid type: string

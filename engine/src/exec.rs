@@ -2,24 +2,23 @@
 //! hands each to a [`Runner`] as a [`Job`], retries failed attempts as the manifest allows, and
 //! publishes what they commit. A failure stops only the stages that depend on it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use secvec_cache::{key_of, ActionEntry, Cache, Digest, Found, KeyLock};
+use secvec_cache::{key_of, write_atomic, ActionEntry, Cache, Digest, Found, KeyLock};
+use secvec_stage::{InputArtifact, ProgressSink, Resources};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 
 use crate::error::ManifestError;
 use crate::job::{Job, JobInput};
-use crate::plan::{differences, Plan, Source};
+use crate::plan::{Plan, Source};
 use crate::progress::{Event, Outcome, Reporter, StageProgress, Status};
 use crate::provenance::{InputOrigin, Published};
-use crate::resources::Resources;
 use crate::runner::{Failure, FailureKind, Runner};
-use crate::stage::{InputArtifact, ProgressSink};
 
 pub struct RunOptions {
     /// Run only these stages (names or manifest stage names) and what they depend on.
@@ -258,7 +257,7 @@ async fn run_keyed(
                 );
             }
             Err(f) if attempt < attempts => {
-                job.resources = job.resources.for_retry(f.kind, &f.granted);
+                job.resources = f.kind.retried(&job.resources, &f.granted);
                 job.attempt += 1;
                 progress.notice(&format!(
                     "attempt {attempt} of {attempts} {}: {}; retrying{}",
@@ -450,132 +449,4 @@ fn publish(shared: &Shared, i: usize, entry: &ActionEntry) -> std::io::Result<()
         provenance: serde_json::from_value(entry.provenance.clone()).map_err(std::io::Error::other)?,
     };
     write_atomic(&provenance, &serde_json::to_vec_pretty(&record)?)
-}
-
-/// Writes by rename, so a reader sees the whole file or none.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// What `secvec plan` shows for one stage.
-#[derive(Debug, serde::Serialize)]
-pub struct PlanRow {
-    pub stage: String,
-    pub kind: String,
-    /// `cached` or `run`.
-    pub action: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub why: String,
-    /// The cache key, when it can be known before running (every input is cached).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-/// Predicts a run without executing anything: which stages are cached, and why each other
-/// stage would run. Stages below one that must run are reported as waiting on it, since their
-/// key depends on bytes not produced yet.
-pub fn explain(
-    plan: &Plan,
-    cache: Option<&Cache>,
-    only: &[String],
-    force: &[String],
-) -> Result<Vec<PlanRow>, ManifestError> {
-    let (selected, forced) = selection(plan, only, force)?;
-    let mut known: Vec<Option<Digest>> = vec![None; plan.nodes.len()];
-    let mut rows = Vec::new();
-    for (i, node) in plan.nodes.iter().enumerate() {
-        if !selected[i] {
-            continue;
-        }
-        let stale_up: Vec<&str> = node
-            .upstream()
-            .filter(|u| known[*u].is_none())
-            .map(|u| plan.nodes[u].name.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut key = None;
-        let (action, why) = if let Some(first) = stale_up.iter().min() {
-            ("run", format!("upstream `{first}` will run"))
-        } else {
-            let preimage = plan.preimage(i, &|u| known[u].expect("checked above"));
-            let k = key_of(&preimage);
-            key = Some(k.hex());
-            let key = k;
-            let found = cache.map(|c| c.find(&key)).transpose().ok().flatten();
-            match (found, forced[i]) {
-                (Some(Found::Hit(_)), true) => ("run", "forced".to_string()),
-                (Some(Found::Hit(entry)), false) => {
-                    known[i] = Some(entry.output);
-                    ("cached", String::new())
-                }
-                (Some(Found::Damaged(_, what)), _) => ("run", format!("cached result not usable: {what}")),
-                (Some(Found::Miss) | None, _) => {
-                    // A renamed run with no record of this stage compares with the base run's.
-                    let own = cache.and_then(|c| c.record(&plan.manifest_name, &node.name));
-                    let (previous, base) = match own {
-                        Some(r) => (Some(r), None),
-                        None if plan.base_name != plan.manifest_name => (
-                            cache.and_then(|c| c.record(&plan.base_name, &node.name)),
-                            Some(&plan.base_name),
-                        ),
-                        None => (None, None),
-                    };
-                    let changes: Vec<String> = previous
-                        .as_ref()
-                        .and_then(|p| p.get("preimage"))
-                        .map(|old| differences(old, &preimage))
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(path, old, new)| describe_change(plan, i, &path, &old, &new))
-                        .collect();
-                    let why = match (changes.is_empty(), base) {
-                        (true, _) => "not cached".to_string(),
-                        (false, None) => changes.join("; "),
-                        (false, Some(base)) => format!("unlike `{base}`'s {}: {}", node.name, changes.join("; ")),
-                    };
-                    ("run", why)
-                }
-            }
-        };
-        rows.push(PlanRow {
-            stage: node.name.clone(),
-            kind: node.kind.kind().to_string(),
-            action: action.into(),
-            why,
-            key,
-        });
-    }
-    Ok(rows)
-}
-
-fn describe_change(plan: &Plan, i: usize, path: &str, old: &str, new: &str) -> String {
-    if let Some(rest) = path.strip_prefix("inputs.") {
-        let slot = rest.split(['[', '.']).next().unwrap_or(rest);
-        let idx: usize = rest
-            .split_once('[')
-            .and_then(|(_, r)| r.split(']').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let from = plan.nodes[i]
-            .inputs
-            .iter()
-            .find(|(s, _)| s == slot)
-            .and_then(|(_, sources)| sources.get(idx))
-            .map(|s| match s {
-                Source::Node(u) => format!("output of `{}`", plan.nodes[*u].name),
-                Source::Path { path, .. } => format!("{}", path.display()),
-            })
-            .unwrap_or_default();
-        return format!("input `{slot}` changed ({from}: {old} → {new})");
-    }
-    if let Some(what) = path.strip_prefix("environment") {
-        return match what.trim_start_matches('.') {
-            "" => format!("environment changed: {old} → {new}"),
-            what => format!("environment changed: {what}: {old} → {new}"),
-        };
-    }
-    format!("{path}: {old} → {new}")
 }

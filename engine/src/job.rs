@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use indexmap::IndexMap;
-use secvec_cache::{hash_path, ActionEntry, Cache, Digest};
+use secvec_cache::{hash_path, ActionEntry, Cache, CacheError, Digest};
+use secvec_stage::{DynStage, InputArtifact, ProgressSink, Registry, Resources, StageContext};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::provenance::{Host, InputOrigin, Provenance, ProvenanceInput};
-use crate::resources::Resources;
-use crate::stage::{DynStage, InputArtifact, ProgressSink, Registry, StageContext};
 
 /// A stage's invocation: kind, resolved params, input artifacts and where they came from, and
 /// the key its output is committed under.
@@ -72,52 +71,110 @@ impl JobResult {
 
     /// Writes by rename, so a reader sees the whole result or none.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        crate::exec::write_atomic(path, &serde_json::to_vec_pretty(self)?)
+        secvec_cache::write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 }
 
+/// Why a job did not commit an output.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a job description: {source}")]
+    NotAJob { path: PathBuf, source: serde_json::Error },
+    #[error("this secvec does not know stage kind `{0}`; run the job with the secvec that made it")]
+    UnknownKind(String),
+    #[error(
+        "kind `{kind}` is version {here} in this secvec but the job was made for version {job}; run it with the \
+         secvec that made it"
+    )]
+    OtherVersion { kind: String, here: u32, job: u32 },
+    #[error("stage `{stage}` cannot run on this machine: {why}")]
+    CannotSettle { stage: String, why: String },
+    #[error(
+        "this machine ({host}) differs from the one that planned stage `{stage}`: {here} here, {there} there; run \
+         the stage where the tools match, or plan the run on such a machine"
+    )]
+    OtherEnvironment {
+        host: String,
+        stage: String,
+        here: Value,
+        there: Value,
+    },
+    #[error("opening cache {path}: {source}")]
+    OpenCache { path: PathBuf, source: CacheError },
+    #[error("{what}: {source}")]
+    Cache { what: &'static str, source: CacheError },
+    #[error("re-hashing input `{slot}`: {source}")]
+    Rehash { slot: String, source: std::io::Error },
+    #[error("input `{slot}` ({}) changed since it was hashed ({} → {}){}", .path.display(), .was.short(), .now.short(),
+        if *.stored { "; the damaged stored copy was removed: run again to recompute it" } else { ": run again" })]
+    InputChanged {
+        slot: String,
+        path: PathBuf,
+        was: Digest,
+        now: Digest,
+        stored: bool,
+    },
+    /// The stage's own error, with its context chain.
+    #[error("{0}")]
+    Failed(String),
+    #[error("stage panicked: {0}")]
+    Panicked(String),
+    #[error("recording provenance: {0}")]
+    Provenance(serde_json::Error),
+}
+
 impl Job {
-    pub fn read(path: &Path) -> Result<Job, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a job description: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Job, JobError> {
+        let bytes = std::fs::read(path).map_err(|source| JobError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| JobError::NotAJob {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The kind this job runs, from a binary's registry.
-    pub fn kind_in(&self, registry: &Registry) -> Result<Arc<dyn DynStage>, String> {
-        let kind = registry.get(&self.kind).ok_or_else(|| {
-            format!(
-                "this secvec does not know stage kind `{}`; run the job with the secvec that made it",
-                self.kind
-            )
-        })?;
+    pub fn kind_in(&self, registry: &Registry) -> Result<Arc<dyn DynStage>, JobError> {
+        let kind = registry
+            .get(&self.kind)
+            .ok_or_else(|| JobError::UnknownKind(self.kind.clone()))?;
         if kind.version() != self.stage_version {
-            return Err(format!(
-                "kind `{}` is version {} in this secvec but the job was made for version {}; run it \
-                 with the secvec that made it",
-                self.kind,
-                kind.version(),
-                self.stage_version
-            ));
+            return Err(JobError::OtherVersion {
+                kind: self.kind.clone(),
+                here: kind.version(),
+                job: self.stage_version,
+            });
         }
         Ok(kind)
+    }
+
+    /// Opens the cache the job commits into.
+    pub fn open_cache(&self) -> Result<Cache, JobError> {
+        Cache::open(&self.cache).map_err(|source| JobError::OpenCache {
+            path: self.cache.clone(),
+            source,
+        })
     }
 
     /// Settles the params on this machine and fails unless it finds the environment the key
     /// was computed for: a result made with other tools or another GPU model must not be cached
     /// under this key.
-    pub fn check_environment(&self, kind: &dyn DynStage) -> Result<(), String> {
-        let here = kind
-            .settle(&self.params)
-            .map_err(|e| format!("stage `{}` cannot run on this machine: {e:#}", self.stage))?;
+    pub fn check_environment(&self, kind: &dyn DynStage) -> Result<(), JobError> {
+        let here = kind.settle(&self.params).map_err(|e| JobError::CannotSettle {
+            stage: self.stage.clone(),
+            why: format!("{e:#}"),
+        })?;
         if here.environment != self.environment {
-            return Err(format!(
-                "this machine ({}) differs from the one that planned stage `{}`: {} here, {} there; \
-                 run the stage where the tools match, or plan the run on such a machine",
-                Host::this().hostname,
-                self.stage,
-                here.environment,
-                self.environment
-            ));
+            return Err(JobError::OtherEnvironment {
+                host: Host::this().hostname,
+                stage: self.stage.clone(),
+                here: here.environment,
+                there: self.environment.clone(),
+            });
         }
         Ok(())
     }
@@ -130,31 +187,30 @@ impl Job {
         cache: &Cache,
         progress: Arc<dyn ProgressSink>,
         cancel: Arc<AtomicBool>,
-    ) -> Result<Digest, String> {
-        let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-        let staging = cache.staging().map_err(|e| err("cache staging", &e))?;
+    ) -> Result<Digest, JobError> {
+        let cache_err = |what: &'static str| move |source| JobError::Cache { what, source };
+        let staging = cache.staging().map_err(cache_err("cache staging"))?;
         // The inputs must still be the bytes the key was computed from: a stored tree or a
         // `{path:}` input changed since it was hashed would make this output a lie.
         for (slot, list) in &self.inputs {
             for input in list {
                 let a = &input.artifact;
-                let now = hash_path(&a.path).map_err(|e| err(&format!("re-hashing input `{slot}`"), &e))?;
+                let now = hash_path(&a.path).map_err(|source| JobError::Rehash {
+                    slot: slot.clone(),
+                    source,
+                })?;
                 if now != a.digest {
                     let stored = a.path.starts_with(cache.root());
                     if stored {
                         let _ = cache.discard_artifact(&a.digest);
                     }
-                    return Err(format!(
-                        "input `{slot}` ({}) changed since it was hashed ({} → {}){}",
-                        a.path.display(),
-                        a.digest.short(),
-                        now.short(),
-                        if stored {
-                            "; the damaged stored copy was removed: run again to recompute it"
-                        } else {
-                            ": run again"
-                        }
-                    ));
+                    return Err(JobError::InputChanged {
+                        slot: slot.clone(),
+                        path: a.path.clone(),
+                        was: a.digest,
+                        now,
+                        stored,
+                    });
                 }
             }
         }
@@ -170,7 +226,8 @@ impl Job {
             cache.memo(),
             progress,
             cancel,
-        );
+        )
+        .declaring(kind.result_fields(&self.params));
         let started_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -180,18 +237,18 @@ impl Job {
         let seconds = t0.elapsed().as_secs_f64();
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("{e:#}")),
+            Ok(Err(e)) => return Err(JobError::Failed(format!("{e:#}"))),
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                return Err(format!("stage panicked: {msg}"));
+                return Err(JobError::Panicked(msg));
             }
         }
         drop(ctx);
-        let output = cache.commit(staging).map_err(|e| err("committing outputs", &e))?;
+        let output = cache.commit(staging).map_err(cache_err("committing outputs"))?;
         cache.remove_scratch(&self.key);
         let provenance = Provenance {
             stage: self.stage.clone(),
@@ -217,14 +274,14 @@ impl Job {
             started_at_unix: started_at,
             seconds,
         };
-        let provenance = serde_json::to_value(&provenance).map_err(|e| err("recording provenance", &e))?;
+        let provenance = serde_json::to_value(&provenance).map_err(JobError::Provenance)?;
         let entry = ActionEntry {
             key: self.key,
             output,
             preimage: self.preimage.clone(),
             provenance,
         };
-        cache.put_entry(&entry).map_err(|e| err("writing cache entry", &e))?;
+        cache.put_entry(&entry).map_err(cache_err("writing cache entry"))?;
         Ok(output)
     }
 }

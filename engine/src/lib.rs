@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod exec;
+pub mod explain;
 pub mod job;
 pub mod manifest;
 pub mod plan;
@@ -12,8 +13,6 @@ pub mod resources;
 pub mod runner;
 pub mod schema;
 pub mod source;
-pub mod stage;
+pub mod stage_ref;
 
 pub use error::{Location, ManifestError};
-pub use resources::Resources;
-pub use stage::{InputArtifact, InputSlot, Registry, Settled, Stage, StageContext, FILES};

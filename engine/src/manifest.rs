@@ -9,6 +9,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::error::{Location, ManifestError};
 use crate::source::{join, read_yaml, LineIndex};
+use crate::stage_ref::StageRef;
 
 /// A secvec manifest: named stages forming a DAG through their inputs.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -85,11 +86,42 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum InputBinding {
     One(InputItem),
     Many(Vec<InputItem>),
+}
+
+/// Read as text first, so that a malformed stage reference gets its own error rather than
+/// "matches no form of input".
+impl<'de> Deserialize<'de> for InputBinding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<InputBinding, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Item {
+            Stage(String),
+            Path { path: String },
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Binding {
+            One(Item),
+            Many(Vec<Item>),
+        }
+        let item = |i: Item| match i {
+            Item::Stage(r) => r.parse().map(InputItem::Stage).map_err(serde::de::Error::custom),
+            Item::Path { path } => Ok(InputItem::Path { path }),
+        };
+        match Binding::deserialize(d)? {
+            Binding::One(i) => item(i).map(InputBinding::One),
+            Binding::Many(items) => items
+                .into_iter()
+                .map(item)
+                .collect::<Result<_, _>>()
+                .map(InputBinding::Many),
+        }
+    }
 }
 
 impl InputBinding {
@@ -108,15 +140,24 @@ impl InputBinding {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum InputItem {
     /// Another stage's output: `name`, `name[*]` for every variant of a matrix stage, and
     /// either with `@key=value,...` for the variants with those matrix values.
-    Stage(String),
+    Stage(#[schemars(with = "String")] StageRef),
     /// A file or directory, relative to the manifest; `${SECVEC_DATA}` expands to the shared
     /// datasets (`$SECVEC_DATA`, else `../shared/data`).
     Path { path: String },
+}
+
+impl InputItem {
+    pub fn stage(&self) -> Option<&StageRef> {
+        match self {
+            InputItem::Stage(r) => Some(r),
+            InputItem::Path { .. } => None,
+        }
+    }
 }
 
 /// A manifest with overlays and overrides applied, and where each of its values was written.
@@ -279,7 +320,7 @@ fn nulls(value: &Value, path: &str, found: &mut dyn FnMut(&str)) {
 pub(crate) fn field_message(path: &str, err: &str) -> String {
     let err = crate::error::plain_words(err.split(" at line ").next().unwrap_or(err));
     let err = err.as_str();
-    let err = if err.contains("did not match any variant of untagged enum InputBinding") {
+    let err = if err.contains("did not match any variant of untagged enum Binding") {
         "an input must be a stage name, `stage[*]`, `stage@key=value`, `{path: ...}`, or a list of those".to_string()
     } else {
         err.to_string()
@@ -351,8 +392,8 @@ fn bind_sources(mut m: Manifest, lines: &mut LineIndex) -> Result<Manifest, Mani
     for (name, spec) in m.stages.iter_mut() {
         for (slot, binding) in spec.inputs.iter_mut() {
             for item in binding.items_mut() {
-                if let InputItem::Stage(r) = item {
-                    if let Some(path) = m.sources.get(r.as_str()) {
+                if let Some(r) = item.stage().and_then(StageRef::plain) {
+                    if let Some(path) = m.sources.get(r) {
                         if let Some(at) = lines.find(&join("sources", r)) {
                             lines.insert(format!("stages.{name}.inputs.{slot}"), at);
                         }
@@ -404,9 +445,9 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
     let parts = dotted(path).map_err(|what| ManifestError::new(here(), what))?;
     if parts[0] == "stages" {
         let known = root.get("stages").and_then(|s| s.as_mapping());
-        match parts.get(1) {
+        match parts.get(1).map(String::as_str) {
             None => return Err(ManifestError::new(here(), "name a stage: stages.NAME.params.KEY=VALUE")),
-            Some(stage) if known.map(|m| !m.contains_key(*stage)).unwrap_or(true) => {
+            Some(stage) if known.map(|m| !m.contains_key(stage)).unwrap_or(true) => {
                 let names: Vec<&str> = known
                     .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
                     .unwrap_or_default();
@@ -418,15 +459,26 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
                     ),
                 ));
             }
-            _ => {}
+            Some(stage) => {
+                if let Some(swept) = swept_by_matrix(root, stage, &parts[2..]) {
+                    return Err(ManifestError::new(
+                        here(),
+                        format!(
+                            "stage `{stage}` sweeps `{swept}` in its matrix, whose values would replace this one in \
+                             every variant; to run other values, set the matrix: `--set stages.{stage}.matrix.{swept}=[{raw}]`",
+                            raw = set.split_once('=').map_or("", |(_, v)| v)
+                        ),
+                    ));
+                }
+            }
         }
     }
     let top_level = ["name", "description", "defaults", "sources", "stages"];
     let is_stage = root
         .get("stages")
         .and_then(|s| s.as_mapping())
-        .is_some_and(|m| m.contains_key(parts[0]));
-    if is_stage && !top_level.contains(&parts[0]) {
+        .is_some_and(|m| m.contains_key(parts[0].as_str()));
+    if is_stage && !top_level.contains(&parts[0].as_str()) {
         return Err(ManifestError::new(
             here(),
             format!(
@@ -440,12 +492,48 @@ pub fn apply_set(root: &mut Value, set: &str) -> Result<(), ManifestError> {
     set_path(root, path, value).map_err(|what| ManifestError::new(here(), what))
 }
 
-fn dotted(path: &str) -> Result<Vec<&str>, String> {
-    let parts: Vec<&str> = path.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{path}` is not a dotted key path"));
+/// The keys of a dotted path; a list item is `tables.0` or `tables[0]`.
+fn dotted(path: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !key.is_empty() {
+            parts.push(key.to_string());
+        } else if rest.is_empty() {
+            return Err(format!("`{path}` is not a dotted key path"));
+        }
+        while let Some(open) = rest.strip_prefix('[') {
+            let (index, after) = open
+                .split_once(']')
+                .ok_or_else(|| format!("`{path}`: a `[` without its `]`"))?;
+            if index.parse::<usize>().is_err() {
+                return Err(format!(
+                    "`{path}`: `[{index}]` is not a list index; write a number, as in `tables[0]`"
+                ));
+            }
+            parts.push(index.to_string());
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(format!("`{path}`: `{rest}` after a list index; write `key[0].field`"));
+        }
     }
     Ok(parts)
+}
+
+/// The matrix key of stage `stage` that `rest` (`params.theta`, below the stage) sets or lies
+/// within, if any.
+fn swept_by_matrix(root: &Value, stage: &str, rest: &[String]) -> Option<String> {
+    let (first, param) = rest.split_first()?;
+    if first != "params" || param.is_empty() {
+        return None;
+    }
+    let param = param.join(".");
+    let matrix = root.get("stages")?.get(stage)?.get("matrix")?.as_mapping()?;
+    matrix.keys().filter_map(|k| k.as_str()).find_map(|key| {
+        let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
+        (within(&param, key) || within(key, &param)).then(|| key.to_string())
+    })
 }
 
 /// Sets the value at a dotted path (`params.lora.r`, list items by index), creating mappings
@@ -472,11 +560,12 @@ pub(crate) fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(),
                 map.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()))
             }
             Value::Sequence(seq) => {
-                let idx: usize = part
-                    .parse()
-                    .ok()
-                    .filter(|i| *i < seq.len())
-                    .ok_or_else(|| format!("`{part}` is not an index of the list at that point of `{path}`"))?;
+                let idx: usize = part.parse().ok().filter(|i| *i < seq.len()).ok_or_else(|| {
+                    format!(
+                        "`{part}` is not an index of the list at that point of `{path}`, which has {} item(s), from 0",
+                        seq.len()
+                    )
+                })?;
                 if last {
                     seq[idx] = value;
                     return Ok(());
@@ -521,6 +610,28 @@ mod tests {
         );
         apply_set(&mut m, "stages.t.params.lora=null").unwrap();
         assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, tags: [a, b]}}}"));
+        // A list item by index, written either way.
+        apply_set(&mut m, "stages.t.params.tags[1]=c").unwrap();
+        apply_set(&mut m, "stages.t.params.tags.0=d").unwrap();
+        assert_eq!(m, y("stages: {t: {kind: k, params: {lr: 0.5, tags: [d, c]}}}"));
+    }
+
+    #[test]
+    fn a_set_of_a_key_the_matrix_sweeps_says_how_to_set_the_matrix() {
+        let mut m = y("stages: {t: {kind: k, params: {lr: 1}, matrix: {lr: [1, 2], lora.r: [4, 8]}}}");
+        for set in [
+            "stages.t.params.lr=3",
+            "stages.t.params.lora.r=16",
+            "stages.t.params.lora={r: 16}",
+        ] {
+            let err = apply_set(&mut m, set).unwrap_err().to_string();
+            assert!(
+                err.contains("sweeps") && err.contains("--set stages.t.matrix."),
+                "{set}: {err}"
+            );
+        }
+        apply_set(&mut m, "stages.t.params.lora_alpha=16").unwrap();
+        apply_set(&mut m, "stages.t.matrix.lr=[3]").unwrap();
     }
 
     #[test]
@@ -531,6 +642,8 @@ mod tests {
             ("stages..x=1", "dotted"),
             ("stages.u.params.x=1", "no stage `u`"),
             ("stages.t.params.lr.x=1", "scalar"),
+            ("stages.t.params.tags[x]=1", "not a list index"),
+            ("stages.t.params.tags[0=1", "without its `]`"),
             (
                 "t.params.lr=2",
                 "`t` is a stage: the path starts with `stages.`, as in `--set stages.t.params.lr=2`",

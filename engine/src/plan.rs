@@ -8,12 +8,13 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use petgraph::graph::DiGraph;
 use secvec_cache::{Digest, StatCache};
+use secvec_stage::{DynStage, InputSlot, Registry, Resources, Upstream, Upstreams};
 use serde_json::{json, Value};
 
 use crate::error::{did_you_mean, Location, ManifestError};
 use crate::manifest::{field_message, InputItem, LoadedManifest, StageSpec};
 use crate::source::join;
-use crate::stage::{DynStage, InputSlot, Registry, Resources};
+use crate::stage_ref::StageRef;
 
 /// Where one input artifact comes from.
 #[derive(Clone, Debug)]
@@ -136,7 +137,7 @@ pub fn resolve_input_path(raw: &str, manifest_dir: &Path) -> PathBuf {
 struct Partial {
     labels: IndexMap<String, String>,
     assignments: Vec<(String, serde_yaml::Value)>,
-    chosen: HashMap<String, usize>,
+    chosen: HashMap<StageRef, usize>,
 }
 
 fn compatible(a: &IndexMap<String, String>, b: &IndexMap<String, String>) -> bool {
@@ -158,49 +159,6 @@ fn label_value(v: &serde_yaml::Value) -> String {
         serde_yaml::Value::Sequence(items) => items.iter().map(label_value).collect::<Vec<_>>().join("+"),
         other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
     }
-}
-
-/// A reference to another stage's output: `name`, `name[*]` (every variant), and either with
-/// `@key=value,...` picking the variants of a matrix stage with those values.
-struct StageRef<'a> {
-    stage: &'a str,
-    gather: bool,
-    select: Vec<(&'a str, &'a str)>,
-}
-
-impl StageRef<'_> {
-    /// Whether variant `labels` is one the selector picks.
-    fn picks(&self, labels: &IndexMap<String, String>) -> bool {
-        self.select.iter().all(|(k, v)| labels.get(*k).is_some_and(|w| w == v))
-    }
-
-    /// The variant's labels that the consumer takes on: all but the selected keys, which only
-    /// pick (two inputs may pick different values of one key).
-    fn carried(&self, labels: &IndexMap<String, String>) -> IndexMap<String, String> {
-        labels
-            .iter()
-            .filter(|(k, _)| !self.select.iter().any(|(s, _)| s == k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-fn parse_ref(r: &str) -> StageRef<'_> {
-    let (rest, gather) = match r.strip_suffix("[*]") {
-        Some(name) => (name, true),
-        None => (r, false),
-    };
-    let (stage, select) = match rest.split_once('@') {
-        Some((stage, sel)) => (
-            stage,
-            sel.split(',')
-                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .collect(),
-        ),
-        None => (rest, Vec::new()),
-    };
-    StageRef { stage, gather, select }
 }
 
 /// Builds the concrete plan. Nothing is read but the manifest and its `{path:}` inputs, whose
@@ -251,7 +209,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
         for (slot, binding) in &spec.inputs {
             for item in binding.items() {
                 let InputItem::Stage(r) = item else { continue };
-                let up = parse_ref(r).stage;
+                let up = r.stage.as_str();
                 let Some(&from) = ids.get(up) else {
                     if let Some(at) = loaded.deleted_at(&stage_path(up)) {
                         let user = loc(format!("{}.inputs.{slot}", stage_path(name)))
@@ -309,15 +267,14 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
         let mut partials = own_combinations(spec);
         for (slot, binding) in &spec.inputs {
             for item in binding.items() {
-                let InputItem::Stage(r) = item else { continue };
-                let sel = parse_ref(r);
-                if !sel.select.is_empty() && !variants[sel.stage].iter().any(|&v| sel.picks(&nodes[v].labels)) {
-                    let names: Vec<&str> = variants[sel.stage].iter().map(|&v| nodes[v].name.as_str()).collect();
+                let InputItem::Stage(sel) = item else { continue };
+                let up = sel.stage.as_str();
+                if !sel.select.is_empty() && !variants[up].iter().any(|&v| sel.picks(&nodes[v].labels)) {
+                    let names: Vec<&str> = variants[up].iter().map(|&v| nodes[v].name.as_str()).collect();
                     return Err(ManifestError::new(
                         loc(format!("{}.inputs.{slot}", stage_path(name))),
                         format!(
-                            "stage `{name}`: input `{slot}`: no variant of `{}` matches `{r}`; its variants are {}",
-                            sel.stage,
+                            "stage `{name}`: input `{slot}`: no variant of `{up}` matches `{sel}`; its variants are {}",
                             names.join(", ")
                         ),
                     ));
@@ -325,17 +282,16 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
             }
         }
         for item in spec.inputs.values().flat_map(|b| b.items()) {
-            let InputItem::Stage(r) = item else { continue };
-            let sel = parse_ref(r);
+            let InputItem::Stage(sel) = item else { continue };
             if sel.gather {
                 continue;
             }
-            if partials.iter().all(|p| p.chosen.contains_key(r.as_str())) {
+            if partials.iter().all(|p| p.chosen.contains_key(sel)) {
                 continue;
             }
             let mut next = Vec::new();
             for p in partials {
-                for &v in &variants[sel.stage] {
+                for &v in &variants[sel.stage.as_str()] {
                     let carried = own_labels_win(sel.carried(&nodes[v].labels), spec);
                     if sel.picks(&nodes[v].labels) && compatible(&p.labels, &carried) {
                         let mut labels = p.labels.clone();
@@ -343,7 +299,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                             labels.entry(k).or_insert(val);
                         }
                         let mut chosen = p.chosen.clone();
-                        chosen.insert(r.to_string(), v);
+                        chosen.insert(sel.clone(), v);
                         next.push(Partial {
                             labels,
                             assignments: p.assignments.clone(),
@@ -383,24 +339,21 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                             };
                             sources.push(Source::Path { path: resolved, digest });
                         }
-                        InputItem::Stage(r) => {
-                            let sel = parse_ref(r);
-                            match sel.gather {
-                                false => sources.push(Source::Node(p.chosen[r.as_str()])),
-                                true => sources.extend(
-                                    variants[sel.stage]
-                                        .iter()
-                                        .filter(|&&v| {
-                                            sel.picks(&nodes[v].labels)
-                                                && compatible(
-                                                    &p.labels,
-                                                    &own_labels_win(sel.carried(&nodes[v].labels), spec),
-                                                )
-                                        })
-                                        .map(|&v| Source::Node(v)),
-                                ),
-                            }
-                        }
+                        InputItem::Stage(sel) => match sel.gather {
+                            false => sources.push(Source::Node(p.chosen[sel])),
+                            true => sources.extend(
+                                variants[sel.stage.as_str()]
+                                    .iter()
+                                    .filter(|&&v| {
+                                        sel.picks(&nodes[v].labels)
+                                            && compatible(
+                                                &p.labels,
+                                                &own_labels_win(sel.carried(&nodes[v].labels), spec),
+                                            )
+                                    })
+                                    .map(|&v| Source::Node(v)),
+                            ),
+                        },
                     }
                 }
                 inputs.push((slot.clone(), sources));
@@ -418,6 +371,13 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                     format!("stage `{node_name}` (kind `{}`) cannot run here: {e:#}", kind.kind()),
                 )
             })?;
+            let upstream = upstreams(&inputs, &nodes);
+            kind.check(&settled.params, &upstream).map_err(|e| {
+                ManifestError::new(
+                    param_location(loaded, name, &e.path),
+                    format!("stage `{node_name}` (kind `{}`): {e}", kind.kind()),
+                )
+            })?;
             mine.push(nodes.len());
             nodes.push(Node {
                 name: node_name,
@@ -427,7 +387,7 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
                 labels: p.labels,
                 inputs,
                 resources: match &spec.resources {
-                    Some(o) => settled.resources.overridden(o),
+                    Some(o) => o.apply(settled.resources),
                     None => settled.resources,
                 },
                 retries: spec.retries,
@@ -441,6 +401,52 @@ pub fn build(loaded: &LoadedManifest, registry: &Registry, stat: &mut StatCache)
         base_name: loaded.base_name.clone(),
         nodes,
     })
+}
+
+/// What a concrete stage's input slots will receive, as the plan knows it before anything runs.
+fn upstreams(inputs: &[(String, Vec<Source>)], nodes: &[Node]) -> Upstreams {
+    let slots = inputs
+        .iter()
+        .map(|(slot, sources)| {
+            let given = sources
+                .iter()
+                .map(|source| match source {
+                    Source::Node(v) => {
+                        let up = &nodes[*v];
+                        Upstream {
+                            stage: Some(up.base.clone()),
+                            labels: up.labels.keys().cloned().collect(),
+                            fields: up.kind.result_fields(&up.params),
+                        }
+                    }
+                    Source::Path { .. } => Upstream {
+                        stage: None,
+                        labels: Vec::new(),
+                        fields: None,
+                    },
+                })
+                .collect();
+            (slot.clone(), given)
+        })
+        .collect();
+    Upstreams { slots }
+}
+
+/// The line of a param (`tables[0].columns[2]`) of stage `name`, or of the nearest value around
+/// it that the manifest wrote (a default, or a list written whole).
+fn param_location(loaded: &LoadedManifest, name: &str, path: &str) -> Option<Location> {
+    let stage = join("stages", name);
+    let params = join(&stage, "params");
+    let mut path = if path.is_empty() { params } else { join(&params, path) };
+    loop {
+        if let Some(at) = loaded.location(&path) {
+            return Some(at);
+        }
+        match path.rfind(['.', '[']) {
+            Some(cut) if path.len() > stage.len() => path.truncate(cut),
+            _ => return loaded.location(&stage),
+        }
+    }
 }
 
 /// A topological order that otherwise keeps the manifest's order, so plans read top to bottom.
@@ -543,9 +549,7 @@ fn check_inputs(
             )
         })?;
         let items = binding.items();
-        let gathers = items
-            .iter()
-            .any(|i| matches!(i, InputItem::Stage(r) if parse_ref(r).gather));
+        let gathers = items.iter().any(|i| matches!(i, InputItem::Stage(r) if r.gather));
         if !slot.many && (items.len() != 1 || gathers) {
             return Err(ManifestError::new(
                 at(),
@@ -555,7 +559,7 @@ fn check_inputs(
         for item in items {
             let fits = match item {
                 InputItem::Path { .. } => slot.accepts_files(),
-                InputItem::Stage(r) => kinds[parse_ref(r).stage]
+                InputItem::Stage(r) => kinds[r.stage.as_str()]
                     .output_tags()
                     .iter()
                     .any(|t| slot.accepts.contains(t)),
@@ -564,7 +568,7 @@ fn check_inputs(
                 let given = match item {
                     InputItem::Path { .. } => "a path".to_string(),
                     InputItem::Stage(r) => {
-                        let up = parse_ref(r).stage;
+                        let up = r.stage.as_str();
                         let tags = kinds[up]
                             .output_tags()
                             .iter()
@@ -659,40 +663,4 @@ fn resolve_params(
             format!("stage `{name}` (kind `{}`): {msg}", kind.kind()),
         )
     })
-}
-
-/// Every field where two pre-images differ, as `(path, old, new)`, walking kind, version,
-/// params, inputs and environment in that order so the list starts with the cause a user changed.
-pub fn differences(old: &Value, new: &Value) -> Vec<(String, String, String)> {
-    fn show(v: Option<&Value>) -> String {
-        match v {
-            None => "(absent)".to_string(),
-            Some(Value::String(s)) if s.len() == 64 => s[..12].to_string(),
-            Some(v) => v.to_string(),
-        }
-    }
-    fn walk(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<(String, String, String)>) {
-        match (old, new) {
-            (Some(Value::Object(a)), Some(Value::Object(b))) => {
-                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    walk(join(&path, k), a.get(k), b.get(k), out);
-                }
-            }
-            (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
-                for i in 0..a.len() {
-                    walk(format!("{path}[{i}]"), a.get(i), b.get(i), out);
-                }
-            }
-            (a, b) if a == b => {}
-            (a, b) => out.push((path, show(a), show(b))),
-        }
-    }
-    let mut out = Vec::new();
-    for k in ["kind", "version", "params", "inputs", "environment"] {
-        walk(k.to_string(), old.get(k), new.get(k), &mut out);
-    }
-    out
 }

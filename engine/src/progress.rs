@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use secvec_cache::Digest;
+use secvec_stage::ProgressSink;
 use serde::{Deserialize, Serialize};
-
-use crate::stage::ProgressSink;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,90 +1,9 @@
-//! What a stage occupies while it runs: cores and GPUs (the local executor's slots), and the
-//! memory and wall time a cluster scheduler must reserve. Kinds declare them from their params;
-//! a manifest stage may override them (`resources:`), and a retried attempt may ask for more.
+//! A manifest stage's `resources:` block, which overrides what its kind declares
+//! ([`Resources`]), and the units it is written in.
 
 use schemars::JsonSchema;
+use secvec_stage::Resources;
 use serde::{Deserialize, Serialize};
-
-/// What one attempt at a stage asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    /// Cores; `u32::MAX` means every core the machine (or a cluster node) has.
-    pub cpu: u32,
-    pub gpu: u32,
-    /// A GPU model the scheduler must pick (`a100`, as the cluster names it in `--gres`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu_type: Option<String>,
-    /// Memory in MiB; `None` leaves it to the scheduler's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u64>,
-    /// Wall-time limit in seconds; `None` leaves it to the scheduler's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_s: Option<u64>,
-}
-
-impl Resources {
-    pub const ONE_CPU: Resources = Resources {
-        cpu: 1,
-        gpu: 0,
-        gpu_type: None,
-        memory_mb: None,
-        time_s: None,
-    };
-
-    pub fn cpus(cpu: u32) -> Resources {
-        Resources {
-            cpu,
-            ..Resources::ONE_CPU
-        }
-    }
-
-    pub fn gpus(gpu: u32) -> Resources {
-        Resources {
-            cpu: 1,
-            gpu,
-            ..Resources::ONE_CPU
-        }
-    }
-
-    /// These resources with a manifest's overrides applied.
-    pub fn overridden(mut self, spec: &ResourceSpec) -> Resources {
-        if let Some(c) = spec.cpus {
-            self.cpu = c;
-        }
-        if let Some(g) = spec.gpus {
-            self.gpu = g;
-        }
-        if let Some(t) = &spec.gpu_type {
-            self.gpu_type = Some(t.clone());
-        }
-        if let Some(m) = &spec.memory {
-            self.memory_mb = Some(m.0);
-        }
-        if let Some(t) = &spec.time {
-            self.time_s = Some(t.0);
-        }
-        self
-    }
-
-    /// What the next attempt asks for after one that failed for `why`: twice the memory after
-    /// running out of it, twice the time after running out of that (Nextflow's and Snakemake's
-    /// `attempt`-scaled resources, applied where the failure says they were short). `granted` is
-    /// what the scheduler really reserved, for a stage that left it to the default.
-    pub fn for_retry(&self, why: crate::runner::FailureKind, granted: &Resources) -> Resources {
-        use crate::runner::FailureKind;
-        let mut next = self.clone();
-        match why {
-            FailureKind::OutOfMemory => {
-                next.memory_mb = self.memory_mb.or(granted.memory_mb).map(|m| m.saturating_mul(2));
-            }
-            FailureKind::TimedOut => {
-                next.time_s = self.time_s.or(granted.time_s).map(|t| t.saturating_mul(2));
-            }
-            _ => {}
-        }
-        next
-    }
-}
 
 /// A manifest stage's `resources:` block: any field left out keeps what the kind declares.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -105,6 +24,28 @@ pub struct ResourceSpec {
     /// Wall time: `90m`, `2h`, `1h30m`, `45s`, or Slurm's `H:MM:SS` / `D-HH:MM:SS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<WallTime>,
+}
+
+impl ResourceSpec {
+    /// `declared` with the fields this block names replaced.
+    pub fn apply(&self, mut declared: Resources) -> Resources {
+        if let Some(c) = self.cpus {
+            declared.cpu = c;
+        }
+        if let Some(g) = self.gpus {
+            declared.gpu = g;
+        }
+        if let Some(t) = &self.gpu_type {
+            declared.gpu_type = Some(t.clone());
+        }
+        if let Some(m) = &self.memory {
+            declared.memory_mb = Some(m.0);
+        }
+        if let Some(t) = &self.time {
+            declared.time_s = Some(t.0);
+        }
+        declared
+    }
 }
 
 /// A memory size in MiB, written with a unit.
@@ -268,7 +209,6 @@ impl Serialize for WallTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::FailureKind;
 
     #[test]
     fn memory_and_time_parse_as_schedulers_write_them() {
@@ -292,28 +232,9 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_doubles_only_what_ran_out() {
-        let declared = Resources {
-            memory_mb: Some(1000),
-            time_s: None,
-            ..Resources::ONE_CPU
-        };
-        let granted = Resources {
-            memory_mb: Some(1000),
-            time_s: Some(600),
-            ..Resources::ONE_CPU
-        };
-        let oom = declared.for_retry(FailureKind::OutOfMemory, &granted);
-        assert_eq!((oom.memory_mb, oom.time_s), (Some(2000), None));
-        let slow = declared.for_retry(FailureKind::TimedOut, &granted);
-        assert_eq!((slow.memory_mb, slow.time_s), (Some(1000), Some(1200)));
-        assert_eq!(declared.for_retry(FailureKind::Failed, &granted), declared);
-    }
-
-    #[test]
     fn a_manifest_overrides_only_the_fields_it_names() {
         let spec: ResourceSpec = serde_yaml::from_str("{memory: 8G, time: 2h}").unwrap();
-        let r = Resources::gpus(1).overridden(&spec);
+        let r = spec.apply(Resources::gpus(1));
         assert_eq!(r.gpu, 1);
         assert_eq!(r.memory_mb, Some(8192));
         assert_eq!(r.time_s, Some(7200));

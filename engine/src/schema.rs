@@ -1,10 +1,10 @@
 //! The JSON Schema of manifests, with each stage kind's params typed, for editors and `secvec schema`.
 
 use schemars::generate::SchemaSettings;
+use secvec_stage::{DynStage, Registry};
 use serde_json::{json, Map, Value};
 
 use crate::manifest::Manifest;
-use crate::stage::{DynStage, Registry};
 
 /// One param of a stage kind, as `secvec kinds KIND` lists it.
 #[derive(Debug, PartialEq)]

@@ -14,7 +14,8 @@ use secvec_engine::exec::{self, RunOptions};
 use secvec_engine::job::Job;
 use secvec_engine::progress::{Event, Outcome, Reporter, Status};
 use secvec_engine::runner::{FailureKind, Local};
-use secvec_engine::{manifest, plan, InputSlot, Registry, Resources, Stage, StageContext};
+use secvec_engine::{manifest, plan};
+use secvec_stage::{InputSlot, Registry, Resources, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 
 /// Stages running now and the most that ever ran at once, per test (tests share the process).
@@ -346,7 +347,7 @@ stages:
     let mut other = job.clone();
     other.stage_version = 2;
     let refused = other.kind_in(&registry()).err().expect("another version is refused");
-    assert!(refused.contains("version 1 in this secvec"), "{refused}");
+    assert!(refused.to_string().contains("version 1 in this secvec"), "{refused}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! libtorch's version and the GPU model, whose arithmetic differs.
 
 use schemars::JsonSchema;
-use secvec_engine::Resources;
+use secvec_stage::Resources;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, diagnostics, results};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::worker::run_in_worker;
@@ -31,6 +31,17 @@ impl Stage for Diagnose {
 
     fn output_tags() -> Vec<&'static str> {
         vec![diagnostics::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "strategy",
+            "scope",
+            "part",
+            "cosine",
+            "sign_agreement",
+            "entries",
+        ]))
     }
 
     fn run(&self, p: &DiagnoseParams, ctx: &StageContext) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, pairs, prompts, results, samples};
-use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ParamError, Resources, ResultFields, Stage, StageContext, Upstreams, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, Dtype};
@@ -48,6 +48,24 @@ pub struct GenerateParams {
     /// Fold the adapter into the weights (no per-token overhead) rather than keeping it separate.
     #[serde(default = "yes")]
     pub merge_adapter: bool,
+}
+
+/// Sampling values the decoder can honour: a temperature of 0 (greedy) or more, and a top-p
+/// above 0 and at most 1. Shared by `generate` and `secvec serve`.
+pub fn check_sampling(temperature: f64, top_p: f64) -> Result<(), ParamError> {
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(ParamError::new(
+            "temperature",
+            format!("{temperature} is not a temperature; give 0 (greedy) or more, e.g. 0.4"),
+        ));
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ParamError::new(
+            "top_p",
+            format!("{top_p} is not a share of the probability mass; give more than 0 and at most 1, e.g. 0.95"),
+        ));
+    }
+    Ok(())
 }
 
 fn one() -> usize {
@@ -120,6 +138,26 @@ impl Stage for Generate {
 
     fn output_tags() -> Vec<&'static str> {
         vec![samples::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "prompts",
+            "samples",
+            "mean_prompt_tokens",
+            "mean_completion_tokens",
+            "stop_rate",
+        ]))
+    }
+
+    fn check(p: &GenerateParams, _: &Upstreams) -> Result<(), ParamError> {
+        check_sampling(p.temperature, p.top_p)?;
+        for (field, value) in [("n", p.n), ("batch_size", p.batch_size)] {
+            if value == 0 {
+                return Err(ParamError::new(field, "must be 1 or more"));
+            }
+        }
+        Ok(())
     }
 
     fn resources(p: &GenerateParams) -> Resources {

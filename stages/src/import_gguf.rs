@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::model;
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::worker::run_in_worker;

@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use secvec_artifacts::kb::{self, Example};
 use secvec_artifacts::language::Language;
 use secvec_artifacts::results::{self, Results};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use secvec_slicing::slice::changed_lines;
 use secvec_slicing::{api_calls, slice_fix, Fix};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -182,6 +182,18 @@ impl Stage for KbSlice {
 
     fn output_tags() -> Vec<&'static str> {
         vec![kb::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "language",
+            "fixes",
+            "loc_vulnerable_before",
+            "loc_vulnerable_after",
+            "loc_secure_before",
+            "loc_secure_after",
+            "with_parse_errors",
+        ]))
     }
 
     fn run(&self, p: &KbSliceParams, ctx: &StageContext) -> anyhow::Result<()> {

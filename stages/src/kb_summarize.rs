@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use secvec_artifacts::kb::{self, Example, Summary};
 use secvec_artifacts::language::Language;
 use secvec_artifacts::results::{self, Results};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
 use secvec_llm::wire::SamplingFields;
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -188,6 +188,10 @@ impl Stage for KbSummarize {
 
     fn output_tags() -> Vec<&'static str> {
         vec![kb::SUMMARIES_TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows(["language", "cwe", "fixes_summarised", "levels"]))
     }
 
     fn environment(params: &mut Self::Params) -> anyhow::Result<serde_json::Value> {

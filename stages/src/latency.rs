@@ -2,7 +2,7 @@
 //! (SecVecCoder Table VI), for a base model or one with a LoRA adapter merged or kept separate.
 
 use schemars::JsonSchema;
-use secvec_engine::{InputSlot, Resources, Stage, StageContext};
+use secvec_stage::{InputSlot, Resources, ResultFields, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, Dtype};
@@ -59,6 +59,18 @@ impl Stage for Latency {
 
     fn output_tags() -> Vec<&'static str> {
         vec!["results"]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "variant",
+            "device",
+            "dtype",
+            "new_tokens",
+            "runs",
+            "mean_ms",
+            "std_ms",
+        ]))
     }
 
     fn resources(p: &LatencyParams) -> Resources {

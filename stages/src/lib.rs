@@ -24,7 +24,7 @@ pub mod toolchain;
 pub mod train;
 pub mod worker;
 
-use secvec_engine::Registry;
+use secvec_stage::Registry;
 
 /// Every stage kind this build knows.
 pub fn registry() -> Registry {

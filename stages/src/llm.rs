@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use schemars::JsonSchema;
-use secvec_engine::StageContext;
 use secvec_llm::backend::HttpBackend;
 use secvec_llm::client::{recall_all, Client, Endpoint, Policy};
 use secvec_llm::wire::{ChatRequest, ChatResponse, Message, SamplingFields};
+use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

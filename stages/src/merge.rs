@@ -5,7 +5,7 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, results};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::diagnose::adapter_pair_slots;
@@ -79,6 +79,16 @@ impl Stage for Merge {
 
     fn output_tags() -> Vec<&'static str> {
         vec![adapter::TAG, model::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "operator",
+            "alpha",
+            "theta",
+            "rank",
+            "materialized",
+        ]))
     }
 
     fn run(&self, p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use secvec_artifacts::kb::{self, Retrieval};
 use secvec_artifacts::prompts::{self, Prompt};
 use secvec_artifacts::results::{self, Results};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -149,6 +149,10 @@ impl Stage for RagPrompt {
 
     fn output_tags() -> Vec<&'static str> {
         vec![prompts::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows(["id", "set", "augmented"]))
     }
 
     fn run(&self, p: &RagPromptParams, ctx: &StageContext) -> anyhow::Result<()> {

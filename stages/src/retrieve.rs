@@ -6,9 +6,9 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{kb, prompts, results, samples};
-use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
 use secvec_retrieval::fusion::Thresholds;
 use secvec_retrieval::hierarchy::FacetKind;
+use secvec_stage::{InputSlot, Resources, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::device;
@@ -158,6 +158,21 @@ impl Stage for Retrieve {
 
     fn output_tags() -> Vec<&'static str> {
         vec![kb::RETRIEVED_TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "id",
+            "set",
+            "cwe",
+            "retrieved",
+            "retrieved_cwe",
+            "cwe_hit",
+            "cwes_kept",
+            "best_api",
+            "best_cause",
+            "best_code",
+        ]))
     }
 
     fn resources(p: &RetrieveParams) -> Resources {

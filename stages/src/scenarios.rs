@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use secvec_artifacts::prompts::{self, Prompt, Scenario};
 use secvec_artifacts::results::{self, Results};
 use secvec_artifacts::scenarios;
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -330,6 +330,10 @@ impl Stage for Scenarios {
 
     fn output_tags() -> Vec<&'static str> {
         vec![scenarios::TAG, prompts::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows(["set", "language", "scenarios"]))
     }
 
     fn run(&self, p: &ScenariosParams, ctx: &StageContext) -> anyhow::Result<()> {

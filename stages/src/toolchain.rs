@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use secvec_cache::{now_ns, Stamp};
+use secvec_cache::{now_ns, write_atomic, Stamp};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -256,13 +256,6 @@ pub(crate) fn remembered<T: Serialize + DeserializeOwned + Clone + Send + 'stati
         .expect("memo lock")
         .insert(id, serde_json::to_value(&r).expect("serialisable"));
     Ok(r.value)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(path.parent().expect("in a folder"))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]

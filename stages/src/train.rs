@@ -4,7 +4,7 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, pairs, results};
-use secvec_engine::{InputSlot, Resources, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, Resources, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
 use crate::device::{self, Dtype};
@@ -251,6 +251,24 @@ impl Stage for Train {
 
     fn output_tags() -> Vec<&'static str> {
         vec![adapter::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "method",
+            "target",
+            "examples",
+            "skipped",
+            "steps",
+            "epochs",
+            "final_loss",
+            "tokens",
+            "device",
+            "lpo_margin_before",
+            "lpo_margin_after",
+            "init_rank",
+            "samples",
+        ]))
     }
 
     fn resources(p: &TrainParams) -> Resources {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use secvec_engine::{InputArtifact, StageContext};
+use secvec_stage::{InputArtifact, StageContext};
 use serde::{Deserialize, Serialize};
 
 /// Overrides where `secvec-worker` is found (default: beside the running executable).

@@ -1,9 +1,9 @@
 //! `diagnose`'s work: the two adapters' task-vector similarity, from their factors.
 
 use secvec_artifacts::results::Results;
-use secvec_engine::StageContext;
 use secvec_model::lora::Adapter;
 use secvec_model::task_vector::{diagnose, Named};
+use secvec_stage::StageContext;
 use secvec_stages::diagnose::DiagnoseParams;
 use serde_json::json;
 

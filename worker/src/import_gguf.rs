@@ -1,7 +1,7 @@
 //! `import-gguf`'s work: dequantise the GGUF and write it as an HF model directory.
 
-use secvec_engine::StageContext;
 use secvec_model::gguf::{hf::write_hf, Gguf};
+use secvec_stage::StageContext;
 use secvec_stages::import_gguf::ImportGgufParams;
 
 pub fn run(_: &ImportGgufParams, ctx: &StageContext) -> anyhow::Result<()> {

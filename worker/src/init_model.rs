@@ -4,9 +4,9 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
-use secvec_engine::StageContext;
 use secvec_model::config::{ModelConfig, Norm};
 use secvec_model::tokenizer::{TextTokenizer, EOS};
+use secvec_stage::StageContext;
 use secvec_stages::init_model::{InitArch, InitModelError, InitModelParams};
 use serde_json::json;
 use tch::Tensor;

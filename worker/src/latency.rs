@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use secvec_artifacts::results::Results;
-use secvec_engine::StageContext;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::load_for_inference;
+use secvec_stage::StageContext;
 use secvec_stages::latency::LatencyParams;
 use serde_json::json;
 

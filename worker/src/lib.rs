@@ -21,9 +21,9 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use secvec_engine::stage::ProgressSink;
-use secvec_engine::{Stage, StageContext};
 use secvec_model::device::load_cuda_backend;
+use secvec_stage::ProgressSink;
+use secvec_stage::{Stage, StageContext};
 use secvec_stages::device::Dtype;
 use secvec_stages::worker::{TorchInfo, WorkerEvent, WorkerRequest};
 
@@ -67,6 +67,11 @@ fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> 
         secvec_cache::Memo::new(request.memo),
         events,
         Arc::new(AtomicBool::new(false)),
+    )
+    .declaring(
+        secvec_stages::registry()
+            .get(&request.kind)
+            .and_then(|k| k.result_fields(&request.params)),
     );
     let params = request.params;
     match request.kind.as_str() {

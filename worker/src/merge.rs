@@ -1,10 +1,10 @@
 //! `merge`'s work: α τ_sec − θ τ_insec as one stacked adapter.
 
 use secvec_artifacts::results::Results;
-use secvec_engine::StageContext;
 use secvec_model::lora::Adapter;
 use secvec_model::materialize::materialize;
 use secvec_model::task_vector::{check_compatible, combine, Named};
+use secvec_stage::StageContext;
 use secvec_stages::merge::MergeParams;
 use serde_json::json;
 

@@ -16,6 +16,7 @@ use secvec_model::generate::{generate, Completion, FinishReason, Sampling};
 use secvec_model::load_for_inference;
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
+use secvec_stages::generate::check_sampling;
 use secvec_stages::worker::ServeRequest;
 
 use crate::http::{self, Job, Response};
@@ -62,10 +63,12 @@ impl Server {
         }
         let max_new_tokens = o.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(room);
         self.check_kv_budget(n, prompt_len + max_new_tokens)?;
+        let (temperature, top_p) = (o.temperature.unwrap_or(1.0), o.top_p.unwrap_or(1.0));
+        check_sampling(temperature, top_p).map_err(|e| refuse(400, e.to_string()))?;
         Ok(Sampling {
             n,
-            temperature: o.temperature.unwrap_or(1.0),
-            top_p: o.top_p.unwrap_or(1.0),
+            temperature,
+            top_p,
             max_new_tokens,
             stop: o.stop.as_ref().map(Stop::list).unwrap_or_default(),
             seed: o.seed.unwrap_or(0),

@@ -4,10 +4,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use secvec_cache::Cache;
+use secvec_stage::{DynStage, ProgressSink};
 
 use super::{Failure, FailureKind, JobFuture, Runner};
 use crate::job::Job;
-use crate::stage::{DynStage, ProgressSink};
 
 pub struct Local {
     cache: Arc<Cache>,
@@ -42,7 +42,7 @@ impl Runner for Local {
                 Ok(Err(_)) if cancel.load(Ordering::Relaxed) => {
                     Err(Failure::new(FailureKind::Cancelled, "interrupted"))
                 }
-                Ok(Err(e)) => Err(Failure::new(FailureKind::Failed, e)),
+                Ok(Err(e)) => Err(Failure::new(FailureKind::Failed, e.to_string())),
                 Err(join) => Err(Failure::new(FailureKind::Failed, format!("stage task aborted: {join}"))),
             }
         })

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use local::Local;
 pub use slurm::{Slurm, SlurmOptions};
 
+use secvec_stage::{DynStage, ProgressSink, Resources};
+
 use crate::job::Job;
-use crate::resources::Resources;
-use crate::stage::{DynStage, ProgressSink};
 
 /// Why an attempt at a stage did not produce its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,24 @@ impl FailureKind {
             FailureKind::Preempted => "was preempted",
             FailureKind::TimedOut => "ran out of time",
         }
+    }
+
+    /// What the next attempt asks for after one that failed this way: twice the memory after
+    /// running out of it, twice the time after running out of that (Nextflow's and Snakemake's
+    /// `attempt`-scaled resources, applied where the failure says they were short). `granted` is
+    /// what the scheduler really reserved, for a stage that left it to the default.
+    pub fn retried(self, asked: &Resources, granted: &Resources) -> Resources {
+        let mut next = asked.clone();
+        match self {
+            FailureKind::OutOfMemory => {
+                next.memory_mb = asked.memory_mb.or(granted.memory_mb).map(|m| m.saturating_mul(2));
+            }
+            FailureKind::TimedOut => {
+                next.time_s = asked.time_s.or(granted.time_s).map(|t| t.saturating_mul(2));
+            }
+            _ => {}
+        }
+        next
     }
 }
 
@@ -99,4 +117,28 @@ pub trait Runner: Send + Sync {
 pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_doubles_only_what_ran_out() {
+        let declared = Resources {
+            memory_mb: Some(1000),
+            time_s: None,
+            ..Resources::ONE_CPU
+        };
+        let granted = Resources {
+            memory_mb: Some(1000),
+            time_s: Some(600),
+            ..Resources::ONE_CPU
+        };
+        let oom = FailureKind::OutOfMemory.retried(&declared, &granted);
+        assert_eq!((oom.memory_mb, oom.time_s), (Some(2000), None));
+        let slow = FailureKind::TimedOut.retried(&declared, &granted);
+        assert_eq!((slow.memory_mb, slow.time_s), (Some(1000), Some(1200)));
+        assert_eq!(FailureKind::Failed.retried(&declared, &granted), declared);
+    }
 }

@@ -13,16 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secvec_cache::{Cache, Digest};
+use secvec_cache::{write_atomic, Cache, Digest};
+use secvec_stage::{DynStage, ProgressSink, Resources};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use super::{tail, Failure, FailureKind, JobFuture, Runner};
-use crate::exec::write_atomic;
 use crate::job::{Job, JobResult};
-use crate::resources::Resources;
-use crate::stage::{DynStage, ProgressSink};
 
 /// How the executor submits to Slurm.
 #[derive(Clone, Debug)]

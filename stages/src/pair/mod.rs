@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -106,6 +106,18 @@ impl Stage for Pair {
 
     fn output_tags() -> Vec<&'static str> {
         vec![pairs::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "split",
+            "language",
+            "cwe",
+            "pairs",
+            "identical_pairs",
+            "secure_diff_bytes",
+            "vulnerable_diff_bytes",
+        ]))
     }
 
     fn run(&self, params: &PairParams, ctx: &StageContext) -> anyhow::Result<()> {

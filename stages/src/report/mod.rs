@@ -1,6 +1,7 @@
 //! `report`: renders the paper's tables from upstream `results.json` rows into Markdown, CSV and
 //! JSON, optionally beside reference values typed from a paper.
 
+mod fields;
 mod figure;
 mod html;
 mod plot;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use secvec_artifacts::results::{self, Results};
 use secvec_artifacts::scores;
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ParamError, Stage, StageContext, Upstreams, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -88,6 +89,10 @@ impl Stage for Report {
 
     fn output_tags() -> Vec<&'static str> {
         vec!["report"]
+    }
+
+    fn check(params: &ReportParams, upstream: &Upstreams) -> Result<(), ParamError> {
+        fields::check(params, upstream)
     }
 
     fn run(&self, params: &ReportParams, ctx: &StageContext) -> anyhow::Result<()> {

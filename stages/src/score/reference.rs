@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use secvec_artifacts::samples::{self, Sample};
 use secvec_artifacts::scenarios;
-use secvec_engine::{InputSlot, Stage, StageContext};
+use secvec_stage::{InputSlot, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -14,7 +14,7 @@ use secvec_artifacts::prompts::Scenario;
 use secvec_artifacts::results::{self, Results};
 use secvec_artifacts::scores::{self, JudgedProgram};
 use secvec_artifacts::{samples, scenarios};
-use secvec_engine::{InputSlot, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -162,6 +162,33 @@ impl Stage for Score {
 
     fn output_tags() -> Vec<&'static str> {
         vec![scores::TAG, results::TAG]
+    }
+
+    fn result_fields(p: &ScoreParams) -> Option<ResultFields> {
+        let metrics = |mut fields: Vec<String>| {
+            for k in &p.k {
+                fields.extend([format!("pass@{k}"), format!("sec-pass@{k}"), format!("sec@{k}_pass")]);
+            }
+            fields.extend(["sven_sr", "secure_rate", "secure_pass@1"].map(String::from));
+            fields
+        };
+        let rows = [
+            "scenario",
+            "set",
+            "cwe",
+            "language",
+            "n",
+            "functional",
+            "valid",
+            "distinct",
+            "secure",
+            "oracle",
+        ];
+        let sets = ["set", "scenarios", "judged_scenarios"];
+        Some(
+            ResultFields::rows(metrics(rows.map(String::from).into()))
+                .with_sets(metrics(sets.map(String::from).into())),
+        )
     }
 
     /// The tests' Python (version and packages), bubblewrap, and the oracles this mode uses with

@@ -1,53 +1,13 @@
-//! The stage API: what a stage kind declares, and the artifact context it runs in.
+//! A stage kind: its typed params, what it takes and makes, and its run; and the registry of
+//! the kinds a binary knows.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
-use secvec_cache::{Digest, Memo};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-pub use crate::resources::Resources;
-
-/// The tag every `{path: ...}` input carries.
-pub const FILES: &str = "files";
-
-/// One named input of a stage kind.
-#[derive(Clone, Debug)]
-pub struct InputSlot {
-    pub name: &'static str,
-    /// Output tags an upstream may carry, one of which must match (`FILES` admits paths on disk).
-    pub accepts: &'static [&'static str],
-    /// Whether the slot takes a list of artifacts.
-    pub many: bool,
-    pub optional: bool,
-    pub doc: &'static str,
-}
-
-impl InputSlot {
-    pub fn accepts_files(&self) -> bool {
-        self.accepts.contains(&FILES)
-    }
-
-    /// What the slot takes, in words: "`model` or a `{path: ...}`".
-    pub fn describe(&self) -> String {
-        let words: Vec<String> = self
-            .accepts
-            .iter()
-            .map(|t| {
-                if *t == FILES {
-                    "a `{path: ...}`".to_string()
-                } else {
-                    format!("the output of a stage producing `{t}`")
-                }
-            })
-            .collect();
-        words.join(" or ")
-    }
-}
+use crate::{InputSlot, ParamError, Resources, ResultFields, StageContext, Upstreams};
 
 /// A stage kind: a pure function from its input artifacts and typed params to one output tree.
 pub trait Stage: Send + Sync + 'static {
@@ -75,6 +35,16 @@ pub trait Stage: Send + Sync + 'static {
     fn environment(_params: &mut Self::Params) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
+    /// The fields of the `results.json` rows the stage writes, for kinds whose output carries
+    /// `results`: what the stages downstream may name.
+    fn result_fields(_params: &Self::Params) -> Option<ResultFields> {
+        None
+    }
+    /// Checks params against what the upstream stages will give, at plan time, so that a typo
+    /// is found before the stages upstream of it have run.
+    fn check(_params: &Self::Params, _upstream: &Upstreams) -> Result<(), ParamError> {
+        Ok(())
+    }
     fn run(&self, params: &Self::Params, ctx: &StageContext) -> anyhow::Result<()>;
 }
 
@@ -96,6 +66,10 @@ pub trait DynStage: Send + Sync {
     ) -> Result<serde_json::Value, serde_path_to_error::Error<serde_yaml::Error>>;
     /// Settles checked params on this machine (see [`Stage::environment`]).
     fn settle(&self, params: &serde_json::Value) -> anyhow::Result<Settled>;
+    /// See [`Stage::result_fields`]; `params` as [`DynStage::settle`] returned them.
+    fn result_fields(&self, params: &serde_json::Value) -> Option<ResultFields>;
+    /// See [`Stage::check`].
+    fn check(&self, params: &serde_json::Value, upstream: &Upstreams) -> Result<(), ParamError>;
     fn run(&self, params: &serde_json::Value, ctx: &StageContext) -> anyhow::Result<()>;
 }
 
@@ -148,6 +122,14 @@ impl<S: Stage> DynStage for S {
             environment,
         })
     }
+    fn result_fields(&self, params: &serde_json::Value) -> Option<ResultFields> {
+        S::result_fields(&serde_json::from_value(params.clone()).ok()?)
+    }
+    fn check(&self, params: &serde_json::Value, upstream: &Upstreams) -> Result<(), ParamError> {
+        let typed: S::Params = serde_json::from_value(params.clone())
+            .map_err(|e| ParamError::new("", format!("resolved params of {} no longer parse: {e}", S::KIND)))?;
+        S::check(&typed, upstream)
+    }
     fn run(&self, params: &serde_json::Value, ctx: &StageContext) -> anyhow::Result<()> {
         let typed: S::Params = serde_json::from_value(params.clone())
             .map_err(|e| anyhow::anyhow!("resolved params of {} no longer parse: {e}", S::KIND))?;
@@ -184,129 +166,8 @@ impl Registry {
     }
 }
 
-/// One artifact bound to an input slot.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InputArtifact {
-    /// A read-only directory (stage outputs) or file/directory on disk (`{path: ...}` inputs).
-    pub path: PathBuf,
-    pub digest: Digest,
-    /// The matrix values of the upstream variant, e.g. `theta=0.5`.
-    pub labels: BTreeMap<String, String>,
-    /// The manifest stage it came from; only for kinds that declare
-    /// [`Stage::READS_UPSTREAM_NAMES`], and never for `{path: ...}` inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
-}
-
-/// Receives progress from a running stage.
-pub trait ProgressSink: Send + Sync {
-    fn progress(&self, done: u64, total: u64);
-    /// A status line for the stage's progress display.
-    fn message(&self, text: &str);
-    /// Something the user should see whatever the display.
-    fn notice(&self, text: &str);
-}
-
-/// Everything a stage may touch: its inputs (read-only), its output directory, progress and
-/// cancellation. Stages do no other I/O, so the engine can cache, commit and trace them.
-pub struct StageContext {
-    inputs: BTreeMap<String, Vec<InputArtifact>>,
-    out: PathBuf,
-    scratch: PathBuf,
-    memo: Memo,
-    progress: Arc<dyn ProgressSink>,
-    cancelled: Arc<AtomicBool>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cancelled")]
-pub struct Cancelled;
-
-impl StageContext {
-    pub fn new(
-        inputs: BTreeMap<String, Vec<InputArtifact>>,
-        out: PathBuf,
-        scratch: PathBuf,
-        memo: Memo,
-        progress: Arc<dyn ProgressSink>,
-        cancelled: Arc<AtomicBool>,
-    ) -> Self {
-        StageContext {
-            inputs,
-            out,
-            scratch,
-            memo,
-            progress,
-            cancelled,
-        }
-    }
-
-    /// The single artifact of a slot, if bound.
-    pub fn input(&self, slot: &str) -> Option<&InputArtifact> {
-        self.inputs.get(slot).and_then(|v| v.first())
-    }
-
-    /// Every bound artifact, by slot.
-    pub fn all_inputs(&self) -> &BTreeMap<String, Vec<InputArtifact>> {
-        &self.inputs
-    }
-
-    /// All artifacts of a slot, in manifest order.
-    pub fn inputs(&self, slot: &str) -> &[InputArtifact] {
-        self.inputs.get(slot).map(Vec::as_slice).unwrap_or(&[])
-    }
-
-    /// The directory this stage writes its outputs into.
-    pub fn out_dir(&self) -> &Path {
-        &self.out
-    }
-
-    /// A folder (the stage creates it when it needs it) that outlives a failed or killed attempt
-    /// at this stage (same key) and is removed once its outputs are committed: where long stages
-    /// keep checkpoints to resume from.
-    pub fn scratch_dir(&self) -> &Path {
-        &self.scratch
-    }
-
-    /// Responses of expensive calls by request, shared by every stage and kept across failed
-    /// and killed attempts (an LLM's answers): see [`Memo`].
-    pub fn memo(&self) -> &Memo {
-        &self.memo
-    }
-
-    /// Writes one output file, creating parent directories.
-    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
-        let path = self.out.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, bytes)
-    }
-
-    pub fn progress(&self, done: u64, total: u64) {
-        self.progress.progress(done, total);
-    }
-
-    pub fn message(&self, text: &str) {
-        self.progress.message(text);
-    }
-
-    pub fn notice(&self, text: &str) {
-        self.progress.notice(text);
-    }
-
-    /// Long loops call this so an interrupted run stops promptly.
-    pub fn check_cancelled(&self) -> Result<(), Cancelled> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            Err(Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 /// Top-level field names of a params type, used to apply manifest defaults.
-pub(crate) fn param_names<P: JsonSchema>() -> Vec<String> {
+fn param_names<P: JsonSchema>() -> Vec<String> {
     let schema = schemars::schema_for!(P);
     schema
         .get("properties")

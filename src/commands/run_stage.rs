@@ -1,0 +1,76 @@
+//! `secvec run-stage`: runs one stage from its job description, as a cluster node does.
+
+use super::interrupted;
+use super::Globals;
+use crate::exit::Exit;
+use anyhow::Context;
+use anyhow::Result;
+use secvec_engine::job::{Job, JobResult};
+use secvec_engine::progress::{Event, Lines, Reporter, StageProgress};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct RunStageArgs {
+    /// A job description (`<cache>/jobs/<key>/attempt-N.json`).
+    pub job: PathBuf,
+    /// Where to write the result (atomically, as the job's last act).
+    #[arg(long)]
+    pub result: Option<PathBuf>,
+}
+
+/// One job, as a cluster node runs it. Its log gets the plain progress lines a local run prints.
+pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
+    let RunStageArgs { job: path, result } = args;
+    let job = Job::read(&path)?;
+    let started = std::time::Instant::now();
+    let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(std::time::Duration::from_secs(30)));
+    reporter.event(Event::Planned { total: 1 });
+    reporter.event(Event::Started { stage: &job.stage });
+    let progress = Arc::new(StageProgress {
+        stage: job.stage.clone(),
+        reporter,
+    });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let flag = cancel.clone();
+    runtime.spawn(async move {
+        interrupted().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let outcome = job.kind_in(&globals.registry).and_then(|kind| {
+        job.check_environment(kind.as_ref())?;
+        job.run(kind.as_ref(), &job.open_cache()?, progress, cancel.clone())
+    });
+    // Stopped by the scheduler (cancelled, preempted, out of time): no result, so that the
+    // executor asks the scheduler why the job ended.
+    if cancel.load(Ordering::Relaxed) {
+        eprintln!("stopped by a signal: nothing of stage {} was committed", job.stage);
+        return Ok(Exit::Terminated);
+    }
+    if let Some(path) = result {
+        let written = JobResult {
+            stage: job.stage.clone(),
+            key: job.key,
+            attempt: job.attempt,
+            output: outcome.as_ref().ok().copied(),
+            error: outcome.as_ref().err().map(ToString::to_string),
+            seconds: started.elapsed().as_secs_f64(),
+            host: secvec_engine::provenance::Host::this().hostname,
+        };
+        written
+            .write(&path)
+            .with_context(|| format!("writing the job's result to {}", path.display()))?;
+    }
+    match outcome {
+        Ok(output) => {
+            eprintln!("committed {} as {}", job.stage, output.short());
+            Ok(Exit::Success)
+        }
+        Err(e) => {
+            eprintln!("error: stage {} failed: {e}", job.stage);
+            Ok(Exit::Failed)
+        }
+    }
+}
