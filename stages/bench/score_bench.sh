@@ -7,7 +7,8 @@
 # Samples: the project's secure and vulnerable completions (manifests/oracle-check/), 50 of
 # each per scenario, made distinct by a numbered comment so that none is de-duplicated away.
 # BASELINE=path/to/an/older/secvec adds its rows to the same run (side by side; its own
-# secvec-parse beside it), e.g. a build of an earlier commit.
+# secvec-parse beside it), e.g. a build of an earlier commit. RUNS=N times every configuration N
+# times, taking them in turn, so that a drift of the machine falls on each alike.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -49,13 +50,14 @@ configs=("sandbox+oracles:open:$bin" "sandbox:off:$bin")
 if [ -n "${BASELINE:-}" ]; then
   configs+=("baseline sandbox+oracles:open:$BASELINE" "baseline sandbox:off:$BASELINE")
 fi
-for config in "${configs[@]}"; do
-  IFS=: read -r name security binary <<<"$config"
-  start=$(date +%s.%N)
-  SECVEC_HOME="$PWD" $binary run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --force score \
-    --set stages.score.params.security=$security >/dev/null
-  end=$(date +%s.%N)
-  python3 - "$name" "$start" "$end" "$work/out/score-bench/score/judged.jsonl" "$peer" <<'PY'
+for _ in $(seq "${RUNS:-1}"); do
+  for config in "${configs[@]}"; do
+    IFS=: read -r name security binary <<<"$config"
+    start=$(date +%s.%N)
+    SECVEC_HOME="$PWD" $binary run stages/bench/score.yaml --cache "$work/cache" --out "$work/out" --force score \
+      --set stages.score.params.security=$security >/dev/null
+    end=$(date +%s.%N)
+    python3 - "$name" "$start" "$end" "$work/out/score-bench/score/judged.jsonl" "$peer" <<'PY'
 import json, sys
 name, start, end, judged, peer = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 rows = [json.loads(l) for l in open(judged)]
@@ -64,4 +66,5 @@ wall = end - start
 functional = sum(r["count"] for r in rows if r["functional"])
 print(f"{name:<28} {wall:8.1f} {n / wall:10.2f} {len(rows):12d}  ({wall / peer:.2f}x the peer; {functional} functional)")
 PY
+  done
 done
