@@ -1,13 +1,9 @@
-//! The command line: the global options, the commands, and the arguments several commands share.
+//! The command line: the global options and the commands, each with the arguments its module
+//! in `commands/` defines.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
-use secvec_cache::StatCache;
-use secvec_engine::manifest;
-use secvec_engine::plan::{self, Plan};
-use secvec_stage::Registry;
+use clap::{Parser, Subcommand};
 
 use crate::commands;
 
@@ -70,55 +66,6 @@ pub enum Command {
     /// Serve a model as an OpenAI-compatible endpoint (`/v1/chat/completions`,
     /// `/v1/completions`, `/v1/models`) until interrupted.
     Serve(commands::serve::ServeArgs),
-}
-
-/// A manifest as composed from its file, overlays and overrides.
-#[derive(Args)]
-pub struct Composed {
-    /// The manifest (YAML).
-    pub manifest: PathBuf,
-    /// Overlay deep-merged onto the manifest (repeatable, applied in order; `null` deletes a key).
-    #[arg(short = 'o', long = "overlay")]
-    pub overlays: Vec<PathBuf>,
-    /// Override one value, e.g. `--set stages.train.params.lr=0.0002`.
-    #[arg(long = "set")]
-    pub sets: Vec<String>,
-}
-
-impl Composed {
-    pub fn plan(&self, registry: &Registry, cache: &Path) -> Result<Plan> {
-        load_plan(registry, cache, &self.manifest, &self.overlays, &self.sets)
-    }
-}
-
-#[derive(Args)]
-pub struct Target {
-    #[command(flatten)]
-    pub composed: Composed,
-    /// Only these stages and what they depend on.
-    #[arg(long)]
-    pub only: Vec<String>,
-    /// Rerun these stages even when cached.
-    #[arg(long)]
-    pub force: Vec<String>,
-}
-
-/// Loads and plans a manifest, hashing `{path:}` inputs through the stat cache kept in `cache`
-/// (saved there when the cache exists).
-pub fn load_plan(
-    registry: &Registry,
-    cache: &Path,
-    manifest: &Path,
-    overlays: &[PathBuf],
-    sets: &[String],
-) -> Result<Plan> {
-    let loaded = manifest::load(manifest, overlays, sets)?;
-    let mut stat = StatCache::load(&cache.join("stat.json"));
-    let plan = plan::build(&loaded, registry, &mut stat)?;
-    if cache.is_dir() {
-        stat.save();
-    }
-    Ok(plan)
 }
 
 #[cfg(test)]

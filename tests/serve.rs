@@ -14,7 +14,7 @@ use secvec_model::chat_template::ChatTemplate;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
-use secvec_stages::device::Dtype;
+use secvec_stage::Dtype;
 use secvec_stages::worker::ServeRequest;
 use serde_json::json;
 

@@ -76,3 +76,62 @@ fn objects(values: impl IntoIterator<Item = Value>) -> Vec<Map<String, Value>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use secvec_stage::{ProgressSink, ResultFields};
+    use serde_json::json;
+
+    use super::*;
+
+    struct Quiet;
+    impl ProgressSink for Quiet {
+        fn progress(&self, _: u64, _: u64) {}
+        fn message(&self, _: &str) {}
+        fn notice(&self, _: &str) {}
+    }
+
+    fn context(dir: &Path, fields: Option<ResultFields>) -> StageContext {
+        StageContext::new(
+            Default::default(),
+            dir.join("out"),
+            dir.join("scratch"),
+            secvec_cache::Memo::new(dir.join("memo")),
+            Arc::new(Quiet),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .declaring(fields)
+    }
+
+    #[test]
+    fn only_the_fields_a_kind_declares_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let declared = ResultFields::rows(["set", "n"]).with_sets(["set"]);
+        let ctx = context(dir.path(), Some(declared));
+        let good = Results::from_rows([json!({"set": "main", "n": 3})]).with_sets([json!({"set": "main"})]);
+        good.write(&ctx).unwrap();
+        assert_eq!(Results::read(ctx.out_dir()).unwrap(), good);
+
+        let err = Results::from_rows([json!({"set": "main", "pass@1": 0.5})])
+            .write(&ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("writes field `pass@1` in its rows, which it does not declare"),
+            "{err}"
+        );
+        let err = Results::from_rows([json!({"set": "main"})])
+            .with_sets([json!({"n": 1})])
+            .write(&ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field `n` in its sets"), "{err}");
+
+        let undeclared = context(dir.path(), None);
+        let err = good.write(&undeclared).unwrap_err().to_string();
+        assert!(err.contains("does not declare the fields of its results"), "{err}");
+    }
+}

@@ -1,43 +1,25 @@
-//! Devices as manifests name them.
+//! The libtorch device a manifest's device name ([`Device`]) stands for.
 
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    #[error("unknown device `{0}`; use cpu, cuda, cuda:N or auto")]
-    Unknown(String),
-    #[error("device `{0}` was requested but this machine has no usable CUDA device (libtorch sees {1}); use `cpu` or `auto`")]
-    NoCuda(String, usize),
-}
+pub use secvec_stage::{Device, DeviceError};
 
-/// Parses `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available, else CPU).
+/// The libtorch device `name` (`cpu`, `cuda`, `cuda:N`, `auto`) stands for on this machine.
 pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
-    let cuda_count = || {
-        load_cuda_backend();
-        if tch::Cuda::is_available() {
-            tch::Cuda::device_count() as usize
-        } else {
-            0
+    // Counting GPUs loads the CUDA backend, which takes seconds: only when one may be used.
+    let cuda_devices = match name.parse()? {
+        Device::Cpu => 0,
+        _ => {
+            load_cuda_backend();
+            if tch::Cuda::is_available() {
+                tch::Cuda::device_count() as usize
+            } else {
+                0
+            }
         }
     };
-    match name {
-        "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(if cuda_count() > 0 {
-            tch::Device::Cuda(0)
-        } else {
-            tch::Device::Cpu
-        }),
-        "cuda" => parse_device("cuda:0"),
-        _ => {
-            let index: usize = name
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| DeviceError::Unknown(name.to_string()))?;
-            let n = cuda_count();
-            if index >= n {
-                return Err(DeviceError::NoCuda(name.to_string(), n));
-            }
-            Ok(tch::Device::Cuda(index))
-        }
-    }
+    Ok(match Device::settle(name, cuda_devices)? {
+        Device::Cuda(i) => tch::Device::Cuda(i),
+        _ => tch::Device::Cpu,
+    })
 }
 
 /// Loads libtorch's CUDA backend, which registers itself with libtorch when loaded. The linker
@@ -67,7 +49,7 @@ mod tests {
         if !tch::Cuda::is_available() {
             assert_eq!(parse_device("auto").unwrap(), tch::Device::Cpu);
             let err = parse_device("cuda:1").unwrap_err().to_string();
-            assert!(err.contains("no usable CUDA device"), "{err}");
+            assert!(err.contains("libtorch sees 0 CUDA device(s)"), "{err}");
         }
     }
 }

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use secvec_cache::{Cache, Digest};
 use secvec_engine::explain::{explain, Action};
 
+use super::load_plan;
 use super::{open_if_present, Globals};
-use crate::cli::load_plan;
 use crate::exit::Exit;
 use crate::runs;
 

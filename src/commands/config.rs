@@ -1,7 +1,7 @@
 //! `secvec config`: prints a manifest as composed, or its concrete stages.
 
+use super::Composed;
 use super::Globals;
-use crate::cli::Composed;
 use crate::exit::Exit;
 use anyhow::Result;
 use secvec_engine::manifest;

@@ -1,7 +1,7 @@
 //! `secvec dag`: prints a manifest's graph of stages.
 
+use super::Composed;
 use super::Globals;
-use crate::cli::Composed;
 use crate::dag;
 use crate::exit::Exit;
 use anyhow::Result;

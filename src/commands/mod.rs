@@ -1,4 +1,4 @@
-//! One module per command; `main` dispatches to them.
+//! One module per command, which `main` dispatches to, and what several of them share.
 
 pub mod cache;
 pub mod compare;
@@ -19,7 +19,10 @@ pub mod show;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use secvec_cache::Cache;
+use clap::Args;
+use secvec_cache::{Cache, StatCache};
+use secvec_engine::manifest;
+use secvec_engine::plan::Plan;
 use secvec_stage::Registry;
 
 /// What every command may use: the stage kinds of this build and the folders the global
@@ -51,4 +54,53 @@ pub async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A manifest as composed from its file, overlays and overrides.
+#[derive(Args)]
+pub struct Composed {
+    /// The manifest (YAML).
+    pub manifest: PathBuf,
+    /// Overlay deep-merged onto the manifest (repeatable, applied in order; `null` deletes a key).
+    #[arg(short = 'o', long = "overlay")]
+    pub overlays: Vec<PathBuf>,
+    /// Override one value, e.g. `--set stages.train.params.lr=0.0002`.
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+}
+
+impl Composed {
+    pub fn plan(&self, registry: &Registry, cache: &Path) -> Result<Plan> {
+        load_plan(registry, cache, &self.manifest, &self.overlays, &self.sets)
+    }
+}
+
+#[derive(Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub composed: Composed,
+    /// Only these stages and what they depend on.
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Rerun these stages even when cached.
+    #[arg(long)]
+    pub force: Vec<String>,
+}
+
+/// Loads and plans a manifest, hashing `{path:}` inputs through the stat cache kept in `cache`
+/// (saved there when the cache exists).
+pub fn load_plan(
+    registry: &Registry,
+    cache: &Path,
+    manifest: &Path,
+    overlays: &[PathBuf],
+    sets: &[String],
+) -> Result<Plan> {
+    let loaded = manifest::load(manifest, overlays, sets)?;
+    let mut stat = StatCache::load(&cache.join("stat.json"));
+    let plan = secvec_engine::plan::build(&loaded, registry, &mut stat)?;
+    if cache.is_dir() {
+        stat.save();
+    }
+    Ok(plan)
 }

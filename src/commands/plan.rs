@@ -2,7 +2,7 @@
 
 use super::open_if_present;
 use super::Globals;
-use crate::cli::Target;
+use super::Target;
 use crate::exit::Exit;
 use anyhow::Result;
 use secvec_engine::explain::{explain, Action};

@@ -2,7 +2,7 @@
 
 use super::interrupted;
 use super::Globals;
-use crate::cli::Target;
+use super::Target;
 use crate::exit::Exit;
 use crate::runs;
 use anyhow::Context;

@@ -49,6 +49,10 @@ pub struct StageContext {
 #[error("cancelled")]
 pub struct Cancelled;
 
+#[derive(Debug, thiserror::Error)]
+#[error("input `{0}` is not bound: the kind reads a slot it does not declare required")]
+pub struct UnboundInput(pub String);
+
 impl StageContext {
     pub fn new(
         inputs: BTreeMap<String, Vec<InputArtifact>>,
@@ -83,6 +87,12 @@ impl StageContext {
     /// The single artifact of a slot, if bound.
     pub fn input(&self, slot: &str) -> Option<&InputArtifact> {
         self.inputs.get(slot).and_then(|v| v.first())
+    }
+
+    /// The artifact of a required slot. The plan binds every required slot, so an unbound one
+    /// is a bug in the kind (a slot it reads but declares optional, or not at all).
+    pub fn required(&self, slot: &str) -> Result<&InputArtifact, UnboundInput> {
+        self.input(slot).ok_or_else(|| UnboundInput(slot.to_string()))
     }
 
     /// Every bound artifact, by slot.

@@ -4,12 +4,14 @@
 
 mod check;
 mod context;
+mod device;
 mod kind;
 mod resources;
 mod slot;
 
 pub use check::{did_you_mean, ParamError, ResultFields, Upstream, Upstreams};
-pub use context::{Cancelled, InputArtifact, ProgressSink, StageContext};
+pub use context::{Cancelled, InputArtifact, ProgressSink, StageContext, UnboundInput};
+pub use device::{Device, DeviceError, Dtype};
 pub use kind::{DynStage, Registry, Settled, Stage};
 pub use resources::Resources;
 pub use slot::{InputSlot, FILES};

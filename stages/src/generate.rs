@@ -3,10 +3,10 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, pairs, prompts, results, samples};
-use secvec_stage::{InputSlot, ParamError, Resources, ResultFields, Stage, StageContext, Upstreams, FILES};
+use secvec_stage::{Dtype, InputSlot, ParamError, Resources, ResultFields, Stage, StageContext, Upstreams, FILES};
 use serde::{Deserialize, Serialize};
 
-use crate::device::{self, Dtype};
+use crate::device;
 use crate::worker::run_in_worker;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -197,7 +197,7 @@ impl Stage for KbSlice {
     }
 
     fn run(&self, p: &KbSliceParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let data = &ctx.input("data").expect("required").path;
+        let data = &ctx.required("data")?.path;
         let examples = slice_folder(data, p, &|done, total| ctx.progress(done, total))?;
         kb::write(ctx, &examples)?;
         Results::from_rows(loc_rows(&examples)).write(ctx)?;

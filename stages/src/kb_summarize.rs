@@ -206,8 +206,8 @@ impl Stage for KbSummarize {
                 p.group_size
             );
         }
-        let examples = kb::read(&ctx.input("examples").expect("required").path)?;
-        let prompts = Prompts::read(&ctx.input("prompts").expect("required").path)?;
+        let examples = kb::read(&ctx.required("examples")?.path)?;
+        let prompts = Prompts::read(&ctx.required("prompts")?.path)?;
         let mut clusters: BTreeMap<(Language, String), Vec<&Example>> = BTreeMap::new();
         for e in examples
             .iter()

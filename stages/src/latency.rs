@@ -2,10 +2,10 @@
 //! (SecVecCoder Table VI), for a base model or one with a LoRA adapter merged or kept separate.
 
 use schemars::JsonSchema;
-use secvec_stage::{InputSlot, Resources, ResultFields, Stage, StageContext};
+use secvec_stage::{Dtype, InputSlot, Resources, ResultFields, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 
-use crate::device::{self, Dtype};
+use crate::device;
 use crate::generate::{d_device, model_slots};
 use crate::worker::run_in_worker;
 

@@ -17,8 +17,8 @@ use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::device::Dtype;
 use crate::worker::{drain, tied_command, worker_path, ServeRequest};
+use secvec_stage::Dtype;
 
 /// `backend:` in a stage's params: `{local: {...}}` (the default) or `{http: {...}}`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -156,9 +156,9 @@ impl Stage for RagPrompt {
     }
 
     fn run(&self, p: &RagPromptParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let tasks = prompts::read(&input_file(&ctx.input("tasks").expect("required").path, prompts::FILE)?)?;
-        let retrieved = kb::read_retrieved(&ctx.input("retrieved").expect("required").path)?;
-        let path = &ctx.input("template").expect("required").path;
+        let tasks = prompts::read(&input_file(&ctx.required("tasks")?.path, prompts::FILE)?)?;
+        let retrieved = kb::read_retrieved(&ctx.required("retrieved")?.path)?;
+        let path = &ctx.required("template")?.path;
         let source =
             std::fs::read_to_string(path).with_context(|| format!("reading the template {}", path.display()))?;
         let env = environment(source).with_context(|| format!("the template {} does not parse", path.display()))?;

@@ -337,7 +337,7 @@ impl Stage for Scenarios {
     }
 
     fn run(&self, p: &ScenariosParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let root = &ctx.input("data").expect("required").path;
+        let root = &ctx.required("data")?.path;
         let tests = root.join("unit_test");
         let mut kept = Vec::new();
         let mut counts: BTreeMap<(&str, String), usize> = BTreeMap::new();

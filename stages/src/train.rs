@@ -4,10 +4,10 @@
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, pairs, results};
-use secvec_stage::{InputSlot, Resources, ResultFields, Stage, StageContext, FILES};
+use secvec_stage::{Dtype, InputSlot, Resources, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 
-use crate::device::{self, Dtype};
+use crate::device;
 use crate::worker::run_in_worker;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

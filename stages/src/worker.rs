@@ -37,7 +37,7 @@ pub struct ServeRequest {
     pub host: String,
     pub port: u16,
     pub device: String,
-    pub dtype: crate::device::Dtype,
+    pub dtype: secvec_stage::Dtype,
     /// The model name clients send and `/v1/models` lists (default: the folder's name).
     pub name: Option<String>,
     /// The most KV cache one request may need, MiB (more gets a 400; default: 4096).

@@ -8,7 +8,8 @@ use secvec_stages::diagnose::DiagnoseParams;
 use serde_json::json;
 
 pub fn run(p: &DiagnoseParams, ctx: &StageContext) -> anyhow::Result<()> {
-    let load = |slot: &str| Adapter::load(&ctx.input(slot).expect("required").path, tch::Device::Cpu);
+    let load =
+        |slot: &str| -> anyhow::Result<Adapter> { Ok(Adapter::load(&ctx.required(slot)?.path, tch::Device::Cpu)?) };
     let (secure, vulnerable) = (load("secure")?, load("vulnerable")?);
     let d = diagnose(&Named::secure(&secure), &Named::vulnerable(&vulnerable))?;
     d.write(ctx)?;

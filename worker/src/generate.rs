@@ -48,10 +48,10 @@ fn memo_key(
 }
 
 pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
-    let model_dir = &ctx.input("model").expect("required").path;
+    let model_dir = &ctx.required("model")?.path;
     let adapter = ctx.input("adapter").map(|a| a.path.as_path());
     let (model, tokenizer) = load_for_inference(model_dir, adapter, &p.device, kind_of(p.dtype), p.merge_adapter)?;
-    let prompts_path = input_file(&ctx.input("prompts").expect("required").path, &p.prompts_file)?;
+    let prompts_path = input_file(&ctx.required("prompts")?.path, &p.prompts_file)?;
     let mut prompts = prompts::read(&prompts_path)?;
     if let Some(limit) = p.limit {
         prompts.truncate(limit);

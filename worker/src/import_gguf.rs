@@ -5,7 +5,7 @@ use secvec_stage::StageContext;
 use secvec_stages::import_gguf::ImportGgufParams;
 
 pub fn run(_: &ImportGgufParams, ctx: &StageContext) -> anyhow::Result<()> {
-    let gguf = Gguf::open(&ctx.input("gguf").expect("required").path)?;
+    let gguf = Gguf::open(&ctx.required("gguf")?.path)?;
     write_hf(&gguf, ctx.out_dir())?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use crate::kind_of;
 pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
     let adapter = ctx.input("adapter").map(|a| a.path.as_path());
     let (model, tokenizer) = load_for_inference(
-        &ctx.input("model").expect("required").path,
+        &ctx.required("model")?.path,
         adapter,
         &p.device,
         kind_of(p.dtype),

@@ -22,9 +22,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use secvec_model::device::load_cuda_backend;
+use secvec_stage::Dtype;
 use secvec_stage::ProgressSink;
 use secvec_stage::{Stage, StageContext};
-use secvec_stages::device::Dtype;
 use secvec_stages::worker::{TorchInfo, WorkerEvent, WorkerRequest};
 
 /// The libtorch kind of a manifest dtype.

@@ -4,7 +4,7 @@ use secvec_artifacts::results::Results;
 use secvec_model::lora::Adapter;
 use secvec_model::materialize::materialize;
 use secvec_model::task_vector::{check_compatible, combine, Named};
-use secvec_stage::StageContext;
+use secvec_stage::{StageContext, UnboundInput};
 use secvec_stages::merge::MergeParams;
 use serde_json::json;
 
@@ -15,7 +15,7 @@ pub fn run(p: &MergeParams, ctx: &StageContext) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| anyhow::anyhow!("the `{slot}` adapter: {e}"))
     };
-    let vulnerable = load("vulnerable")?.expect("required");
+    let vulnerable = load("vulnerable")?.ok_or_else(|| UnboundInput("vulnerable".into()))?;
     let alpha = p.alpha();
     anyhow::ensure!(
         p.theta.is_finite() && alpha.is_finite(),

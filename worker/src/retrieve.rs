@@ -89,7 +89,7 @@ struct Family<'a> {
 }
 
 pub fn run(p: &RetrieveParams, ctx: &StageContext) -> anyhow::Result<()> {
-    let prompts = prompts::read(&input_file(&ctx.input("tasks").expect("required").path, prompts::FILE)?)?;
+    let prompts = prompts::read(&input_file(&ctx.required("tasks")?.path, prompts::FILE)?)?;
     let tasks: Vec<Task> = prompts
         .iter()
         .map(|prompt| {
@@ -106,12 +106,12 @@ pub fn run(p: &RetrieveParams, ctx: &StageContext) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let examples = kb::read(&ctx.input("examples").expect("required").path)?;
+    let examples = kb::read(&ctx.required("examples")?.path)?;
     let summaries = ctx
         .input("summaries")
         .map(|s| kb::read_summaries(&s.path))
         .transpose()?;
-    let encoder_input = ctx.input("encoder").expect("required");
+    let encoder_input = ctx.required("encoder")?;
     let encoder = Embedder {
         encoder: Encoder::load(&encoder_input.path, parse_device(&p.device)?)?,
         ctx,

@@ -42,7 +42,7 @@ struct Skipped {
 
 pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     let r = p.resolved();
-    let model_dir = &ctx.input("model").expect("required").path;
+    let model_dir = &ctx.required("model")?.path;
     let device = secvec_model::device::parse_device(&p.device)?;
     let mut model = Transformer::load(model_dir, device, kind_of(p.dtype))?;
     let tokenizer = TextTokenizer::load(model_dir, model.config.vocab_size)?;
@@ -54,7 +54,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     if let Some(init) = &init {
         init.attach(&mut model, Attach::Merged)?;
     }
-    let pairs_input = &ctx.input("pairs").expect("required").path;
+    let pairs_input = &ctx.required("pairs")?.path;
     let pairs_path = input_file(pairs_input, &p.pairs_file)?;
     let pairs = pairs::read(&pairs_path)?;
     let eos = model.config.eos_token_ids.first().copied();
@@ -95,7 +95,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
             .unwrap_or_else(|| LoraConfig::default().target_modules),
     };
     // The base's content digest, not its path: the adapter must not depend on where the cache is.
-    let base_name = format!("blake3:{}", ctx.input("model").expect("required").digest);
+    let base_name = format!("blake3:{}", ctx.required("model")?.digest);
     let adapter = Adapter::init(&mut model, config.clone(), &base_name, p.seed);
     adapter.attach(&mut model, Attach::Unmerged)?;
     let params: Vec<_> = trainable_parameters(&mut model).into_iter().map(|(_, t)| t).collect();

@@ -121,7 +121,7 @@ impl Stage for Pair {
     }
 
     fn run(&self, params: &PairParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let data = ctx.input("data").expect("required slot").path.clone();
+        let data = ctx.required("data")?.path.clone();
         let out = pair_dataset(&data, params, &|done, total| ctx.progress(done, total))?;
         for (split, list) in &out.splits {
             pairs::write(ctx, split, list)?;

@@ -36,7 +36,7 @@ impl Stage for ReferenceSamples {
     }
 
     fn run(&self, _: &ReferenceParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let dir = &ctx.input("scenarios").expect("required").path;
+        let dir = &ctx.required("scenarios")?.path;
         let mut found = Vec::new();
         let mut missing = Vec::new();
         for (id, scenario) in scenarios::read(dir)? {

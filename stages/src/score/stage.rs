@@ -225,10 +225,10 @@ impl Stage for Score {
     }
 
     fn run(&self, p: &ScoreParams, ctx: &StageContext) -> anyhow::Result<()> {
-        let scenarios_dir = &ctx.input("scenarios").expect("required").path;
+        let scenarios_dir = &ctx.required("scenarios")?.path;
         let scenarios = scenarios::read(scenarios_dir)?;
         let by_id: HashMap<&str, &Scenario> = scenarios.iter().map(|(id, s)| (id.as_str(), s)).collect();
-        let samples_path = input_file(&ctx.input("samples").expect("required").path, samples::FILE)?;
+        let samples_path = input_file(&ctx.required("samples")?.path, samples::FILE)?;
         let samples = samples::read(&samples_path)?;
         // Distinct programs per scenario, with how many samples each stands for and the first
         // line that is not the scenario's prefix.
