@@ -218,14 +218,17 @@ fn differences(plan: &Plan, i: usize, old: &Value, new: &Value) -> Vec<Change> {
                 .map(change(what)),
         );
     }
+    let at = |what: fn(String) -> Changed| {
+        move |(path, old, new): (String, String, String)| Change {
+            what: what(path),
+            old,
+            new,
+        }
+    };
     out.extend(
         leaves(String::new(), old.get("params"), new.get("params"))
             .into_iter()
-            .map(|(path, old, new)| Change {
-                what: Changed::Param(path),
-                old,
-                new,
-            }),
+            .map(at(Changed::Param)),
     );
     let (old_inputs, new_inputs) = (old.get("inputs"), new.get("inputs"));
     let mut slots: Vec<&String> = [old_inputs, new_inputs]
@@ -268,11 +271,7 @@ fn differences(plan: &Plan, i: usize, old: &Value, new: &Value) -> Vec<Change> {
     out.extend(
         leaves(String::new(), old.get("environment"), new.get("environment"))
             .into_iter()
-            .map(|(path, old, new)| Change {
-                what: Changed::Environment(path),
-                old,
-                new,
-            }),
+            .map(at(Changed::Environment)),
     );
     out
 }

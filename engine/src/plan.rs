@@ -414,13 +414,11 @@ fn upstreams(inputs: &[(String, Vec<Source>)], nodes: &[Node]) -> Upstreams {
                     Source::Node(v) => {
                         let up = &nodes[*v];
                         Upstream {
-                            stage: Some(up.base.clone()),
                             labels: up.labels.keys().cloned().collect(),
                             fields: up.kind.result_fields(&up.params),
                         }
                     }
                     Source::Path { .. } => Upstream {
-                        stage: None,
                         labels: Vec::new(),
                         fields: None,
                     },

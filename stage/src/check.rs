@@ -31,8 +31,6 @@ impl ResultFields {
 /// One artifact an input slot will receive, as far as the plan knows it.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    /// The upstream stage's manifest name; `None` for a `{path: ...}` input.
-    pub stage: Option<String>,
     /// The matrix and constant labels its variant carries (`theta`, `strategy`).
     pub labels: Vec<String>,
     /// The fields of its results rows; `None` when not known before it runs (a path on disk).

@@ -118,7 +118,6 @@ mod tests {
 
     fn upstream(fields: Option<ResultFields>, labels: &[&str]) -> Upstreams {
         let input = Upstream {
-            stage: Some("score".into()),
             labels: labels.iter().map(|l| l.to_string()).collect(),
             fields,
         };
