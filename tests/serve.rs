@@ -14,8 +14,8 @@ use secvec_model::chat_template::ChatTemplate;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
+use secvec_stage::worker::ServeRequest;
 use secvec_stage::Dtype;
-use secvec_stages::worker::ServeRequest;
 use serde_json::json;
 
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";

@@ -65,6 +65,19 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// What `job` came to after `seconds` on this machine.
+    pub fn of(job: &Job, outcome: &Result<Digest, JobError>, seconds: f64) -> JobResult {
+        JobResult {
+            stage: job.stage.clone(),
+            key: job.key,
+            attempt: job.attempt,
+            output: outcome.as_ref().ok().copied(),
+            error: outcome.as_ref().err().map(ToString::to_string),
+            seconds,
+            host: Host::this().hostname,
+        }
+    }
+
     pub fn read(path: &Path) -> std::io::Result<JobResult> {
         serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)
     }
@@ -177,6 +190,19 @@ impl Job {
             });
         }
         Ok(())
+    }
+
+    /// Runs the job as a cluster node or `secvec-worker` does: with this binary's kind, on this
+    /// machine once it is found to match the planner's, into the job's cache.
+    pub fn execute(
+        &self,
+        registry: &Registry,
+        progress: Arc<dyn ProgressSink>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Digest, JobError> {
+        let kind = self.kind_in(registry)?;
+        self.check_environment(kind.as_ref())?;
+        self.run(kind.as_ref(), &self.open_cache()?, progress, cancel)
     }
 
     /// Runs the stage and commits its output and cache entry. Blocking. The caller holds the

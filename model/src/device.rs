@@ -53,3 +53,12 @@ mod tests {
         }
     }
 }
+
+/// The libtorch kind of a manifest dtype.
+pub fn kind_of(dtype: secvec_stage::Dtype) -> tch::Kind {
+    match dtype {
+        secvec_stage::Dtype::F32 => tch::Kind::Float,
+        secvec_stage::Dtype::Bf16 => tch::Kind::BFloat16,
+        secvec_stage::Dtype::F16 => tch::Kind::Half,
+    }
+}

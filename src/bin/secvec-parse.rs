@@ -1,8 +1,8 @@
-//! The `secvec-parse` binary; see `secvec_slicing::service`.
+//! The `secvec-parse` binary; see `secvec_score::parse::service`.
 fn main() -> std::process::ExitCode {
     let stdin = std::io::stdin().lock();
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    match secvec_slicing::service::serve(stdin, stdout) {
+    match secvec_score::parse::service::serve(stdin, stdout) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("secvec-parse: {e}");

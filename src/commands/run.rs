@@ -70,7 +70,7 @@ pub fn run(args: RunArgs, globals: &Globals) -> Result<Exit> {
         gpu_slots: match gpus {
             Some(n) => n,
             None if plan.nodes.iter().any(|n| n.resources.gpu > 0) => {
-                secvec_stages::worker::torch_info().map_or(0, |t| t.cuda_devices as u32)
+                secvec_stages::device::torch_info().map_or(0, |t| t.cuda_devices as u32)
             }
             None => 0,
         },

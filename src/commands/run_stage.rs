@@ -7,7 +7,8 @@ use anyhow::Context;
 use anyhow::Result;
 use secvec_engine::job::{Job, JobResult};
 use secvec_engine::progress::{Event, Lines, Reporter, StageProgress};
-use std::path::PathBuf;
+use secvec_stage::worker::worker_path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub struct RunStageArgs {
 pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
     let RunStageArgs { job: path, result } = args;
     let job = Job::read(&path)?;
+    if job.kind_in(&globals.registry)?.libtorch() {
+        return exec_worker(&path, result.as_deref());
+    }
     let started = std::time::Instant::now();
     let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(std::time::Duration::from_secs(30)));
     reporter.event(Event::Planned { total: 1 });
@@ -39,10 +43,7 @@ pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
         interrupted().await;
         flag.store(true, Ordering::Relaxed);
     });
-    let outcome = job.kind_in(&globals.registry).and_then(|kind| {
-        job.check_environment(kind.as_ref())?;
-        job.run(kind.as_ref(), &job.open_cache()?, progress, cancel.clone())
-    });
+    let outcome = job.execute(&globals.registry, progress, cancel.clone());
     // Stopped by the scheduler (cancelled, preempted, out of time): no result, so that the
     // executor asks the scheduler why the job ended.
     if cancel.load(Ordering::Relaxed) {
@@ -50,16 +51,7 @@ pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
         return Ok(Exit::Terminated);
     }
     if let Some(path) = result {
-        let written = JobResult {
-            stage: job.stage.clone(),
-            key: job.key,
-            attempt: job.attempt,
-            output: outcome.as_ref().ok().copied(),
-            error: outcome.as_ref().err().map(ToString::to_string),
-            seconds: started.elapsed().as_secs_f64(),
-            host: secvec_engine::provenance::Host::this().hostname,
-        };
-        written
+        JobResult::of(&job, &outcome, started.elapsed().as_secs_f64())
             .write(&path)
             .with_context(|| format!("writing the job's result to {}", path.display()))?;
     }
@@ -73,4 +65,17 @@ pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
             Ok(Exit::Failed)
         }
     }
+}
+
+/// A libtorch kind's job becomes `secvec-worker run-stage`, in this process's place, so that the
+/// scheduler's signals and the exit status are the worker's.
+fn exec_worker(job: &Path, result: Option<&Path>) -> Result<Exit> {
+    use std::os::unix::process::CommandExt;
+    let exe = worker_path()?;
+    let mut command = std::process::Command::new(&exe);
+    command.arg("run-stage").arg(job);
+    if let Some(result) = result {
+        command.arg("--result").arg(result);
+    }
+    Err(command.exec()).with_context(|| format!("starting {}", exe.display()))
 }

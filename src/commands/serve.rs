@@ -36,7 +36,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<Exit> {
     let dtype = serde_json::from_value(serde_json::Value::String(args.dtype.clone()))
         .with_context(|| format!("--dtype {}: use f32, bf16 or f16", args.dtype))?;
-    let request = secvec_stages::worker::ServeRequest {
+    let request = secvec_stage::worker::ServeRequest {
         model: args.model,
         adapter: args.adapter,
         host: args.host,
@@ -46,7 +46,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
         name: args.name,
         kv_budget_mib: Some(args.kv_budget_mib),
     };
-    let worker = secvec_stages::worker::worker_path()?;
+    let worker = secvec_stage::worker::worker_path()?;
     // The worker takes this process's place, so signals and the exit status are its own.
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(&worker)

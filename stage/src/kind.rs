@@ -1,6 +1,7 @@
 //! A stage kind: its typed params, what it takes and makes, and its run; and the registry of
 //! the kinds a binary knows.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -22,6 +23,9 @@ pub trait Stage: Send + Sync + 'static {
     /// Whether the stage reads the names of the stages its inputs come from
     /// ([`InputArtifact::stage`]); they then join its cache key.
     const READS_UPSTREAM_NAMES: bool = false;
+    /// Whether the run needs libtorch: then it runs in `secvec-worker` (see [`crate::worker`]),
+    /// which binds it with [`Registry::bind`].
+    const LIBTORCH: bool = false;
     fn inputs() -> Vec<InputSlot>;
     /// Tags describing what the output tree holds, matched against downstream slots.
     fn output_tags() -> Vec<&'static str>;
@@ -45,8 +49,17 @@ pub trait Stage: Send + Sync + 'static {
     fn check(_params: &Self::Params, _upstream: &Upstreams) -> Result<(), ParamError> {
         Ok(())
     }
-    fn run(&self, params: &Self::Params, ctx: &StageContext) -> anyhow::Result<()>;
+    /// Writes the stage's output. A [`Stage::LIBTORCH`] kind leaves this out: its run is linked
+    /// only into `secvec-worker`, and `secvec` sends its jobs there.
+    fn run(&self, _params: &Self::Params, _ctx: &StageContext) -> anyhow::Result<()> {
+        Err(RunsInWorker(Self::KIND).into())
+    }
 }
+
+/// A libtorch kind's job reached a binary that does not link its run.
+#[derive(Debug, thiserror::Error)]
+#[error("stage kind `{0}` runs in secvec-worker, which this binary is not")]
+pub struct RunsInWorker(pub &'static str);
 
 /// Object-safe face of [`Stage`], which the engine works with.
 pub trait DynStage: Send + Sync {
@@ -55,6 +68,7 @@ pub trait DynStage: Send + Sync {
     fn description(&self) -> &'static str;
     fn speed_params(&self) -> &'static [&'static str];
     fn reads_upstream_names(&self) -> bool;
+    fn libtorch(&self) -> bool;
     fn inputs(&self) -> Vec<InputSlot>;
     fn output_tags(&self) -> Vec<&'static str>;
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Schema;
@@ -88,6 +102,9 @@ impl<S: Stage> DynStage for S {
     }
     fn reads_upstream_names(&self) -> bool {
         S::READS_UPSTREAM_NAMES
+    }
+    fn libtorch(&self) -> bool {
+        S::LIBTORCH
     }
     fn inputs(&self) -> Vec<InputSlot> {
         S::inputs()
@@ -158,11 +175,60 @@ impl Registry {
         self.kinds.push(Arc::new(stage));
         self
     }
+    /// Links the run of libtorch kind `S` (what `secvec-worker` does for each such kind).
+    pub fn bind<S: Stage>(mut self, run: RunFn<S::Params>) -> Self {
+        let bound: Arc<dyn DynStage> = Arc::new(Bound::<S> { run, kind: PhantomData });
+        match self.kinds.iter_mut().find(|k| k.kind() == S::KIND) {
+            Some(slot) => *slot = bound,
+            None => self.kinds.push(bound),
+        }
+        self
+    }
     pub fn get(&self, kind: &str) -> Option<Arc<dyn DynStage>> {
         self.kinds.iter().find(|k| k.kind() == kind).cloned()
     }
     pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn DynStage>> {
         self.kinds.iter()
+    }
+}
+
+/// A libtorch kind's run, as `secvec-worker` links it.
+pub type RunFn<P> = fn(&P, &StageContext) -> anyhow::Result<()>;
+
+/// Kind `S` with its run linked in.
+struct Bound<S: Stage> {
+    run: RunFn<S::Params>,
+    kind: PhantomData<fn() -> S>,
+}
+
+impl<S: Stage> Stage for Bound<S> {
+    type Params = S::Params;
+    const KIND: &'static str = S::KIND;
+    const VERSION: u32 = S::VERSION;
+    const DESCRIPTION: &'static str = S::DESCRIPTION;
+    const SPEED_PARAMS: &'static [&'static str] = S::SPEED_PARAMS;
+    const READS_UPSTREAM_NAMES: bool = S::READS_UPSTREAM_NAMES;
+    const LIBTORCH: bool = S::LIBTORCH;
+    fn inputs() -> Vec<InputSlot> {
+        S::inputs()
+    }
+    fn output_tags() -> Vec<&'static str> {
+        S::output_tags()
+    }
+    fn resources(params: &Self::Params) -> Resources {
+        S::resources(params)
+    }
+    fn environment(params: &mut Self::Params) -> anyhow::Result<serde_json::Value> {
+        S::environment(params)
+    }
+    fn result_fields(params: &Self::Params) -> Option<ResultFields> {
+        S::result_fields(params)
+    }
+    fn check(params: &Self::Params, upstream: &Upstreams) -> Result<(), ParamError> {
+        S::check(params, upstream)
+    }
+    fn run(&self, params: &Self::Params, ctx: &StageContext) -> anyhow::Result<()> {
+        (self.run)(params, ctx)
     }
 }
 

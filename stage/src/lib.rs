@@ -8,10 +8,11 @@ mod device;
 mod kind;
 mod resources;
 mod slot;
+pub mod worker;
 
 pub use check::{did_you_mean, ParamError, ResultFields, Upstream, Upstreams};
 pub use context::{Cancelled, InputArtifact, ProgressSink, StageContext, UnboundInput};
 pub use device::{Device, DeviceError, Dtype};
-pub use kind::{DynStage, Registry, Settled, Stage};
+pub use kind::{DynStage, Registry, RunFn, RunsInWorker, Settled, Stage};
 pub use resources::Resources;
 pub use slot::{InputSlot, FILES};

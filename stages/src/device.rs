@@ -2,10 +2,11 @@
 //! stage is hashed: `auto` becomes the device the stage will really use, and the key records
 //! libtorch's version and the GPU model, whose arithmetic differs.
 
+use std::process::{Command, Stdio};
+
+use secvec_stage::worker::{tail, worker_path, TorchInfo};
 use secvec_stage::{Device, DeviceError, Resources};
 use serde_json::{json, Value};
-
-use crate::worker::torch_info;
 
 /// Resolves `device` in place (`auto` → `cuda:0` or `cpu`, `cuda` → `cuda:0`) and returns the
 /// environment the stage depends on: libtorch's version, and the GPU's model on CUDA.
@@ -44,4 +45,29 @@ fn gpu_models() -> Vec<String> {
         .collect();
     gpus.sort();
     gpus.into_iter().map(|(_, m)| m).collect()
+}
+
+/// libtorch's version and CUDA devices, asked of the worker (remembered while it is unchanged).
+pub fn torch_info() -> Result<TorchInfo, String> {
+    let exe = worker_path().map_err(|e| e.to_string())?;
+    secvec_score::toolchain::remembered("devices", &exe, |_| {
+        let probe = |what: String| secvec_score::toolchain::ToolError::Probe {
+            path: exe.clone(),
+            what,
+        };
+        let out = Command::new(&exe)
+            .arg("devices")
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| probe(e.to_string()))?;
+        if !out.status.success() {
+            return Err(probe(format!(
+                "{}: {}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 2000)
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| probe(e.to_string()))
+    })
+    .map_err(|e| e.to_string())
 }

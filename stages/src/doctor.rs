@@ -2,7 +2,7 @@
 //! the security oracles and their versions, the sandbox, cgroups, libtorch and CUDA — and what
 //! is missing, with what to do about it.
 
-use crate::toolchain::{self, HOME_ENV};
+use secvec_score::toolchain::{self, HOME_ENV};
 
 /// One line of the report.
 pub struct Check {
@@ -43,7 +43,7 @@ pub fn checks() -> Vec<Check> {
             format!("no folder with .venv above the executable; run scripts/setup.sh or set {HOME_ENV}"),
         ),
     }
-    match crate::worker::torch_info() {
+    match crate::device::torch_info() {
         Ok(t) => add(
             "libtorch",
             true,
@@ -131,7 +131,7 @@ pub fn checks() -> Vec<Check> {
             "no: scoring needs root to set up its sandbox and cgroups".into()
         },
     );
-    match crate::score::cgroup::Cgroup::create(64 << 20, 16) {
+    match secvec_score::cgroup::Cgroup::create(64 << 20, 16) {
         Ok(_) => add("cgroups", true, true, "a memory + pids cgroup can be made".into()),
         Err(e) => add("cgroups", false, true, e.to_string()),
     }
@@ -149,9 +149,9 @@ pub fn checks() -> Vec<Check> {
 
 /// The checks `score` makes at its start, with the quickstart's `test_utils.py`.
 fn known_good_programs() -> anyhow::Result<()> {
-    use crate::score::canary::{self, Family};
+    use secvec_score::canary::{self, Family};
     let python = toolchain::find("python3")?;
-    let (sandbox, python) = crate::score::sandbox::Sandbox::for_python(&python.display().to_string())?;
+    let (sandbox, python) = secvec_score::sandbox::Sandbox::for_python(&python.display().to_string())?;
     let all = [Family::Flask, Family::Python, Family::C];
     canary::check(&sandbox, &python, canary::TEST_UTILS, &all, &Default::default())?;
     Ok(())

@@ -14,15 +14,13 @@ pub mod latency;
 pub mod llm;
 pub mod merge;
 pub mod pair;
-pub mod parse;
 pub mod rag_prompt;
+pub mod reference_samples;
 pub mod report;
 pub mod retrieve;
 pub mod scenarios;
 pub mod score;
-pub mod toolchain;
 pub mod train;
-pub mod worker;
 
 use secvec_stage::Registry;
 
@@ -35,8 +33,8 @@ pub fn registry() -> Registry {
         .with(generate::Generate)
         .with(latency::Latency)
         .with(scenarios::Scenarios)
-        .with(score::stage::Score)
-        .with(score::reference::ReferenceSamples)
+        .with(score::Score)
+        .with(reference_samples::ReferenceSamples)
         .with(train::Train)
         .with(diagnose::Diagnose)
         .with(merge::Merge)

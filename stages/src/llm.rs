@@ -17,7 +17,7 @@ use secvec_stage::StageContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::worker::{drain, tied_command, worker_path, ServeRequest};
+use secvec_stage::worker::{drain, tied_command, worker_path, ServeRequest};
 use secvec_stage::Dtype;
 
 /// `backend:` in a stage's params: `{local: {...}}` (the default) or `{http: {...}}`.

@@ -1,42 +1,63 @@
-//! `secvec-worker`: runs the stages that need libtorch in their own process, for `secvec` (see
-//! `secvec_stages::worker` for why and for the protocol).
+//! `secvec-worker`: runs the stage kinds that need libtorch in their own process, for `secvec`
+//! (see `secvec_stage::worker` for why).
 //!
-//!   secvec-worker run       one stage: a request on stdin, events on stdout
+//!   secvec-worker run-stage JOB [--result R] [--events]
+//!                           one job, as `secvec run-stage` runs it (--events: progress as
+//!                           JSON lines, for the local runner)
 //!   secvec-worker serve J   `secvec serve` (J: a ServeRequest as JSON)
 //!   secvec-worker devices   libtorch's version and CUDA devices, as JSON
+//!
+//! Each libtorch kind keeps its run beside its params, in `stages/src/<kind>/run.rs`; this crate
+//! compiles those files, so that libtorch is linked into the worker alone (a cargo feature of
+//! `secvec-stages` would be unified into `secvec` by any workspace build).
 
+#[path = "../../stages/src/diagnose/run.rs"]
 mod diagnose;
+#[path = "../../stages/src/generate/run.rs"]
 mod generate;
 mod http;
+#[path = "../../stages/src/import_gguf/run.rs"]
 mod import_gguf;
+#[path = "../../stages/src/init_model/run.rs"]
 mod init_model;
+#[path = "../../stages/src/latency/run.rs"]
 mod latency;
+#[path = "../../stages/src/merge/run.rs"]
 mod merge;
+#[path = "../../stages/src/retrieve/run.rs"]
 mod retrieve;
 mod serve;
+#[path = "../../stages/src/train/run.rs"]
 mod train;
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use secvec_engine::job::{Job, JobResult};
+use secvec_engine::progress::{Event, Lines, Reporter, StageProgress};
 use secvec_model::device::load_cuda_backend;
-use secvec_stage::Dtype;
-use secvec_stage::ProgressSink;
-use secvec_stage::{Stage, StageContext};
-use secvec_stages::worker::{TorchInfo, WorkerEvent, WorkerRequest};
+use secvec_stage::worker::{TorchInfo, WorkerEvent};
+use secvec_stage::{ProgressSink, Registry};
+use secvec_stages as kinds;
 
-/// The libtorch kind of a manifest dtype.
-pub(crate) fn kind_of(dtype: Dtype) -> tch::Kind {
-    match dtype {
-        Dtype::F32 => tch::Kind::Float,
-        Dtype::Bf16 => tch::Kind::BFloat16,
-        Dtype::F16 => tch::Kind::Half,
-    }
+/// Every kind, with the libtorch kinds' runs linked in.
+fn registry() -> Registry {
+    kinds::registry()
+        .bind::<kinds::init_model::InitModel>(init_model::run)
+        .bind::<kinds::import_gguf::ImportGguf>(import_gguf::run)
+        .bind::<kinds::generate::Generate>(generate::run)
+        .bind::<kinds::latency::Latency>(latency::run)
+        .bind::<kinds::train::Train>(train::run)
+        .bind::<kinds::diagnose::Diagnose>(diagnose::run)
+        .bind::<kinds::merge::Merge>(merge::run)
+        .bind::<kinds::retrieve::Retrieve>(retrieve::run)
 }
 
-/// Events as JSON lines on stdout, one writer at a time.
+/// Progress as JSON lines on stdout, one writer at a time.
 struct Events(Mutex<std::io::Stdout>);
 
 impl Events {
@@ -59,55 +80,59 @@ impl ProgressSink for Events {
     }
 }
 
-fn run_stage(request: WorkerRequest, events: Arc<Events>) -> anyhow::Result<()> {
-    let ctx = StageContext::new(
-        request.inputs,
-        request.out,
-        request.scratch,
-        secvec_cache::Memo::new(request.memo),
-        events,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .declaring(
-        secvec_stages::registry()
-            .get(&request.kind)
-            .and_then(|k| k.result_fields(&request.params)),
-    );
-    let params = request.params;
-    match request.kind.as_str() {
-        secvec_stages::init_model::InitModel::KIND => init_model::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::generate::Generate::KIND => generate::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::latency::Latency::KIND => latency::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::train::Train::KIND => train::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::diagnose::Diagnose::KIND => diagnose::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::import_gguf::ImportGguf::KIND => import_gguf::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::merge::Merge::KIND => merge::run(&serde_json::from_value(params)?, &ctx),
-        secvec_stages::retrieve::Retrieve::KIND => retrieve::run(&serde_json::from_value(params)?, &ctx),
-        other => anyhow::bail!("secvec-worker does not run stages of kind `{other}`"),
+/// `run-stage`: the job's result (and the exit status) as `secvec run-stage` gives them. A
+/// signal ends the process before the result is written, so the executor asks why it ended.
+fn run_stage(args: &[String]) -> anyhow::Result<ExitCode> {
+    let mut job = None;
+    let mut result = None;
+    let mut events = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--result" => result = args.next().map(PathBuf::from),
+            "--events" => events = true,
+            path if job.is_none() => job = Some(PathBuf::from(path)),
+            other => anyhow::bail!("unexpected argument `{other}`"),
+        }
     }
+    let job = Job::read(&job.ok_or_else(|| anyhow::anyhow!("name the job description"))?)?;
+    let started = Instant::now();
+    let progress: Arc<dyn ProgressSink> = match events {
+        true => Arc::new(Events(Mutex::new(std::io::stdout()))),
+        false => {
+            let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(Duration::from_secs(30)));
+            reporter.event(Event::Planned { total: 1 });
+            reporter.event(Event::Started { stage: &job.stage });
+            Arc::new(StageProgress {
+                stage: job.stage.clone(),
+                reporter,
+            })
+        }
+    };
+    let outcome = job.execute(&registry(), progress, Arc::new(AtomicBool::new(false)));
+    if let Some(path) = result {
+        JobResult::of(&job, &outcome, started.elapsed().as_secs_f64()).write(&path)?;
+    }
+    Ok(match outcome {
+        Ok(output) => {
+            eprintln!("committed {} as {}", job.stage, output.short());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: stage {} failed: {e}", job.stage);
+            ExitCode::FAILURE
+        }
+    })
 }
 
 pub fn main() -> ExitCode {
-    let events = Arc::new(Events(Mutex::new(std::io::stdout())));
-    let result = match std::env::args().nth(1).as_deref() {
-        Some("run") => (|| {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            run_stage(serde_json::from_str(&text)?, events.clone())
-        })(),
-        Some("serve") => {
-            let request = std::env::args().nth(2).unwrap_or_default();
-            return match serde_json::from_str(&request)
-                .map_err(anyhow::Error::from)
-                .and_then(serve::serve)
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("secvec serve: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("run-stage") => run_stage(&args[1..]),
+        Some("serve") => serde_json::from_str(args.get(1).map_or("", String::as_str))
+            .map_err(anyhow::Error::from)
+            .and_then(serve::serve)
+            .map(|()| ExitCode::SUCCESS),
         Some("devices") => {
             load_cuda_backend();
             let info = TorchInfo {
@@ -119,18 +144,15 @@ pub fn main() -> ExitCode {
                 },
             };
             println!("{}", serde_json::to_string(&info).expect("serialisable"));
-            return ExitCode::SUCCESS;
+            Ok(ExitCode::SUCCESS)
         }
         _ => {
-            eprintln!("usage: secvec-worker run|serve JSON|devices (secvec starts it; see secvec_stages::worker)");
+            eprintln!("usage: secvec-worker run-stage JOB [--result R] [--events] | serve JSON | devices");
             return ExitCode::from(2);
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            events.send(&WorkerEvent::Error { text: format!("{e:#}") });
-            ExitCode::FAILURE
-        }
-    }
+    outcome.unwrap_or_else(|e| {
+        eprintln!("secvec-worker {}: {e:#}", args[0]);
+        ExitCode::from(2)
+    })
 }

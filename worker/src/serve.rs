@@ -16,11 +16,11 @@ use secvec_model::generate::{generate, Completion, FinishReason, Sampling};
 use secvec_model::load_for_inference;
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
+use secvec_stage::worker::ServeRequest;
 use secvec_stages::generate::check_sampling;
-use secvec_stages::worker::ServeRequest;
 
 use crate::http::{self, Job, Response};
-use crate::kind_of;
+use secvec_model::device::kind_of;
 
 struct Server {
     name: String,

@@ -1,4 +1,5 @@
-//! Runs jobs in this process, on a blocking thread each.
+//! Runs jobs on this machine, on a blocking thread each: in this process, or in
+//! `secvec-worker` for the kinds that need libtorch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use secvec_cache::Cache;
 use secvec_stage::{DynStage, ProgressSink};
 
-use super::{Failure, FailureKind, JobFuture, Runner};
+use super::{worker, Failure, FailureKind, JobFuture, Runner};
 use crate::job::Job;
 
 pub struct Local {
@@ -34,7 +35,13 @@ impl Runner for Local {
         let cache = self.cache.clone();
         Box::pin(async move {
             let flag = cancel.clone();
-            let done = tokio::task::spawn_blocking(move || job.run(kind.as_ref(), &cache, progress, flag)).await;
+            let done = tokio::task::spawn_blocking(move || match kind.libtorch() {
+                true => worker::run(&job, progress, &flag),
+                false => job
+                    .run(kind.as_ref(), &cache, progress, flag)
+                    .map_err(|e| Failure::new(FailureKind::Failed, e.to_string())),
+            })
+            .await;
             match done {
                 Ok(Ok(output)) => Ok(output),
                 // A stage stopped by the interrupt reports an error of its own; what happened
@@ -42,7 +49,7 @@ impl Runner for Local {
                 Ok(Err(_)) if cancel.load(Ordering::Relaxed) => {
                     Err(Failure::new(FailureKind::Cancelled, "interrupted"))
                 }
-                Ok(Err(e)) => Err(Failure::new(FailureKind::Failed, e.to_string())),
+                Ok(Err(failure)) => Err(failure),
                 Err(join) => Err(Failure::new(FailureKind::Failed, format!("stage task aborted: {join}"))),
             }
         })

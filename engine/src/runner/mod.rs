@@ -4,6 +4,7 @@
 
 mod local;
 mod slurm;
+mod worker;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,170 @@
+//! `generate`: samples completions for every prompt of its input, with an optional LoRA
+//! adapter merged into (or kept beside) the weights.
+
+use schemars::JsonSchema;
+use secvec_artifacts::{adapter, model, pairs, prompts, results, samples};
+use secvec_stage::{Dtype, InputSlot, ParamError, Resources, ResultFields, Stage, Upstreams, FILES};
+use serde::{Deserialize, Serialize};
+
+use crate::device;
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateParams {
+    /// Samples per prompt.
+    #[serde(default = "one")]
+    pub n: usize,
+    /// 0 is greedy.
+    #[serde(default = "d_temperature")]
+    pub temperature: f64,
+    #[serde(default = "d_top_p")]
+    pub top_p: f64,
+    #[serde(default = "d_max_new")]
+    pub max_new_tokens: usize,
+    /// The completion ends before the first of these strings.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Samples decoded together.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_device")]
+    pub device: String,
+    #[serde(default)]
+    pub dtype: Dtype,
+    /// The JSONL file (with `id` and `prompt` fields) inside the `prompts` input.
+    #[serde(default = "d_prompts_file")]
+    pub prompts_file: String,
+    /// Only the first N prompts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// For scenario prompts: end each sample where the function its prefix opened ends, the
+    /// point where scoring cuts the program (as CodeGuard+'s stop words do). The scored
+    /// programs are the same; the tokens after them are never generated.
+    #[serde(default)]
+    pub stop_at_function_end: bool,
+    /// Fold the adapter into the weights (no per-token overhead) rather than keeping it separate.
+    #[serde(default = "yes")]
+    pub merge_adapter: bool,
+}
+
+/// Sampling values the decoder can honour: a temperature of 0 (greedy) or more, and a top-p
+/// above 0 and at most 1. Shared by `generate` and `secvec serve`.
+pub fn check_sampling(temperature: f64, top_p: f64) -> Result<(), ParamError> {
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(ParamError::new(
+            "temperature",
+            format!("{temperature} is not a temperature; give 0 (greedy) or more, e.g. 0.4"),
+        ));
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ParamError::new(
+            "top_p",
+            format!("{top_p} is not a share of the probability mass; give more than 0 and at most 1, e.g. 0.95"),
+        ));
+    }
+    Ok(())
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn d_temperature() -> f64 {
+    0.4
+}
+fn d_top_p() -> f64 {
+    0.95
+}
+fn d_max_new() -> usize {
+    256
+}
+fn d_batch() -> usize {
+    32
+}
+pub(crate) fn d_device() -> String {
+    "cpu".into()
+}
+fn d_prompts_file() -> String {
+    "prompts.jsonl".into()
+}
+
+pub(crate) fn model_slots() -> Vec<InputSlot> {
+    vec![
+        InputSlot {
+            name: "model",
+            accepts: &[model::TAG, FILES],
+            many: false,
+            optional: false,
+            doc: "a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)",
+        },
+        InputSlot {
+            name: "adapter",
+            accepts: &[adapter::TAG, FILES],
+            many: false,
+            optional: true,
+            doc: "a PEFT LoRA adapter directory",
+        },
+    ]
+}
+
+pub struct Generate;
+
+impl Stage for Generate {
+    type Params = GenerateParams;
+    const KIND: &'static str = "generate";
+    // 2: results carry mean_prompt_tokens.
+    const VERSION: u32 = 2;
+    // Each sample has its own seeded stream: batching changes nothing but speed.
+    const SPEED_PARAMS: &'static [&'static str] = &["batch_size"];
+    const DESCRIPTION: &'static str =
+        "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
+    const LIBTORCH: bool = true;
+
+    fn inputs() -> Vec<InputSlot> {
+        let mut slots = model_slots();
+        slots.push(InputSlot {
+            name: "prompts",
+            accepts: &[prompts::TAG, pairs::TAG, FILES],
+            many: false,
+            optional: false,
+            doc: "JSONL of {id, prompt} (see `prompts_file`)",
+        });
+        slots
+    }
+
+    fn output_tags() -> Vec<&'static str> {
+        vec![samples::TAG, results::TAG]
+    }
+
+    fn result_fields(_: &Self::Params) -> Option<ResultFields> {
+        Some(ResultFields::rows([
+            "prompts",
+            "samples",
+            "mean_prompt_tokens",
+            "mean_completion_tokens",
+            "stop_rate",
+        ]))
+    }
+
+    fn check(p: &GenerateParams, _: &Upstreams) -> Result<(), ParamError> {
+        check_sampling(p.temperature, p.top_p)?;
+        for (field, value) in [("n", p.n), ("batch_size", p.batch_size)] {
+            if value == 0 {
+                return Err(ParamError::new(field, "must be 1 or more"));
+            }
+        }
+        Ok(())
+    }
+
+    fn resources(p: &GenerateParams) -> Resources {
+        device::resources(&p.device)
+    }
+
+    fn environment(p: &mut GenerateParams) -> anyhow::Result<serde_json::Value> {
+        Ok(device::settle(&mut p.device)?)
+    }
+}
