@@ -241,3 +241,93 @@ fn param_names<P: JsonSchema>() -> Vec<String> {
         .map(|p| p.keys().cloned().collect())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize, Serialize, JsonSchema)]
+    struct TinyParams {
+        #[serde(default)]
+        n: u32,
+    }
+
+    struct Tiny;
+
+    impl Stage for Tiny {
+        type Params = TinyParams;
+        const KIND: &'static str = "tiny";
+        const VERSION: u32 = 3;
+        const DESCRIPTION: &'static str = "a libtorch kind";
+        const SPEED_PARAMS: &'static [&'static str] = &["n"];
+        const LIBTORCH: bool = true;
+        fn inputs() -> Vec<InputSlot> {
+            Vec::new()
+        }
+        fn output_tags() -> Vec<&'static str> {
+            vec!["results"]
+        }
+        fn resources(p: &TinyParams) -> Resources {
+            Resources::cpus(p.n)
+        }
+        fn result_fields(_: &TinyParams) -> Option<ResultFields> {
+            Some(ResultFields::rows(["n"]))
+        }
+    }
+
+    struct Quiet;
+
+    impl crate::ProgressSink for Quiet {
+        fn progress(&self, _: u64, _: u64) {}
+        fn message(&self, _: &str) {}
+        fn notice(&self, _: &str) {}
+    }
+
+    fn tiny_run(p: &TinyParams, ctx: &StageContext) -> anyhow::Result<()> {
+        Ok(ctx.write("n", p.n.to_string())?)
+    }
+
+    #[test]
+    fn a_libtorch_kind_runs_only_where_its_run_is_bound_and_binding_changes_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("secvec-stage-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ctx = StageContext::new(
+            BTreeMap::new(),
+            dir.clone(),
+            dir.join("scratch"),
+            secvec_cache::Memo::new(dir.join("memo")),
+            Arc::new(Quiet),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let params = serde_json::json!({"n": 7});
+        let unbound = Registry::default().with(Tiny).get("tiny").unwrap();
+        let err = unbound.run(&params, &ctx).unwrap_err();
+        assert!(err.downcast_ref::<RunsInWorker>().is_some(), "{err}");
+        assert!(!dir.join("n").exists());
+
+        let registry = Registry::default().with(Tiny).bind::<Tiny>(tiny_run);
+        assert_eq!(registry.kinds().count(), 1);
+        let bound = registry.get("tiny").unwrap();
+        bound.run(&params, &ctx).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("n")).unwrap(), "7");
+        let describe = |k: &Arc<dyn DynStage>| {
+            (
+                k.version(),
+                k.description(),
+                k.speed_params(),
+                k.libtorch(),
+                k.output_tags(),
+                k.param_names(),
+                k.settle(&params).unwrap().resources,
+                k.result_fields(&params).map(|f| f.rows),
+            )
+        };
+        assert_eq!(describe(&bound), describe(&unbound));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
