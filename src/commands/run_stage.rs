@@ -25,7 +25,8 @@ pub struct RunStageArgs {
 pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
     let RunStageArgs { job: path, result } = args;
     let job = Job::read(&path)?;
-    if job.kind_in(&globals.registry)?.libtorch() {
+    // A job this binary cannot run (unknown kind, other version) is reported in its result below.
+    if job.kind_in(&globals.registry).is_ok_and(|kind| kind.libtorch()) {
         return exec_worker(&path, result.as_deref());
     }
     let started = std::time::Instant::now();
