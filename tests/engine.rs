@@ -879,3 +879,31 @@ fn dag_prints_the_graph_as_text_dot_and_mermaid() {
         "dag runs nothing and creates no cache"
     );
 }
+
+/// `secvec run-stage`, as a cluster node runs it, reports in the job's result what it cannot
+/// run: a job made for another version of its kind, and a libtorch job (which it hands to
+/// `secvec-worker`) planned for another environment.
+#[test]
+fn run_stage_reports_in_the_result_a_job_it_cannot_run() {
+    use secvec_stage::Stage;
+    let ws = Workspace::new();
+    let version = secvec_stages::generate::Generate::VERSION;
+    for (made_for, says) in [
+        (version + 1, format!("the job was made for version {}", version + 1)),
+        (version, "differs from the one that planned stage `gen`".to_string()),
+    ] {
+        let job = serde_json::json!({
+            "stage": "gen", "manifest": "m.yaml", "kind": "generate", "stage_version": made_for,
+            "params": {}, "labels": {}, "environment": {"torch": "0.0.0"}, "inputs": {},
+            "key": "00".repeat(32), "preimage": null, "cache": ws.path().join("cache"),
+            "resources": {"cpu": 1, "gpu": 0, "memory_mb": null, "time_s": null}, "attempt": 1,
+        });
+        ws.write("job.json", &job.to_string());
+        let out = ws.run(&["run-stage", "job.json", "--result", "result.json"]);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let result: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ws.path().join("result.json")).unwrap()).unwrap();
+        assert!(result["output"].is_null(), "{result}");
+        assert!(result["error"].as_str().unwrap().contains(&says), "{result}");
+    }
+}
