@@ -80,6 +80,20 @@ pub struct StageProgress {
     pub reporter: Arc<dyn Reporter>,
 }
 
+impl StageProgress {
+    /// A job run on its own (`run-stage` on a cluster node or in `secvec-worker`): the plain
+    /// progress lines a local run prints, every 30 s, as its log.
+    pub fn logged(stage: &str) -> StageProgress {
+        let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(Duration::from_secs(30)));
+        reporter.event(Event::Planned { total: 1 });
+        reporter.event(Event::Started { stage });
+        StageProgress {
+            stage: stage.to_string(),
+            reporter,
+        }
+    }
+}
+
 impl ProgressSink for StageProgress {
     fn progress(&self, done: u64, total: u64) {
         self.reporter.event(Event::Progress {

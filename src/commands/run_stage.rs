@@ -6,7 +6,7 @@ use crate::exit::Exit;
 use anyhow::Context;
 use anyhow::Result;
 use secvec_engine::job::{Job, JobResult};
-use secvec_engine::progress::{Event, Lines, Reporter, StageProgress};
+use secvec_engine::progress::StageProgress;
 use secvec_stage::worker::worker_path;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,13 +30,7 @@ pub fn run(args: RunStageArgs, globals: &Globals) -> Result<Exit> {
         return exec_worker(&path, result.as_deref());
     }
     let started = std::time::Instant::now();
-    let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(std::time::Duration::from_secs(30)));
-    reporter.event(Event::Planned { total: 1 });
-    reporter.event(Event::Started { stage: &job.stage });
-    let progress = Arc::new(StageProgress {
-        stage: job.stage.clone(),
-        reporter,
-    });
+    let progress = Arc::new(StageProgress::logged(&job.stage));
     let cancel = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let flag = cancel.clone();

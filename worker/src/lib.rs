@@ -35,10 +35,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use secvec_engine::job::{Job, JobResult};
-use secvec_engine::progress::{Event, Lines, Reporter, StageProgress};
+use secvec_engine::progress::StageProgress;
 use secvec_model::device::load_cuda_backend;
 use secvec_stage::worker::{TorchInfo, WorkerEvent};
 use secvec_stage::{ProgressSink, Registry};
@@ -99,15 +99,7 @@ fn run_stage(args: &[String]) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let progress: Arc<dyn ProgressSink> = match events {
         true => Arc::new(Events(Mutex::new(std::io::stdout()))),
-        false => {
-            let reporter: Arc<dyn Reporter> = Arc::new(Lines::new(Duration::from_secs(30)));
-            reporter.event(Event::Planned { total: 1 });
-            reporter.event(Event::Started { stage: &job.stage });
-            Arc::new(StageProgress {
-                stage: job.stage.clone(),
-                reporter,
-            })
-        }
+        false => Arc::new(StageProgress::logged(&job.stage)),
     };
     let outcome = job.execute(&registry(), progress, Arc::new(AtomicBool::new(false)));
     if let Some(path) = result {
