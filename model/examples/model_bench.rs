@@ -23,11 +23,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(&args[2]);
     let _g = tch::no_grad_guard();
+    // Through the device parser, which loads libtorch's CUDA backend first.
+    let device = secvec_model::device::parse_device(&std::env::var("DEVICE").unwrap_or("cpu".into()))?;
     let t0 = Instant::now();
-    let device = match std::env::var("DEVICE").as_deref() {
-        Ok("cuda") => Device::Cuda(0),
-        _ => Device::Cpu,
-    };
     let kind = match std::env::var("DTYPE").as_deref() {
         Ok("bf16") => Kind::BFloat16,
         _ => Kind::Float,

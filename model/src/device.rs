@@ -26,7 +26,7 @@ pub fn parse_device(name: &str) -> Result<tch::Device, DeviceError> {
 /// drops `libtorch_cuda.so` (no symbol of it is referenced), and loading it costs seconds, so
 /// it is loaded only before a device query. Loading it twice is harmless.
 pub fn load_cuda_backend() {
-    let path = std::path::Path::new(env!("SECVEC_LIBTORCH_LIB")).join("libtorch_cuda.so");
+    let path = libtorch_dir().join("libtorch_cuda.so");
     if path.exists() {
         // SAFETY: loading a library runs its initialisers, which only register CUDA kernels.
         let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
@@ -36,6 +36,24 @@ pub fn load_cuda_backend() {
             Err(e) => eprintln!("secvec: CUDA backend not loaded: {e}"),
         }
     }
+}
+
+/// The folder of the `libtorch_cpu.so` this process loaded: the CUDA backend must come from the
+/// same libtorch, which is not the build machine's when the binary was moved (the GPU bundle
+/// runs against the host's torch through LD_LIBRARY_PATH). The build's folder where none is
+/// mapped.
+pub fn libtorch_dir() -> std::path::PathBuf {
+    loaded_libtorch_dir().unwrap_or_else(|| env!("SECVEC_LIBTORCH_LIB").into())
+}
+
+fn loaded_libtorch_dir() -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .map(std::path::Path::new)
+        .find(|path| path.file_name().is_some_and(|n| n == "libtorch_cpu.so"))
+        .and_then(|path| path.parent())
+        .map(std::path::Path::to_path_buf)
 }
 
 #[cfg(test)]
@@ -51,6 +69,14 @@ mod tests {
             let err = parse_device("cuda:1").unwrap_err().to_string();
             assert!(err.contains("libtorch sees 0 CUDA device(s)"), "{err}");
         }
+    }
+
+    #[test]
+    fn finds_the_folder_of_the_libtorch_it_loaded() {
+        let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
+        let dir = loaded_libtorch_dir().expect("libtorch_cpu.so is mapped");
+        let built = std::path::Path::new(env!("SECVEC_LIBTORCH_LIB"));
+        assert_eq!(dir.canonicalize().unwrap(), built.canonicalize().unwrap());
     }
 }
 

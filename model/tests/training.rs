@@ -4,14 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use secvec_model::lora::{Adapter, Attach, LoraConfig};
 use secvec_model::train::batch::{Batch, Padding, Sequence};
 use secvec_model::train::logprobs::token_logprobs;
-use secvec_model::train::loss::{Lpo, Target};
-use secvec_model::train::optim::{clip_grad_norm, AdamW, Schedule};
-use secvec_model::train::token_diff::changed_tokens;
+use secvec_model::train::optim::Schedule;
+use secvec_model::train::peft_parity::{self, lora_config, sequences};
 use secvec_model::train::trainer::{self, Example, Hyper, Objective};
 use secvec_model::train::{loss, set_training, trainable_parameters};
 use secvec_model::transformer::{PassOptions, Transformer};
@@ -23,35 +21,6 @@ static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn fixture() -> PathBuf {
     common::fixtures().join("llama")
-}
-
-/// Rank 4, no dropout (so both sides compute the same thing).
-fn lora_config() -> LoraConfig {
-    LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        ..LoraConfig::default()
-    }
-}
-
-/// Sequences of 3–6 prompt tokens and 2–9 completion tokens, from a fixed generator.
-fn sequences(n: usize, vocab: i64) -> Vec<Sequence> {
-    let mut state = 12345u64;
-    let mut next = |m: u64| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) % m
-    };
-    (0..n)
-        .map(|_| {
-            let p = 3 + next(4) as usize;
-            let c = 2 + next(8) as usize;
-            let ids: Vec<i64> = (0..p + c).map(|_| next(vocab as u64) as i64).collect();
-            Sequence::completion(&ids[..p], &ids[p..])
-        })
-        .collect()
 }
 
 fn model_with_adapter(adapter: &Adapter) -> Transformer {
@@ -248,173 +217,47 @@ fn a_bf16_base_trains_f32_lora_factors_to_the_f32_losses_within_bf16_precision()
 
 #[test]
 fn ten_sft_steps_equal_peft_and_transformers() {
-    let Some(python) = common::peft_python() else { return };
+    let Some(reference) = reference() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
-    let initial = Adapter::init(&mut model, lora_config(), &fixture().display().to_string(), 7);
-    initial.save(&dir.path().join("initial")).unwrap();
-    let seqs = sequences(12, model.config.vocab_size);
-    // 10 steps of 2 micro-batches of 2 sequences; the last step has a short last micro-batch.
-    let mut steps: Vec<Vec<Vec<usize>>> = (0..9)
-        .map(|s| {
-            vec![
-                vec![(4 * s) % 12, (4 * s + 1) % 12],
-                vec![(4 * s + 2) % 12, (4 * s + 3) % 12],
-            ]
-        })
-        .collect();
-    steps.push(vec![vec![0, 5], vec![9]]);
-    let (lr, weight_decay, warmup, max_norm) = (5e-3, 0.01, 2, 1.0);
-    let spec = serde_json::json!({
-        "base": fixture(),
-        "adapter": dir.path().join("initial"),
-        "sequences": seqs.iter().map(|s| serde_json::json!({"ids": s.ids, "weights": s.weights})).collect::<Vec<_>>(),
-        "steps": steps,
-        "lr": lr, "weight_decay": weight_decay, "warmup": warmup, "schedule": "linear", "max_grad_norm": max_norm,
-    });
-    let (reference, theirs) = reference(&python, dir.path(), &spec);
-
-    let mut model = model_with_adapter(&initial);
-    set_training(&mut model, true);
-    let params = trainable_parameters(&mut model);
-    let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
-    let mut opt = AdamW::new(&tensors, weight_decay);
-    for (k, step) in steps.iter().enumerate() {
-        let n_tokens: usize = step.iter().flatten().map(|&i| seqs[i].target_tokens()).sum();
-        let mut step_loss = 0.0;
-        for micro in step {
-            let refs: Vec<&Sequence> = micro.iter().map(|&i| &seqs[i]).collect();
-            let batch = Batch::collate(&refs, Padding::Right, Device::Cpu);
-            let hidden = model.hidden_states(&batch.ids, &batch.attention_mask);
-            let lp = token_logprobs(&model, &hidden, &batch.ids, &batch.weights.gt(0.0), 4);
-            let w = lp.gather(&batch.weights);
-            step_loss += lp.backward_linear(&loss::sft_coefficients(&w, n_tokens as f64));
-        }
-        clip_grad_norm(&tensors, max_norm);
-        opt.step(lr * Schedule::Linear.factor(k, warmup, steps.len()));
-        let want = reference["losses"][k].as_f64().unwrap();
-        assert!(
-            (step_loss - want).abs() <= 1e-4 * want.abs(),
-            "step {k}: loss {step_loss} vs PEFT {want}"
-        );
-    }
-    let rel = relative_difference(&params, &theirs);
-    assert!(rel < 1e-4, "final adapters differ by {rel} (relative norm)");
-}
-
-/// The reference script's output for `spec`, and its final adapter.
-fn reference(python: &Path, dir: &Path, spec: &serde_json::Value) -> (serde_json::Value, Adapter) {
-    std::fs::write(dir.join("spec.json"), spec.to_string()).unwrap();
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/training_reference.py"))
-        .arg(dir.join("spec.json"))
-        .arg(dir.join("peft"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (
-        serde_json::from_slice(&out.stdout).unwrap(),
-        Adapter::load(&dir.join("peft"), Device::Cpu).unwrap(),
-    )
+    let c = peft_parity::ten_sft_steps(&fixture(), Device::Cpu, &reference, dir.path()).unwrap();
+    assert_eq!(c.losses.len(), 10);
+    assert!(
+        c.loss_difference() <= 1e-4,
+        "losses {:?} vs PEFT {:?}",
+        c.losses,
+        c.reference_losses
+    );
+    assert!(
+        c.adapter_difference < 1e-4,
+        "final adapters differ by {} (relative norm)",
+        c.adapter_difference
+    );
 }
 
 #[test]
 fn one_lpo_step_equals_the_loss_written_out_in_pytorch() {
     let _rng = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(python) = common::peft_python() else { return };
+    let Some(reference) = reference() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
-    let mut initial = Adapter::init(&mut model, lora_config(), &fixture().display().to_string(), 5);
-    // A non-zero B, so that A has a gradient too.
-    for (_, (_, b)) in initial.modules.iter_mut() {
-        *b = Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.05;
-    }
-    initial.save(&dir.path().join("initial")).unwrap();
-    // Pairs sharing a prompt, whose completions differ in a few tokens.
-    let base = sequences(4, model.config.vocab_size);
-    let mut examples = Vec::new();
-    let mut seqs = Vec::new();
-    for s in &base {
-        let p = s.weights.iter().position(|w| *w != 0.0).unwrap();
-        let (prompt, secure) = s.ids.split_at(p);
-        let mut vulnerable = secure.to_vec();
-        vulnerable[0] = (vulnerable[0] + 1) % model.config.vocab_size;
-        vulnerable.push(3);
-        let (m_vul, m_sec) = changed_tokens(&vulnerable, secure);
-        let marks = |m: &[bool]| -> Vec<f32> {
-            std::iter::repeat_n(0.0, prompt.len())
-                .chain(m.iter().map(|&x| f32::from(u8::from(x))))
-                .collect()
-        };
-        let (sec, vul) = (
-            Sequence::completion(prompt, secure),
-            Sequence::completion(prompt, &vulnerable),
-        );
-        for (seq, changed) in [(&sec, marks(&m_sec)), (&vul, marks(&m_vul))] {
-            seqs.push(serde_json::json!({"ids": seq.ids, "weights": seq.weights, "changed": changed}));
-        }
-        examples.push(Example::Pair {
-            secure: sec,
-            vulnerable: vul,
-            secure_changed: marks(&m_sec),
-            vulnerable_changed: marks(&m_vul),
-        });
-    }
-    let lpo = Lpo::default();
-    let (lr, weight_decay, max_norm) = (1e-2, 0.05, 0.3);
-    let spec = serde_json::json!({
-        "base": fixture(), "adapter": dir.path().join("initial"), "sequences": seqs,
-        "steps": [[[0, 1, 2, 3], [4, 5, 6, 7]]], "objective": "lpo",
-        "beta": lpo.beta, "gamma": lpo.gamma, "epsilon": lpo.epsilon,
-        "lr": lr, "weight_decay": weight_decay, "warmup": 0, "schedule": "linear", "max_grad_norm": max_norm,
-    });
-    let (want, theirs) = reference(&python, dir.path(), &spec);
-
-    let mut model = Transformer::load(&fixture(), Device::Cpu, Kind::Float).unwrap();
-    initial.attach(&mut model, Attach::Unmerged).unwrap();
-    let params = trainable_parameters(&mut model);
-    let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
-    let hyper = Hyper {
-        epochs: 1,
-        learning_rate: lr,
-        batch_size: examples.len(),
-        micro_batch_size: 3,
-        warmup_steps: 0,
-        // One step: the linear schedule's factor is 1 at step 0, as Python's.
-        schedule: secvec_model::train::optim::Schedule::Linear,
-        weight_decay,
-        max_grad_norm: max_norm,
-        seed: 0,
-        chunk: 3,
-        gradient_checkpointing: false,
-    };
-    let objective = Objective::Lpo {
-        lpo,
-        target: Target::Secure,
-    };
-    let logs = trainer::train(&model, &tensors, &examples, objective, &hyper, None, &mut |_, _| Ok(())).unwrap();
-    let want = want["losses"][0].as_f64().unwrap();
+    let c = peft_parity::one_lpo_step(&fixture(), Device::Cpu, &reference, dir.path()).unwrap();
+    assert_eq!(c.losses.len(), 1);
     assert!(
-        (logs[0].loss - want).abs() <= 1e-4 * want.abs(),
-        "loss {} vs PyTorch {want}",
-        logs[0].loss
+        c.loss_difference() <= 1e-4,
+        "loss {:?} vs PyTorch {:?}",
+        c.losses,
+        c.reference_losses
     );
-    let rel = relative_difference(&params, &theirs);
     assert!(
-        rel < 1e-4,
-        "adapters after one LPO step differ by {rel} (relative norm)"
+        c.adapter_difference < 1e-4,
+        "adapters after one LPO step differ by {} (relative norm)",
+        c.adapter_difference
     );
 }
 
-/// ‖ours − theirs‖ / ‖theirs‖ over every LoRA factor.
-fn relative_difference(params: &[(String, Tensor)], theirs: &Adapter) -> f64 {
-    let (mut diff, mut norm) = (0.0, 0.0);
-    for (name, p) in params {
-        let (module, which) = name.rsplit_once('.').unwrap();
-        let (a, b) = &theirs.modules[module];
-        let t = if which == "lora_A" { a } else { b };
-        diff += (p - t).pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
-        norm += t.pow_tensor_scalar(2).sum(Kind::Double).double_value(&[]);
-    }
-    (diff / norm).sqrt()
+/// The PEFT + transformers side, or a notice (the caller skips).
+fn reference() -> Option<peft_parity::Reference> {
+    Some(peft_parity::Reference {
+        python: common::peft_python()?,
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/training_reference.py"),
+    })
 }

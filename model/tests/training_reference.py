@@ -12,6 +12,7 @@ objective and the hyperparameters.
   sequence's per-position mask m. The loss is SecVecCoder's Eq. 12 for the secure adapter, written
   out here: s = sum(m log p) / |c|, margin = beta (s+ - s-), loss = -log sigmoid(margin - gamma)
   - epsilon sum((1 - m+) log p+) / |c+|, averaged over the step's pairs.
+"device" (default "cpu") is where both run.
 Prints {"losses": [...]} and saves the final adapter to OUT_DIR.
 """
 import json
@@ -23,7 +24,7 @@ from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup, 
 
 
 def lpo_loss(spec, logp, weights, micro, seqs, t):
-    changed = torch.zeros(len(micro), t - 1)
+    changed = torch.zeros(len(micro), t - 1, device=logp.device)
     for row, i in enumerate(micro):
         n = len(seqs[i]["changed"])
         changed[row, : n - 1] = torch.tensor(seqs[i]["changed"][1:n])
@@ -41,8 +42,9 @@ def main():
     spec = json.load(open(sys.argv[1]))
     out_dir = sys.argv[2]
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(spec["base"], dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, spec["adapter"], is_trainable=True)
+    device = spec.get("device", "cpu")
+    base = AutoModelForCausalLM.from_pretrained(spec["base"], dtype=torch.float32).to(device)
+    model = PeftModel.from_pretrained(base, spec["adapter"], is_trainable=True).to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=spec["weight_decay"], betas=(0.9, 0.999), eps=1e-8)
@@ -64,6 +66,7 @@ def main():
                 ids[row, :n] = torch.tensor(seqs[i]["ids"])
                 mask[row, :n] = 1
                 weights[row, 1:n] = torch.tensor(seqs[i]["weights"][1:n])
+            ids, mask, weights = ids.to(device), mask.to(device), weights.to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             if spec.get("objective", "sft") == "sft":

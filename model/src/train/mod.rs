@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod logprobs;
 pub mod loss;
 pub mod optim;
+pub mod peft_parity;
 pub mod token_diff;
 pub mod trainer;
 
