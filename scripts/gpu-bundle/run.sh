@@ -16,13 +16,16 @@
 # (default: logs/ beside this script). Exits 1 if a check failed.
 #
 # Settings: DEVICE (cuda; cpu for a dry run), PYTHON (/opt/torch/.venv/bin/python), TORCH_LIB
-# (that Python's torch/lib), OUT, TIMEOUT (seconds per check, 240).
+# (that Python's torch/lib), OUT, TIMEOUT (seconds per step, 240), BUDGET (seconds for the
+# whole run, 540: a step never runs past it, so the table is printed within a host's 10-minute
+# limit on a command).
 set -uo pipefail
 bundle=$(cd "$(dirname "$0")" && pwd)
 export DEVICE=${DEVICE:-cuda}
 PYTHON=${PYTHON:-/opt/torch/.venv/bin/python}
 OUT=${OUT:-$bundle/logs}
 TIMEOUT=${TIMEOUT:-240}
+BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/secvec-gpu.XXXXXX")
@@ -60,11 +63,17 @@ checks() { "$PYTHON" "$py/checks.py" "$@"; }
 # record CHECK "ok|FAILED<TAB>detail" (what checks.py prints); fail CHECK DETAIL.
 record() { printf '%s\t%s\n' "$1" "$2" >> "$results"; printf '== %s: %s\n' "$1" "$2" | tee -a "$log"; }
 fail() { record "$1" "FAILED"$'\t'"$2"; }
-# Runs a step's command within TIMEOUT, its stderr appended to $OUT/NAME.log.
+# Runs a step's command within TIMEOUT and what is left of BUDGET, its stderr appended to
+# $OUT/NAME.log.
 step() {
   local name=$1; shift
+  local left=$(( start + BUDGET - $(date +%s) ))
   echo "== $*" >> "$OUT/$name.log"
-  timeout "$TIMEOUT" "$@" 2>> "$OUT/$name.log"
+  if [ "$left" -le 0 ]; then
+    echo "not run: the budget of $BUDGET s is spent" >> "$OUT/$name.log"
+    return 1
+  fi
+  timeout "$(( left < TIMEOUT ? left : TIMEOUT ))" "$@" 2>> "$OUT/$name.log"
 }
 
 {
