@@ -1,7 +1,7 @@
 //! GGUF files (llama.cpp's format, version 2 and 3): metadata and tensors, dequantised to f32.
 //! Supported tensor types: F32, F16, BF16, Q4_0, Q4_1 and Q8_0.
 
-mod dequant;
+pub mod dequant;
 pub mod hf;
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ pub enum GgufError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
-    #[error("{path}: tensor `{name}` has GGML type {ty}, which secvec cannot dequantise (it reads F32, F16, BF16, Q4_0, Q4_1 and Q8_0)")]
+    #[error("{path}: tensor `{name}` has GGML type {ty}, which secvec cannot dequantise (it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K)")]
     Type { path: PathBuf, name: String, ty: u32 },
     #[error("{path}: metadata `{key}` {what}")]
     Metadata { path: PathBuf, key: String, what: String },
