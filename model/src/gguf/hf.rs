@@ -1,7 +1,7 @@
-//! A llama GGUF as a Hugging Face model directory: tensors renamed and dequantised to f32, the
-//! q/k rows put back from llama.cpp's interleaved-RoPE order into transformers' half-split
-//! order, `config.json` from the metadata, and the byte-level BPE tokenizer rebuilt from the
-//! vocabulary and merges.
+//! A llama or qwen2 GGUF as a Hugging Face model directory: tensors renamed and dequantised to
+//! f32, a llama's q/k rows put back from llama.cpp's interleaved-RoPE order into transformers'
+//! half-split order (qwen2 is stored half-split already), `config.json` from the metadata, and
+//! the byte-level BPE tokenizer rebuilt from the vocabulary and merges.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,8 +24,9 @@ fn bad(g: &Gguf, key: &str, what: &str) -> GgufError {
     }
 }
 
-/// The HF name of a GGUF tensor, and how many heads to un-permute its rows by (q and k).
-fn hf_name(name: &str, heads: i64, kv_heads: i64) -> Option<(String, Option<i64>)> {
+/// The HF name of a GGUF tensor, and how many heads to un-permute its rows by (a llama's q and k,
+/// when `interleaved` says llama.cpp stored them with interleaved rotary pairs).
+fn hf_name(name: &str, heads: i64, kv_heads: i64, interleaved: bool) -> Option<(String, Option<i64>)> {
     let fixed = match name {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -38,12 +39,20 @@ fn hf_name(name: &str, heads: i64, kv_heads: i64) -> Option<(String, Option<i64>
     let rest = name.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
+    let (q_heads, k_heads) = if interleaved {
+        (Some(heads), Some(kv_heads))
+    } else {
+        (None, None)
+    };
     let (hf, permute) = match part {
         "attn_norm.weight" => ("input_layernorm.weight", None),
         "ffn_norm.weight" => ("post_attention_layernorm.weight", None),
-        "attn_q.weight" => ("self_attn.q_proj.weight", Some(heads)),
-        "attn_k.weight" => ("self_attn.k_proj.weight", Some(kv_heads)),
+        "attn_q.weight" => ("self_attn.q_proj.weight", q_heads),
+        "attn_k.weight" => ("self_attn.k_proj.weight", k_heads),
         "attn_v.weight" => ("self_attn.v_proj.weight", None),
+        "attn_q.bias" => ("self_attn.q_proj.bias", q_heads),
+        "attn_k.bias" => ("self_attn.k_proj.bias", k_heads),
+        "attn_v.bias" => ("self_attn.v_proj.bias", None),
         "attn_output.weight" => ("self_attn.o_proj.weight", None),
         "ffn_gate.weight" => ("mlp.gate_proj.weight", None),
         "ffn_up.weight" => ("mlp.up_proj.weight", None),
@@ -54,10 +63,10 @@ fn hf_name(name: &str, heads: i64, kv_heads: i64) -> Option<(String, Option<i64>
 }
 
 /// llama.cpp stores each head's rotary pairs interleaved; transformers rotates halves: within
-/// each head, row `2i + j` becomes row `j * half + i`. `shape` is `[out, in]`, its rows split
-/// into `heads` heads of rotary pairs (checked by [`splits_into_heads`]).
+/// each head, row `2i + j` becomes row `j * half + i`. `shape` is `[out, in]` (or `[out]`, a
+/// bias), its rows split into `heads` heads of rotary pairs (checked by [`splits_into_heads`]).
 fn unpermute(w: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
-    let (out, inp) = (shape[0], shape[1]);
+    let (out, inp) = (shape[0], shape.get(1).copied().unwrap_or(1));
     let half = out / heads / 2;
     let mut rows = vec![0f32; w.len()];
     for head in 0..heads {
@@ -73,7 +82,7 @@ fn unpermute(w: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
 }
 
 fn splits_into_heads(shape: &[usize], heads: usize) -> bool {
-    shape.len() == 2 && heads > 0 && shape[0].is_multiple_of(2 * heads)
+    matches!(shape.len(), 1 | 2) && heads > 0 && shape[0].is_multiple_of(2 * heads)
 }
 
 /// One tensor of the output: its HF name, the GGUF tensor it comes from, the heads to
@@ -121,31 +130,38 @@ fn write_weights(g: &Gguf, path: &Path, plan: &[Planned]) -> Result<(), GgufErro
     out.flush().map_err(io)
 }
 
-/// Writes `g` (a llama GGUF) to `out` as an HF model directory in f32.
+/// Writes `g` (a llama or qwen2 GGUF) to `out` as an HF model directory in f32.
 pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
     let arch = g.require("general.architecture")?.as_str().unwrap_or_default();
-    if arch != "llama" {
-        return Err(bad(
-            g,
-            "general.architecture",
-            &format!("is `{arch}`; secvec imports llama GGUFs"),
-        ));
-    }
-    let uint = |key: &str| -> Result<i64, GgufError> {
-        g.require(key)?
+    let (architecture, interleaved) = match arch {
+        "llama" => ("LlamaForCausalLM", true),
+        "qwen2" => ("Qwen2ForCausalLM", false),
+        _ => {
+            return Err(bad(
+                g,
+                "general.architecture",
+                &format!("is `{arch}`; secvec imports llama and qwen2 GGUFs"),
+            ))
+        }
+    };
+    // Hyperparameters are under the architecture's name: `qwen2.block_count`, ...
+    let key = |name: &str| format!("{arch}.{name}");
+    let uint = |name: &str| -> Result<i64, GgufError> {
+        let key = key(name);
+        g.require(&key)?
             .as_u64()
             .map(|v| v as i64)
-            .ok_or_else(|| bad(g, key, "is not a whole number"))
+            .ok_or_else(|| bad(g, &key, "is not a whole number"))
     };
-    let float = |key: &str, default: f64| g.get(key).and_then(Value::as_f64).unwrap_or(default);
+    let float = |name: &str, default: f64| g.get(&key(name)).and_then(Value::as_f64).unwrap_or(default);
     let (layers, hidden, ffn, heads) = (
-        uint("llama.block_count")?,
-        uint("llama.embedding_length")?,
-        uint("llama.feed_forward_length")?,
-        uint("llama.attention.head_count")?,
+        uint("block_count")?,
+        uint("embedding_length")?,
+        uint("feed_forward_length")?,
+        uint("attention.head_count")?,
     );
     let kv_heads = g
-        .get("llama.attention.head_count_kv")
+        .get(&key("attention.head_count_kv"))
         .and_then(Value::as_u64)
         .map_or(heads, |v| v as i64);
     let tokens: Vec<&str> = g
@@ -162,9 +178,9 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
         if name == "rope_freqs.weight" {
             continue;
         }
-        let (hf, permute) = hf_name(name, heads, kv_heads).ok_or_else(|| GgufError::Format {
+        let (hf, permute) = hf_name(name, heads, kv_heads, interleaved).ok_or_else(|| GgufError::Format {
             path: g.path.clone(),
-            what: format!("tensor `{name}` is not one of a llama model's"),
+            what: format!("tensor `{name}` is not one of a {arch} model's"),
         })?;
         // Dimensions fit in usize: their product was checked when the file was opened.
         let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
@@ -194,8 +210,8 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
         out,
         "config.json",
         &json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+            "architectures": [architecture],
+            "model_type": arch,
             "vocab_size": tokens.len(),
             "hidden_size": hidden,
             "intermediate_size": ffn,
@@ -203,9 +219,9 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
             "num_attention_heads": heads,
             "num_key_value_heads": kv_heads,
             "hidden_act": "silu",
-            "rms_norm_eps": float("llama.attention.layer_norm_rms_epsilon", 1e-5),
-            "rope_theta": float("llama.rope.freq_base", 10000.0),
-            "max_position_embeddings": g.get("llama.context_length").and_then(Value::as_u64).unwrap_or(2048),
+            "rms_norm_eps": float("attention.layer_norm_rms_epsilon", 1e-5),
+            "rope_theta": float("rope.freq_base", 10000.0),
+            "max_position_embeddings": g.get(&key("context_length")).and_then(Value::as_u64).unwrap_or(2048),
             "tie_word_embeddings": tied,
             "bos_token_id": bos,
             "eos_token_id": eos,
@@ -233,6 +249,10 @@ pub fn write_hf(g: &Gguf, out: &Path) -> Result<(), GgufError> {
     Ok(())
 }
 
+/// Qwen2's pre-tokenizer split (its `tokenization_qwen2.py`).
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// The `tokenizers` JSON of a GGUF's byte-level BPE vocabulary (`tokenizer.ggml.model = gpt2`).
 fn tokenizer(g: &Gguf, tokens: &[&str]) -> Result<Json, GgufError> {
     let model = g.require("tokenizer.ggml.model")?.as_str().unwrap_or_default();
@@ -250,11 +270,16 @@ fn tokenizer(g: &Gguf, tokens: &[&str]) -> Result<Json, GgufError> {
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level]}),
         "default" | "gpt2" => byte_level.clone(),
+        // Qwen2's split (letters with one leading non-letter, digits one by one, ...), then the
+        // byte-level mapping alone, as transformers builds a GGUF's `qwen2` tokenizer.
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}),
         other => {
             return Err(bad(
                 g,
                 "tokenizer.ggml.pre",
-                &format!("is `{other}`; secvec rebuilds the `smollm`, `gpt2` and `default` pre-tokenizers"),
+                &format!("is `{other}`; secvec rebuilds the `smollm`, `qwen2`, `gpt2` and `default` pre-tokenizers"),
             ))
         }
     };
