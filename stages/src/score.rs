@@ -14,10 +14,11 @@ use secvec_artifacts::prompts::Scenario;
 use secvec_artifacts::results::{self, Results};
 use secvec_artifacts::scores::{self, JudgedProgram};
 use secvec_artifacts::{samples, scenarios};
-use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
+use secvec_stage::{InputSlot, ParamError, ResultFields, Stage, StageContext, Upstreams, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use secvec_score::bootstrap::Bootstrap;
 use secvec_score::canary;
 use secvec_score::functional::{test_programs, Job};
 use secvec_score::metrics::{Counts, Judged, Metrics};
@@ -65,6 +66,16 @@ pub struct ScoreParams {
     pub gcc: String,
     #[serde(default = "d_codeql")]
     pub codeql: String,
+    /// Bootstrap resamples behind each metric's 95% interval (`<metric>_lo`, `<metric>_hi`): a
+    /// set's resample its scenarios and then their samples, a scenario's its samples.
+    #[serde(default = "d_bootstrap")]
+    pub bootstrap: usize,
+    /// The intervals' confidence level.
+    #[serde(default = "d_confidence")]
+    pub confidence: f64,
+    /// Seed of the resampling: the intervals are the same on every run.
+    #[serde(default)]
+    pub bootstrap_seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -83,6 +94,12 @@ pub enum SecurityMode {
     Off,
 }
 
+fn d_bootstrap() -> usize {
+    1000
+}
+fn d_confidence() -> f64 {
+    0.95
+}
 fn d_k() -> Vec<usize> {
     vec![1]
 }
@@ -129,7 +146,7 @@ pub struct Score;
 impl Stage for Score {
     type Params = ScoreParams;
     const KIND: &'static str = "score";
-    const VERSION: u32 = 10;
+    const VERSION: u32 = 11;
     const SPEED_PARAMS: &'static [&'static str] = &["jobs"];
     const DESCRIPTION: &'static str =
         "Runs each scenario's functional tests on generated code in a sandbox, judges its \
@@ -165,12 +182,32 @@ impl Stage for Score {
         vec![scores::TAG, results::TAG]
     }
 
+    fn check(p: &ScoreParams, _: &Upstreams) -> Result<(), ParamError> {
+        if !(p.confidence > 0.0 && p.confidence < 1.0) {
+            return Err(ParamError::new(
+                "confidence",
+                format!(
+                    "{} is not a confidence level; give more than 0 and less than 1, e.g. 0.95",
+                    p.confidence
+                ),
+            ));
+        }
+        if p.bootstrap == 0 {
+            return Err(ParamError::new("bootstrap", "must be 1 or more resamples, e.g. 1000"));
+        }
+        Ok(())
+    }
+
     fn result_fields(p: &ScoreParams) -> Option<ResultFields> {
         let metrics = |mut fields: Vec<String>| {
+            let mut names = Vec::new();
             for k in &p.k {
-                fields.extend([format!("pass@{k}"), format!("sec-pass@{k}"), format!("sec@{k}_pass")]);
+                names.extend([format!("pass@{k}"), format!("sec-pass@{k}"), format!("sec@{k}_pass")]);
             }
-            fields.extend(["sven_sr", "secure_rate", "secure_pass@1"].map(String::from));
+            names.extend(["sven_sr", "secure_rate", "secure_pass@1"].map(String::from));
+            for name in names {
+                fields.extend([format!("{name}_lo"), format!("{name}_hi"), name]);
+            }
             fields
         };
         let rows = [
@@ -424,7 +461,12 @@ impl Stage for Score {
         }
         scores::write(ctx, &judged)?;
         let security_known = |id: &str| covered.contains(id) && !unjudged.contains(id);
-        let mut means: BTreeMap<&str, Vec<ScenarioMetrics>> = BTreeMap::new();
+        let boot = Bootstrap {
+            resamples: p.bootstrap,
+            confidence: p.confidence,
+            seed: p.bootstrap_seed,
+        };
+        let mut by_set: BTreeMap<&str, Vec<(&[Judged], bool)>> = BTreeMap::new();
         let mut rows = Vec::new();
         for (id, judged) in &per_scenario {
             let sc = by_id[id];
@@ -434,31 +476,58 @@ impl Stage for Score {
                                  "n": c.n, "functional": c.c, "valid": c.r, "distinct": judged.len(),
                                  "secure": if known { json!(c.secure) } else { json!(null) },
                                  "oracle": if known { json!(oracle_used) } else { json!(null) }});
-            let at_k: Vec<(usize, Metrics)> =
-                p.k.iter()
-                    .filter(|&&k| c.n >= k)
-                    .map(|&k| (k, Metrics::of(&c, k)))
-                    .collect();
-            for &k in &p.k {
-                let m = at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| m);
-                row[format!("pass@{k}")] = json!(m.map(|m| m.pass_at_k));
-                row[format!("sec-pass@{k}")] = json!(m.filter(|_| known).map(|m| m.sec_pass_at_k));
-                row[format!("sec@{k}_pass")] = json!(m.filter(|_| known).map(|m| m.sec_at_k_pass));
-            }
-            let at_1 = Metrics::of(&c, 1);
-            row["sven_sr"] = json!(known.then_some(at_1.sven_sr));
-            row["secure_rate"] = json!(known.then_some(at_1.secure_rate));
-            row["secure_pass@1"] = json!(known.then_some(at_1.secure_pass_at_1));
+            let metrics = |c: &Counts| ScenarioMetrics::of(c, &p.k, known).fields(&p.k);
+            let replicates = boot.replicates(&[judged], false);
+            with_intervals(
+                &mut row,
+                metrics(&c),
+                replicates.iter().map(|rep| metrics(&rep[0].1)),
+                &boot,
+            );
             rows.push(row);
-            means.entry(&sc.set).or_default().push(ScenarioMetrics {
-                at_k,
-                at_1,
-                judged: known,
-            });
+            by_set.entry(&sc.set).or_default().push((judged, known));
         }
-        let sets: Vec<serde_json::Value> = means.iter().map(|(set, all)| set_means(set, all, &p.k)).collect();
+        let sets: Vec<serde_json::Value> = by_set
+            .iter()
+            .map(|(set, scenarios)| {
+                let all: Vec<ScenarioMetrics> = scenarios
+                    .iter()
+                    .map(|(judged, known)| ScenarioMetrics::of(&Counts::of(judged), &p.k, *known))
+                    .collect();
+                let mut row = json!({"set": set, "scenarios": all.len(),
+                                     "judged_scenarios": all.iter().filter(|m| m.judged).count()});
+                let samples: Vec<&[Judged]> = scenarios.iter().map(|(j, _)| *j).collect();
+                let replicates = boot.replicates(&samples, true);
+                let replicated = replicates.iter().map(|rep| {
+                    let drawn: Vec<ScenarioMetrics> = rep
+                        .iter()
+                        .map(|(s, c)| ScenarioMetrics::of(c, &p.k, scenarios[*s].1))
+                        .collect();
+                    set_means(&drawn, &p.k)
+                });
+                with_intervals(&mut row, set_means(&all, &p.k), replicated, &boot);
+                row
+            })
+            .collect();
         Results::from_rows(rows).with_sets(sets).write(ctx)?;
         Ok(())
+    }
+}
+
+/// Writes each metric into `row`, and beside it its interval over the replicates' values
+/// (`<metric>_lo`, `<metric>_hi`; null where the metric is).
+fn with_intervals(
+    row: &mut serde_json::Value,
+    point: Vec<(String, Option<f64>)>,
+    replicates: impl Iterator<Item = Vec<(String, Option<f64>)>>,
+    boot: &Bootstrap,
+) {
+    let replicates: Vec<Vec<(String, Option<f64>)>> = replicates.collect();
+    for (i, (name, value)) in point.into_iter().enumerate() {
+        let interval = value.and_then(|_| boot.interval(replicates.iter().map(|r| r[i].1)));
+        row[format!("{name}_lo")] = json!(interval.map(|iv| iv.0));
+        row[format!("{name}_hi")] = json!(interval.map(|iv| iv.1));
+        row[name] = json!(value);
     }
 }
 
@@ -470,11 +539,43 @@ struct ScenarioMetrics {
     judged: bool,
 }
 
+impl ScenarioMetrics {
+    fn of(c: &Counts, ks: &[usize], judged: bool) -> ScenarioMetrics {
+        ScenarioMetrics {
+            at_k: ks
+                .iter()
+                .filter(|&&k| c.n >= k)
+                .map(|&k| (k, Metrics::of(c, k)))
+                .collect(),
+            at_1: Metrics::of(c, 1),
+            judged,
+        }
+    }
+
+    /// A scenario's row of metrics; the security ones only where an oracle judged it.
+    fn fields(&self, ks: &[usize]) -> Vec<(String, Option<f64>)> {
+        let known = self.judged;
+        let mut out = Vec::new();
+        for &k in ks {
+            let m = self.at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| m);
+            out.push((format!("pass@{k}"), m.map(|m| m.pass_at_k)));
+            out.push((format!("sec-pass@{k}"), m.filter(|_| known).map(|m| m.sec_pass_at_k)));
+            out.push((format!("sec@{k}_pass"), m.filter(|_| known).map(|m| m.sec_at_k_pass)));
+        }
+        let at_1 = known.then_some(self.at_1);
+        out.push(("sven_sr".into(), at_1.map(|m| m.sven_sr)));
+        out.push(("secure_rate".into(), at_1.map(|m| m.secure_rate)));
+        out.push(("secure_pass@1".into(), at_1.map(|m| m.secure_pass_at_1)));
+        out
+    }
+}
+
 /// A set's metrics averaged over its scenarios (each weighs the same); the security metrics over
 /// the scenarios an oracle judged.
-fn set_means(set: &str, all: &[ScenarioMetrics], ks: &[usize]) -> serde_json::Value {
+fn set_means(all: &[ScenarioMetrics], ks: &[usize]) -> Vec<(String, Option<f64>)> {
     let judged: Vec<&ScenarioMetrics> = all.iter().filter(|m| m.judged).collect();
-    let mut row = json!({"set": set, "scenarios": all.len(), "judged_scenarios": judged.len()});
+    let everything: Vec<&ScenarioMetrics> = all.iter().collect();
+    let mut out = Vec::new();
     for &k in ks {
         let of = |ms: &[&ScenarioMetrics]| -> Option<Metrics> {
             let at: Vec<Metrics> = ms
@@ -483,18 +584,17 @@ fn set_means(set: &str, all: &[ScenarioMetrics], ks: &[usize]) -> serde_json::Va
                 .collect();
             Metrics::mean(&at)
         };
-        let everything: Vec<&ScenarioMetrics> = all.iter().collect();
-        row[format!("pass@{k}")] = json!(of(&everything).map(|m| m.pass_at_k));
+        out.push((format!("pass@{k}"), of(&everything).map(|m| m.pass_at_k)));
         let sec = of(&judged);
-        row[format!("sec-pass@{k}")] = json!(sec.map(|m| m.sec_pass_at_k));
-        row[format!("sec@{k}_pass")] = json!(sec.map(|m| m.sec_at_k_pass));
+        out.push((format!("sec-pass@{k}"), sec.map(|m| m.sec_pass_at_k)));
+        out.push((format!("sec@{k}_pass"), sec.map(|m| m.sec_at_k_pass)));
     }
     let at_1: Vec<Metrics> = judged.iter().map(|m| m.at_1).collect();
     let sec = Metrics::mean(&at_1);
-    row["sven_sr"] = json!(sec.map(|m| m.sven_sr));
-    row["secure_rate"] = json!(sec.map(|m| m.secure_rate));
-    row["secure_pass@1"] = json!(sec.map(|m| m.secure_pass_at_1));
-    row
+    out.push(("sven_sr".into(), sec.map(|m| m.sven_sr)));
+    out.push(("secure_rate".into(), sec.map(|m| m.secure_rate)));
+    out.push(("secure_pass@1".into(), sec.map(|m| m.secure_pass_at_1)));
+    out
 }
 
 impl Score {
