@@ -108,6 +108,16 @@ pub struct Point {
     pub y: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The interval of a point drawn from one row that has one (`<y>_lo`, `<y>_hi`, as `score`
+    /// writes them), shown as an error bar; a mean of rows has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(f64, f64)>,
+}
+
+/// A row's interval for `y`.
+fn interval(r: &Map<String, Value>, y: &str) -> Option<(f64, f64)> {
+    let bound = |end: &str| r.get(&format!("{y}_{end}")).and_then(Value::as_f64);
+    bound("lo").zip(bound("hi"))
 }
 
 fn mean(xs: &[f64]) -> Option<f64> {
@@ -180,30 +190,43 @@ pub fn figure(spec: &FigureSpec, pool: &[Map<String, Value>]) -> Result<Figure, 
                             x: x_of(r),
                             y: v,
                             label: spec.label.as_ref().map(|l| text(r.get(l))),
+                            interval: interval(r, y),
                         });
                     }
                 }
             }
         }
         FigureKind::Line | FigureKind::Bars => {
-            let mut sums: IndexMap<String, BTreeMap<u64, (f64, Vec<f64>)>> = IndexMap::new();
+            type AtX = (f64, Vec<f64>, Vec<Option<(f64, f64)>>);
+            let mut sums: IndexMap<String, BTreeMap<u64, AtX>> = IndexMap::new();
             for r in &kept {
                 for y in &ys {
                     if let Some(v) = r.get(y).and_then(Value::as_f64) {
                         let x = x_of(r);
-                        sums.entry(series_name(r, y))
-                            .or_default()
-                            .entry(ordered(x))
-                            .or_insert((x, Vec::new()))
-                            .1
-                            .push(v);
+                        let at = sums.entry(series_name(r, y)).or_default().entry(ordered(x)).or_insert((
+                            x,
+                            Vec::new(),
+                            Vec::new(),
+                        ));
+                        at.1.push(v);
+                        at.2.push(interval(r, y));
                     }
                 }
             }
             for (name, by_x) in sums {
                 let points = by_x
                     .into_values()
-                    .filter_map(|(x, vs)| mean(&vs).map(|y| Point { x, y, label: None }))
+                    .filter_map(|(x, vs, intervals)| {
+                        mean(&vs).map(|y| Point {
+                            x,
+                            y,
+                            label: None,
+                            interval: match intervals[..] {
+                                [one] => one,
+                                _ => None,
+                            },
+                        })
+                    })
                     .collect();
                 series.insert(name, points);
             }
@@ -233,10 +256,12 @@ pub fn figure(spec: &FigureSpec, pool: &[Map<String, Value>]) -> Result<Figure, 
             }
         }
     }
+    // The axis holds the error bars too.
     let all_y: Vec<f64> = series
         .values()
         .flatten()
-        .map(|p| p.y)
+        .flat_map(|p| [Some(p.y), p.interval.map(|i| i.0), p.interval.map(|i| i.1)])
+        .flatten()
         .chain(lines.iter().map(|(_, v)| *v))
         .collect();
     let y_range = match spec.y_range {

@@ -149,6 +149,27 @@ fn draw<DB: DrawingBackend>(figure: &Figure, root: DrawingArea<DB, Shift>) -> Re
             }
         }
     }
+    // Error bars, black over every series, at each point's (or bar's) centre.
+    for (i, s) in figure.series.iter().enumerate() {
+        let centre = |x: f64| match figure.kind {
+            FigureKind::Bars => x - 0.4 + 0.8 / n * (i as f64 + 0.5),
+            _ => x,
+        };
+        chart
+            .draw_series(s.points.iter().filter_map(|p| {
+                // A point interval (every draw agreed) has no bar to show.
+                let (lo, hi) = p.interval.filter(|(lo, hi)| hi > lo)?;
+                Some(ErrorBar::new_vertical(
+                    centre(p.x),
+                    lo,
+                    p.y,
+                    hi,
+                    BLACK.stroke_width(1),
+                    8,
+                ))
+            }))
+            .map_err(|e| err(&e))?;
+    }
     for (i, (_, y)) in figure.lines.iter().enumerate() {
         let c = LINE_COLOURS[i % LINE_COLOURS.len()];
         chart
@@ -300,6 +321,26 @@ mod tests {
         );
         insta::assert_json_snapshot!("bars", structure(&svg));
         assert!(shows(&png, PALETTE[1]));
+    }
+
+    #[test]
+    fn bars_with_intervals_carry_error_bars_and_bars_without_none() {
+        let spec = json!({"title": "sec-pass@1", "kind": "bars", "x": "scenario", "y": "sec-pass@1"});
+        let with = json!([
+            {"scenario": "a", "sec-pass@1": 0.5, "sec-pass@1_lo": 0.25, "sec-pass@1_hi": 1.25},
+            {"scenario": "b", "sec-pass@1": 0.25, "sec-pass@1_lo": 0.0, "sec-pass@1_hi": 0.5}
+        ]);
+        let parsed: FigureSpec = serde_json::from_value(spec.clone()).unwrap();
+        let f = figure(&parsed, &pool(with.clone())).unwrap();
+        assert_eq!(f.series[0].points[0].interval, Some((0.25, 1.25)));
+        assert!(f.y_range.1 >= 1.25, "the axis holds the bars: {:?}", f.y_range);
+        let lines = |svg: &str| structure(svg)["shapes"]["line #000000"].as_u64().unwrap_or(0);
+        let (with_bars, _) = drawn(spec.clone(), with);
+        let (without, _) = drawn(
+            spec,
+            json!([{"scenario": "a", "sec-pass@1": 0.5}, {"scenario": "b", "sec-pass@1": 0.25}]),
+        );
+        assert!(lines(&with_bars) > lines(&without), "{}", structure(&with_bars));
     }
 
     #[test]

@@ -278,12 +278,17 @@ pub fn render(
             })
         })
         .collect();
-    // Values per row key and value header, in first-seen order of keys.
+    // Values per row key and value header, in first-seen order of keys, each with its row's
+    // interval where the row has one (`<field>_lo`, `<field>_hi`, as `score` writes them).
     let mut groups: IndexMap<Vec<String>, Vec<Vec<f64>>> = IndexMap::new();
+    let mut intervals: IndexMap<Vec<String>, Vec<Vec<Option<(f64, f64)>>>> = IndexMap::new();
     let mut labels: IndexMap<Vec<String>, Vec<Option<String>>> = IndexMap::new();
     for r in &kept {
         let key: Vec<String> = spec.rows.iter().map(|k| text(r.get(k))).collect();
         let slots = groups
+            .entry(key.clone())
+            .or_insert_with(|| vec![Vec::new(); value_headers.len()]);
+        let bounds = intervals
             .entry(key.clone())
             .or_insert_with(|| vec![Vec::new(); value_headers.len()]);
         let texts = labels.entry(key).or_insert_with(|| vec![None; value_headers.len()]);
@@ -294,7 +299,11 @@ pub fn render(
                 }
             }
             match r.get(*field) {
-                Some(Value::Number(n)) => slots[j].push(n.as_f64().unwrap_or(f64::NAN)),
+                Some(Value::Number(n)) => {
+                    slots[j].push(n.as_f64().unwrap_or(f64::NAN));
+                    let bound = |end: &str| r.get(&format!("{field}_{end}")).and_then(Value::as_f64);
+                    bounds[j].push(bound("lo").zip(bound("hi")));
+                }
                 Some(Value::Bool(b)) => slots[j].push(f64::from(u8::from(*b))),
                 Some(other) => texts[j] = Some(text(Some(other))),
                 None => {}
@@ -368,9 +377,21 @@ pub fn render(
         for (j, (h, field, pv)) in value_headers.iter().enumerate() {
             let how = spec.aggregate.of(field);
             let measured = groups.get(key).and_then(|g| aggregate(&g[j], how));
+            // A cell of one row shows that row's interval; a mean of rows has none to show.
+            let interval = match intervals.get(key).map(|b| b[j].as_slice()) {
+                Some([one]) => *one,
+                _ => None,
+            };
             let cell = match (measured, &spec.relative_to) {
                 (Some(x), None) => Some(Cell {
-                    shown: fmt_num(x, spec.decimals, how),
+                    shown: match interval {
+                        Some((lo, hi)) => format!(
+                            "{} [{lo:.d$}, {hi:.d$}]",
+                            fmt_num(x, spec.decimals, how),
+                            d = spec.decimals
+                        ),
+                        None => fmt_num(x, spec.decimals, how),
+                    },
                     value: number(x),
                 }),
                 (Some(x), Some(_)) => baseline(key, pv.as_ref(), field).filter(|b| *b != 0.0).map(|b| {
@@ -717,6 +738,33 @@ mod tests {
         let t = spec(json!({"title": "t", "rows": ["cwe"], "columns": ["n"], "reference": "r.csv"}));
         let err = render(&t, &[], Some(("r.csv", "language,n\nc,1\n"))).unwrap_err();
         assert!(err.to_string().contains("no column `cwe`"), "{err}");
+    }
+
+    #[test]
+    fn a_cell_of_one_row_shows_its_interval_and_a_mean_of_rows_none() {
+        let data = rows(json!([
+            {"set": "main", "scenario": "a", "pass@1": 0.5, "pass@1_lo": 0.25, "pass@1_hi": 0.75},
+            {"set": "main", "scenario": "b", "pass@1": 0.25, "pass@1_lo": 0.0, "pass@1_hi": 0.5},
+            {"set": "unseen", "scenario": "c", "pass@1": 1.0}
+        ]));
+        let t = spec(json!({"title": "t", "rows": ["set", "scenario"], "columns": ["pass@1"], "total": true}));
+        let r = render(&t, &data, None).unwrap();
+        insta::assert_snapshot!(r.markdown(), @r"
+        | set    | scenario | pass@1              |
+        |--------|----------|---------------------|
+        | main   | a        | 0.50 \[0.25, 0.75\] |
+        | main   | b        | 0.25 \[0.00, 0.50\] |
+        | unseen | c        | 1.00                |
+        | mean   |          | 0.58                |
+        ");
+        assert_eq!(
+            r.cells[0][2], "0.50 [0.25, 0.75]",
+            "Markdown escapes the brackets, nothing else does"
+        );
+        assert_eq!(r.values[0][2], json!(0.5), "the value stays the number");
+        let by_set = spec(json!({"title": "t", "rows": ["set"], "columns": ["pass@1"]}));
+        let r = render(&by_set, &data, None).unwrap();
+        assert_eq!(r.cells[0][1], "0.38", "a mean of two rows has no interval of its own");
     }
 
     #[test]
