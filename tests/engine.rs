@@ -106,7 +106,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 48);
+    assert_eq!(first.len(), 51);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -121,6 +121,31 @@ fn quickstart_runs_then_is_entirely_cached() {
         let row = &results["rows"][0];
         let change = row["lpo_margin_after"].as_f64().unwrap() - row["lpo_margin_before"].as_f64().unwrap();
         assert!(sign * change > 0.0, "{target}: {row}");
+        // The `margin` stage measures the same held-out pairs with the adapter merged into the
+        // model: the mean the training reported, and an interval around it.
+        let margins: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                ws.path()
+                    .join(format!("out/quickstart/margins@target={target}/results.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let set = &margins["sets"][0];
+        let (lo, mean, hi) = (
+            set["margin_lo"].as_f64().unwrap(),
+            set["margin"].as_f64().unwrap(),
+            set["margin_hi"].as_f64().unwrap(),
+        );
+        assert!(
+            (mean - row["lpo_margin_after"].as_f64().unwrap()).abs() < 1e-4,
+            "{set} vs {row}"
+        );
+        assert!(lo < mean && mean < hi, "{set}");
+        assert_eq!(
+            set["pairs"].as_u64().unwrap() as usize,
+            margins["rows"].as_array().unwrap().len()
+        );
     }
     // The oracles judge one of each known secure/vulnerable pair secure.
     let known: serde_json::Value = serde_json::from_str(
@@ -207,6 +232,9 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("lpo-samples@target=vulnerable", "ran"),
         ("lpo@target=secure", "ran"),
         ("lpo@target=vulnerable", "ran"),
+        ("margins-base", "ran"),
+        ("margins@target=secure", "ran"),
+        ("margins@target=vulnerable", "ran"),
         ("model-report", "ran"),
         ("oracle-report", "cached"),
         ("pairs", "ran"),
@@ -282,6 +310,9 @@ fn overlays_merge_delete_and_rename_the_run() {
             "lpo-samples@target=vulnerable",
             "lpo@target=secure",
             "lpo@target=vulnerable",
+            "margins-base",
+            "margins@target=secure",
+            "margins@target=vulnerable",
             "model-report",
             "oracle-report",
             "pairs",
@@ -491,10 +522,10 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
     };
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     let listed = stdout(&dry);
-    assert!(listed.contains("would remove 29 entries and 26 artifacts"), "{listed}");
+    assert!(listed.contains("would remove 32 entries and 29 artifacts"), "{listed}");
     let stages = listed
         .lines()
-        .find_map(|l| l.strip_prefix("would remove the results of 29 stage(s) of quickstart-python: "))
+        .find_map(|l| l.strip_prefix("would remove the results of 32 stage(s) of quickstart-python: "))
         .unwrap_or_else(|| panic!("no stage listing for quickstart-python: {listed}"));
     assert!(stages.split(", ").any(|s| s == "sft@target=secure"), "{stages}");
     assert!(!listed.contains("stage(s) of quickstart:"), "{listed}");
@@ -507,7 +538,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).contains("removed 29 entries and 26 artifacts"),
+        stdout(&gc).contains("removed 32 entries and 29 artifacts"),
         "{}",
         stdout(&gc)
     );
@@ -522,7 +553,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         "gc removed a kept stage's link"
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 48 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 51 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()

@@ -69,6 +69,19 @@ impl Bootstrap {
             .collect()
     }
 
+    /// The interval of the mean of `values` (one observation each, e.g. a pair's margin),
+    /// resampling them; `None` for no values.
+    pub fn mean_interval(&self, values: &[f64]) -> Option<(f64, f64)> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut stream = Stream(self.seed);
+        let n = values.len();
+        self.interval(
+            (0..self.resamples).map(|_| Some((0..n).map(|_| values[stream.below(n)]).sum::<f64>() / n as f64)),
+        )
+    }
+
     /// The interval of a statistic from its replicates' values (`None` where a replicate has
     /// none, e.g. no judged scenario was drawn); `None` when no replicate has a value.
     pub fn interval(&self, values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64)> {
@@ -143,5 +156,9 @@ mod tests {
         let iv = boot.interval(all.iter().map(|rep| Some(rep[0].1.c as f64)));
         assert_eq!(iv, Some((0.0, 0.0)));
         assert_eq!(boot.interval([None, None]), None);
+        // A mean's interval lies within the values and around their mean.
+        let (lo, hi) = boot.mean_interval(&[1.0, 2.0, 3.0, 10.0]).unwrap();
+        assert!(1.0 <= lo && lo < 4.0 && 4.0 < hi && hi <= 10.0, "[{lo}, {hi}]");
+        assert_eq!(boot.mean_interval(&[]), None);
     }
 }

@@ -8,10 +8,12 @@ pub mod generate;
 pub mod import_gguf;
 pub mod init_model;
 pub mod input_file;
+pub mod interval;
 pub mod kb_slice;
 pub mod kb_summarize;
 pub mod latency;
 pub mod llm;
+pub mod margin;
 pub mod merge;
 pub mod pair;
 pub mod rag_prompt;
@@ -32,6 +34,7 @@ pub fn registry() -> Registry {
         .with(import_gguf::ImportGguf)
         .with(generate::Generate)
         .with(latency::Latency)
+        .with(margin::Margin)
         .with(scenarios::Scenarios)
         .with(score::Score)
         .with(reference_samples::ReferenceSamples)

@@ -30,6 +30,7 @@ use secvec_score::toolchain;
 use secvec_score::zygote::{FunctionalResult, ScenarioTest};
 
 use crate::input_file::input_file;
+use crate::interval;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,10 +69,10 @@ pub struct ScoreParams {
     pub codeql: String,
     /// Bootstrap resamples behind each metric's 95% interval (`<metric>_lo`, `<metric>_hi`): a
     /// set's resample its scenarios and then their samples, a scenario's its samples.
-    #[serde(default = "d_bootstrap")]
+    #[serde(default = "interval::d_bootstrap")]
     pub bootstrap: usize,
     /// The intervals' confidence level.
-    #[serde(default = "d_confidence")]
+    #[serde(default = "interval::d_confidence")]
     pub confidence: f64,
     /// Seed of the resampling: the intervals are the same on every run.
     #[serde(default)]
@@ -94,12 +95,6 @@ pub enum SecurityMode {
     Off,
 }
 
-fn d_bootstrap() -> usize {
-    1000
-}
-fn d_confidence() -> f64 {
-    0.95
-}
 fn d_k() -> Vec<usize> {
     vec![1]
 }
@@ -183,19 +178,7 @@ impl Stage for Score {
     }
 
     fn check(p: &ScoreParams, _: &Upstreams) -> Result<(), ParamError> {
-        if !(p.confidence > 0.0 && p.confidence < 1.0) {
-            return Err(ParamError::new(
-                "confidence",
-                format!(
-                    "{} is not a confidence level; give more than 0 and less than 1, e.g. 0.95",
-                    p.confidence
-                ),
-            ));
-        }
-        if p.bootstrap == 0 {
-            return Err(ParamError::new("bootstrap", "must be 1 or more resamples, e.g. 1000"));
-        }
-        Ok(())
+        interval::check(p.bootstrap, p.confidence)
     }
 
     fn result_fields(p: &ScoreParams) -> Option<ResultFields> {

@@ -22,6 +22,8 @@ mod import_gguf;
 mod init_model;
 #[path = "../../stages/src/latency/run.rs"]
 mod latency;
+#[path = "../../stages/src/margin/run.rs"]
+mod margin;
 #[path = "../../stages/src/merge/run.rs"]
 mod merge;
 #[path = "../../stages/src/retrieve/run.rs"]
@@ -51,6 +53,7 @@ fn registry() -> Registry {
         .bind::<kinds::import_gguf::ImportGguf>(import_gguf::run)
         .bind::<kinds::generate::Generate>(generate::run)
         .bind::<kinds::latency::Latency>(latency::run)
+        .bind::<kinds::margin::Margin>(margin::run)
         .bind::<kinds::train::Train>(train::run)
         .bind::<kinds::diagnose::Diagnose>(diagnose::run)
         .bind::<kinds::merge::Merge>(merge::run)

@@ -33,6 +33,25 @@ pub enum Example {
 }
 
 impl Example {
+    /// An LPO pair: `prompt` followed by each completion (and `eos`), each marking the tokens
+    /// that differ from the other completion's (a port of `difflib.ndiff` on token ids).
+    pub fn pair(prompt: &[i64], secure: &[i64], vulnerable: &[i64], eos: Option<i64>) -> Example {
+        let (m_vul, m_sec) = super::token_diff::changed_tokens(vulnerable, secure);
+        let marks = |m: &[bool]| -> Vec<f32> {
+            std::iter::repeat_n(0.0, prompt.len())
+                .chain(m.iter().map(|&x| f32::from(u8::from(x))))
+                .chain(eos.map(|_| 0.0))
+                .collect()
+        };
+        let with_eos = |c: &[i64]| c.iter().copied().chain(eos).collect::<Vec<i64>>();
+        Example::Pair {
+            secure: Sequence::completion(prompt, &with_eos(secure)),
+            vulnerable: Sequence::completion(prompt, &with_eos(vulnerable)),
+            secure_changed: marks(&m_sec),
+            vulnerable_changed: marks(&m_vul),
+        }
+    }
+
     fn target_tokens(&self) -> usize {
         match self {
             Example::Sequence(s) | Example::SafeCoder { sequence: s, .. } => s.target_tokens(),

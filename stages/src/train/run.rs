@@ -306,22 +306,7 @@ fn examples_of(
                 ));
             }
             Method::Lpo | Method::Safecoder if identical => {}
-            Method::Lpo => {
-                let (m_vul, m_sec) = changed_tokens(&vulnerable, &secure);
-                let marks = |m: &[bool]| -> Vec<f32> {
-                    std::iter::repeat_n(0.0, prompt.len())
-                        .chain(m.iter().map(|&x| f32::from(u8::from(x))))
-                        .chain(eos.map(|_| 0.0))
-                        .collect()
-                };
-                let example = Example::Pair {
-                    secure: Sequence::completion(&prompt, &with_eos(&secure)),
-                    vulnerable: Sequence::completion(&prompt, &with_eos(&vulnerable)),
-                    secure_changed: marks(&m_sec),
-                    vulnerable_changed: marks(&m_vul),
-                };
-                out.push((example, group));
-            }
+            Method::Lpo => out.push((Example::pair(&prompt, &secure, &vulnerable, eos), group)),
             Method::Safecoder => {
                 let (m_vul, m_sec) = changed_tokens(&vulnerable, &secure);
                 // As SafeCoder: the loss on the changed tokens, the sequence cut after the last one.
