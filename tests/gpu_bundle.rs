@@ -94,6 +94,27 @@ fn run_sh_verdicts_fail_where_they_must() {
     );
     assert!(verdict(&["samples", "s.jsonl"], &[("s.jsonl", "")]).starts_with("FAILED\t"));
 
+    // NaN (serde_json writes it as null) or a wrong token count is a failure, never a pass.
+    let nan = r#"{"losses": [null], "reference_losses": [2.0], "loss_difference": null, "adapter_difference": 0.0}"#;
+    assert!(verdict(&["training", "c.json", "1e-4"], &[("c.json", nan)]).starts_with("FAILED\t"));
+    assert!(logits("[1.0, 3.0, null]", "[1.0, 3.0, 2.0]", "f32").starts_with("FAILED\t"));
+    let tokens = |n: usize| format!(r#"{{"new_tokens": {n}, "tokens_per_s": 10.0}}"#);
+    let (full, short) = (tokens(1024), tokens(1000));
+    assert!(verdict(
+        &["throughput", "a.json", "b.json", "1024"],
+        &[("a.json", &full), ("b.json", &full)]
+    )
+    .starts_with("ok\t"));
+    assert!(verdict(
+        &["throughput", "a.json", "b.json", "1024"],
+        &[("a.json", &full), ("b.json", &short)]
+    )
+    .starts_with("FAILED\t"));
+    // Latency measured on another device than asked is a failure.
+    let latency = r#"{"rows": [{"mean_ms": 7.0, "std_ms": 0.1, "device": "cpu", "dtype": "f32"}]}"#;
+    assert!(verdict(&["latency", "l.json", "cpu"], &[("l.json", latency)]).starts_with("ok\t"));
+    assert!(verdict(&["latency", "l.json", "cuda"], &[("l.json", latency)]).starts_with("FAILED\t"));
+
     let rows = "5. quickstart\tok\tran\n10. later\tFAILED\tsee x.log\n1. logits\tok\tclose\n";
     let table = verdict(&["table", "r.tsv"], &[("r.tsv", rows)]);
     let order: Vec<&str> = table.lines().skip(2).map(|l| l.split(" | ").next().unwrap()).collect();

@@ -22,6 +22,11 @@ DEVICE = os.environ.get("DEVICE", "cpu")
 DTYPE = torch.bfloat16 if os.environ.get("DTYPE") == "bf16" else torch.float32
 
 
+def sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def load(d):
     return AutoModelForCausalLM.from_pretrained(d, dtype=DTYPE).to(DEVICE).eval()
 
@@ -44,9 +49,15 @@ def main():
     with torch.no_grad():
         if mode == "throughput":
             n, new = int(sys.argv[3]), int(sys.argv[4])
+            sample = lambda k: model.generate(ids, do_sample=True, temperature=0.8, top_p=0.95, top_k=0,
+                                              num_return_sequences=n, max_new_tokens=k, min_new_tokens=k,
+                                              pad_token_id=0)
+            # Untimed first: a GPU's first calls set up its libraries and load kernels.
+            sample(4)
+            sync()
             t = time.perf_counter()
-            out = model.generate(ids, do_sample=True, temperature=0.8, top_p=0.95, top_k=0, num_return_sequences=n,
-                                 max_new_tokens=new, min_new_tokens=new, pad_token_id=0)
+            out = sample(new)
+            sync()
             secs = time.perf_counter() - t
             tokens = (out.shape[1] - ids.shape[1]) * out.shape[0]
             print(json.dumps({"samples": out.shape[0], "new_tokens": tokens, "seconds": secs, "tokens_per_s": tokens / secs}))

@@ -46,6 +46,13 @@ fn main() -> anyhow::Result<()> {
                 seed: 0,
                 batch_size: n,
             };
+            // Untimed first, as on the transformers side: a GPU's first calls set up its
+            // libraries and load kernels.
+            let warm = Sampling {
+                max_new_tokens: 4,
+                ..s.clone()
+            };
+            generate(&model, &tok, &prompt, 0, &warm, &[], &mut || {})?;
             let t = Instant::now();
             let samples = generate(&model, &tok, &prompt, 0, &s, &[], &mut || {})?;
             let secs = t.elapsed().as_secs_f64();

@@ -353,6 +353,8 @@ impl Transformer {
     // `x += …` would add in place, which autograd cannot differentiate through when training.
     #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor, ModelError> {
+        // Callers build ids on the host; the embedding lookup needs them where the weights are.
+        let ids = &ids.to_device(self.device);
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let offset = cache.len;
         if offset + t > cache.capacity() {

@@ -73,7 +73,7 @@ step() {
     echo "not run: the budget of $BUDGET s is spent" >> "$OUT/$name.log"
     return 1
   fi
-  timeout "$(( left < TIMEOUT ? left : TIMEOUT ))" "$@" 2>> "$OUT/$name.log"
+  timeout -k 10 "$(( left < TIMEOUT ? left : TIMEOUT ))" "$@" 2>> "$OUT/$name.log"
 }
 
 {
@@ -81,7 +81,7 @@ step() {
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$PYTHON" -c 'import sys, torch, transformers, peft; print(f"host: Python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}, available: {torch.cuda.is_available()}), transformers {transformers.__version__}, peft {peft.__version__}")'
   echo "torch libraries: $TORCH_LIB"
-  "$bin/secvec-worker" devices
+  timeout -k 10 120 "$bin/secvec-worker" devices
 } 2>&1 | tee -a "$log"
 
 # 1. Logits against transformers.
@@ -136,13 +136,13 @@ large="$work/large"
 if step throughput "$PYTHON" "$py/transformers_bench.py" make-large "$large" "$bundle/fixtures/llama" 4 &&
   step throughput "$bin/model_bench" throughput "$large" 16 64 > "$work/throughput.secvec.json" &&
   step throughput "$PYTHON" "$py/transformers_bench.py" throughput "$large" 16 64 > "$work/throughput.hf.json"; then
-  record "6. sampling throughput, 16 x 64 new tokens, f32" "$(checks throughput "$work/throughput.secvec.json" "$work/throughput.hf.json")"
+  record "6. sampling throughput, 16 x 64 new tokens, f32" "$(checks throughput "$work/throughput.secvec.json" "$work/throughput.hf.json" $((16 * 64)))"
 else
   fail "6. sampling throughput, 16 x 64 new tokens, f32" "see throughput.log"
 fi
 
-record "7. 20-token latency (Table VI), base" "$(checks latency "$q/latency/results.json")"
-record "7. 20-token latency (Table VI), steered merged" "$(checks latency "$q/latency-merged/results.json")"
+record "7. 20-token latency (Table VI), base" "$(checks latency "$q/latency/results.json" "$DEVICE")"
+record "7. 20-token latency (Table VI), steered merged" "$(checks latency "$q/latency-merged/results.json" "$DEVICE")"
 
 cp "$work"/*.json "$OUT/" 2> /dev/null
 cp -rL "$q" "$OUT/quickstart-out" 2> /dev/null
@@ -151,4 +151,6 @@ echo
 echo "secvec GPU bundle on $DEVICE: $(( $(date +%s) - start )) s"
 echo
 checks table "$results" | tee "$OUT/summary.md"
-! cut -f2 "$results" | grep -q '^FAILED'
+# Any verdict but ok or skipped (FAILED, or none at all) fails the run.
+verdicts=$(cut -f2 "$results")
+! grep -qvxE 'ok|skipped' <<< "$verdicts"

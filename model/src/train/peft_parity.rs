@@ -63,12 +63,17 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// The largest |ours − theirs| / |theirs| over the steps' losses.
+    /// The largest |ours − theirs| / |theirs| over the steps' losses; infinite where a loss is
+    /// not a number (a NaN must not read as agreement) or the step counts differ.
     pub fn loss_difference(&self) -> f64 {
+        if self.losses.len() != self.reference_losses.len() {
+            return f64::INFINITY;
+        }
         self.losses
             .iter()
             .zip(&self.reference_losses)
             .map(|(a, b)| (a - b).abs() / b.abs())
+            .map(|d| if d.is_nan() { f64::INFINITY } else { d })
             .fold(0.0, f64::max)
     }
 }
