@@ -7,8 +7,9 @@
 #   3. one LPO step against SecVecCoder's loss written out in PyTorch;
 #   4. a steering merge (materialised) and greedy sampling with the steered adapter, the merged
 #      model's logits against transformers;
-#   5. the quickstart's model stages on the device (pairs, tiny model, SFT, LPO, diagnose,
-#      merges, generation, latency; scoring is left out: its sandboxed tools are not there);
+#   5. the quickstart's model stages on the device (pairs, tiny model, SFT, LPO, held-out
+#      margins, diagnose, merges, generation, latency; scoring is left out: its sandboxed tools
+#      are not there);
 #   6. sampling throughput, secvec against transformers, on a random Llama the host's
 #      transformers writes (hidden 1024, 4 layers, 16k vocabulary);
 #   7. Table VI's 20-new-token latency, base and steered.
@@ -110,8 +111,8 @@ for what in sft lpo; do
 done
 
 # 4-5, 7. The quickstart's model stages on the device, with the bundle's overlay.
-stages=(tiny-model samples sft lpo lpo-samples diagnose-sft diagnose-lpo steered steered-samples steered-model
-  scenario-samples latency latency-merged)
+stages=(tiny-model samples sft lpo lpo-samples margins-base margins diagnose-sft diagnose-lpo steered steered-samples
+  steered-model scenario-samples latency latency-merged)
 only=()
 for s in "${stages[@]}"; do only+=(--only "$s"); done
 t0=$(date +%s)
