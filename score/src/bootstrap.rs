@@ -56,13 +56,11 @@ impl Bootstrap {
                         } else {
                             slot
                         };
-                        let drawn: Vec<Judged> = (0..samples[s].len())
-                            .map(|_| Judged {
-                                count: 1,
-                                ..samples[s][stream.below(samples[s].len())].clone()
-                            })
-                            .collect();
-                        (s, Counts::of(&drawn))
+                        let mut counts = Counts::default();
+                        for _ in 0..samples[s].len() {
+                            counts.add(samples[s][stream.below(samples[s].len())], 1);
+                        }
+                        (s, counts)
                     })
                     .collect()
             })

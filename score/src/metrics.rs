@@ -38,14 +38,19 @@ impl Counts {
     pub fn of(judged: &[Judged]) -> Counts {
         let mut c = Counts::default();
         for j in judged {
-            c.n += j.count;
-            c.c += j.count * usize::from(j.functional);
-            c.sp += j.count * usize::from(j.functional && j.secure);
-            c.r += j.count * usize::from(j.valid);
-            c.s += j.count * usize::from(j.valid && j.secure);
-            c.secure += j.count * usize::from(j.secure);
+            c.add(j, j.count);
         }
         c
+    }
+
+    /// Counts `times` samples judged as `j` (a bootstrap draw adds one at a time).
+    pub fn add(&mut self, j: &Judged, times: usize) {
+        self.n += times;
+        self.c += times * usize::from(j.functional);
+        self.sp += times * usize::from(j.functional && j.secure);
+        self.r += times * usize::from(j.valid);
+        self.s += times * usize::from(j.valid && j.secure);
+        self.secure += times * usize::from(j.secure);
     }
 }
 

@@ -147,12 +147,14 @@ pub fn to_f32(ty: u32, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
                 let d = half(&b[208..]);
                 // Each half of 128 values takes 64 bytes of nibbles (low nibbles first) and 32
                 // bytes of bit pairs (shifts 0, 2, 4, 6 for its four runs of 32).
-                for p in 0..SUPER_BLOCK {
-                    let (half_, r) = (p / 128, p % 128);
-                    let l = (low[64 * half_ + r % 64] >> (4 * (r / 64))) & 0x0f;
-                    let h = (high[32 * half_ + r % 32] >> (2 * (r / 32))) & 0x03;
-                    let scale = d * (scales[p / 16] as i8) as f32;
-                    out.push(scale * (((l | (h << 4)) as i8 - 32) as f32));
+                for (sub, &sc) in scales.iter().enumerate() {
+                    let scale = d * (sc as i8) as f32;
+                    out.extend((16 * sub..16 * (sub + 1)).map(|p| {
+                        let (half_, r) = (p / 128, p % 128);
+                        let l = (low[64 * half_ + r % 64] >> (4 * (r / 64))) & 0x0f;
+                        let h = (high[32 * half_ + r % 32] >> (2 * (r / 32))) & 0x03;
+                        scale * (((l | (h << 4)) as i8 - 32) as f32)
+                    }));
                 }
             }
         }

@@ -39,11 +39,7 @@ fn hf_name(name: &str, heads: i64, kv_heads: i64, interleaved: bool) -> Option<(
     let rest = name.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let (q_heads, k_heads) = if interleaved {
-        (Some(heads), Some(kv_heads))
-    } else {
-        (None, None)
-    };
+    let (q_heads, k_heads) = (interleaved.then_some(heads), interleaved.then_some(kv_heads));
     let (hf, permute) = match part {
         "attn_norm.weight" => ("input_layernorm.weight", None),
         "ffn_norm.weight" => ("post_attention_layernorm.weight", None),

@@ -69,6 +69,21 @@ impl Stage for Margin {
     }
 
     fn check(p: &MarginParams, _: &Upstreams) -> Result<(), ParamError> {
+        // It names a file of the `pair` stage's folder: a path here would read outside it.
+        if p.split.is_empty()
+            || !p
+                .split
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ParamError::new(
+                "split",
+                format!(
+                    "`{}` is not a split name; give one of the pair stage's splits, e.g. val",
+                    p.split
+                ),
+            ));
+        }
         interval::check(p.bootstrap, p.confidence)
     }
 

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::rows::{matches, text, From};
+use super::rows::{interval, matches, text, From};
 use super::ReportError;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -112,12 +112,6 @@ pub struct Point {
     /// writes them), shown as an error bar; a mean of rows has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<(f64, f64)>,
-}
-
-/// A row's interval for `y`.
-fn interval(r: &Map<String, Value>, y: &str) -> Option<(f64, f64)> {
-    let bound = |end: &str| r.get(&format!("{y}_{end}")).and_then(Value::as_f64);
-    bound("lo").zip(bound("hi"))
 }
 
 fn mean(xs: &[f64]) -> Option<f64> {

@@ -29,6 +29,13 @@ pub fn text(v: Option<&Value>) -> String {
     }
 }
 
+/// The interval a row carries for `field` (`<field>_lo`, `<field>_hi`, as `score` and `margin`
+/// write them).
+pub fn interval(row: &Map<String, Value>, field: &str) -> Option<(f64, f64)> {
+    let bound = |end: &str| row.get(&format!("{field}_{end}")).and_then(Value::as_f64);
+    bound("lo").zip(bound("hi"))
+}
+
 /// Whether a row's fields equal the filter's values; a list in the filter admits any of its
 /// values.
 pub fn matches(row: &Map<String, Value>, filter: &BTreeMap<String, Value>) -> bool {

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::rows::{matches, text, From, MISSING};
+use super::rows::{interval, matches, text, From, MISSING};
 use super::ReportError;
 
 /// One table: rows grouped by key fields, value fields as columns.
@@ -301,8 +301,7 @@ pub fn render(
             match r.get(*field) {
                 Some(Value::Number(n)) => {
                     slots[j].push(n.as_f64().unwrap_or(f64::NAN));
-                    let bound = |end: &str| r.get(&format!("{field}_{end}")).and_then(Value::as_f64);
-                    bounds[j].push(bound("lo").zip(bound("hi")));
+                    bounds[j].push(interval(r, field));
                 }
                 Some(Value::Bool(b)) => slots[j].push(f64::from(u8::from(*b))),
                 Some(other) => texts[j] = Some(text(Some(other))),
