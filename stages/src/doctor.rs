@@ -133,19 +133,12 @@ pub fn checks() -> Vec<Check> {
     }
     for (what, path) in MODELS {
         match toolchain::home().map(|h| h.join(".models").join(path)) {
-            Some(p) if p.exists() => {
-                let size = if p.is_file() {
-                    std::fs::metadata(&p).map_or(0, |m| m.len())
-                } else {
-                    std::fs::read_dir(&p)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|e| e.ok()?.metadata().ok())
-                        .map(|m| m.len())
-                        .sum()
-                };
-                add(what, true, false, format!("{} ({} MB)", p.display(), size / 1_000_000));
+            // A file's size tells a truncated download at a glance; a folder is named only.
+            Some(p) if p.is_file() => {
+                let mb = std::fs::metadata(&p).map_or(0, |m| m.len()) / 1_000_000;
+                add(what, true, false, format!("{} ({mb} MB)", p.display()));
             }
+            Some(p) if p.exists() => add(what, true, false, p.display().to_string()),
             Some(p) => add(
                 what,
                 false,
