@@ -155,7 +155,8 @@ pub(crate) fn metrics_of(dir: &Path) -> BTreeMap<String, f64> {
     }
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for row in &results.rows {
-        for (k, v) in numbers(row) {
+        // A mean of the rows' interval bounds is no interval of the mean: rows give values only.
+        for (k, v) in numbers(row).filter(|(k, _)| bound_of(k).is_none_or(|m| !row.contains_key(m))) {
             let e = sums.entry(k).or_default();
             e.0 += v;
             e.1 += 1;
@@ -163,6 +164,11 @@ pub(crate) fn metrics_of(dir: &Path) -> BTreeMap<String, f64> {
     }
     out.extend(sums.into_iter().map(|(k, (sum, n))| (k, sum / n as f64)));
     out
+}
+
+/// The metric a field bounds (`sec-pass@1` for `sec-pass@1_lo`), if it is a bound.
+fn bound_of(field: &str) -> Option<&str> {
+    field.strip_suffix("_lo").or_else(|| field.strip_suffix("_hi"))
 }
 
 fn numbers(row: &Map<String, Value>) -> impl Iterator<Item = (String, f64)> + '_ {
@@ -344,7 +350,8 @@ pub(crate) fn flatten(v: &Value) -> BTreeMap<String, Value> {
 }
 
 /// `compare`'s table: one row per (run, stage) whose stage matches `stages`, with the chosen
-/// metrics (every metric the matched stages share, when none is chosen).
+/// metrics (every metric the matched stages share, when none is chosen), each followed by its
+/// interval's bounds (`<metric>_lo`, `<metric>_hi`) where a matched stage has them.
 pub fn compare(
     records: &[&RunRecord],
     stages: &globset::GlobMatcher,
@@ -364,18 +371,33 @@ pub fn compare(
                 Some(prev) => prev.intersection(&here).copied().collect(),
             });
         }
-        shared.unwrap_or_default().into_iter().cloned().collect()
+        let shared = shared.unwrap_or_default();
+        shared
+            .iter()
+            .filter(|m| bound_of(m).is_none_or(|of| !shared.contains(&of.to_string())))
+            .map(|m| m.to_string())
+            .collect()
     } else {
         chosen.to_vec()
     };
+    let columns: Vec<String> = metrics
+        .iter()
+        .flat_map(|m| {
+            let bounds = [format!("{m}_lo"), format!("{m}_hi")];
+            let has = matched
+                .iter()
+                .any(|(_, _, s)| bounds.iter().all(|b| s.metrics.contains_key(b)));
+            std::iter::once(m.clone()).chain(has.then_some(bounds).into_iter().flatten())
+        })
+        .collect();
     let mut header = vec!["run".to_string(), "stage".to_string()];
-    header.extend(metrics.iter().cloned());
+    header.extend(columns.iter().cloned());
     let rows = matched
         .iter()
         .map(|(r, n, s)| {
             let mut row = vec![Value::from(r.id.clone()), Value::from(n.as_str())];
             row.extend(
-                metrics
+                columns
                     .iter()
                     .map(|m| s.metrics.get(m).map_or(Value::Null, |v| Value::from(*v))),
             );
@@ -421,6 +443,36 @@ mod tests {
                 b: json!(0.5)
             }]
         );
+    }
+
+    #[test]
+    fn compare_puts_each_metrics_interval_beside_it() {
+        let mut a = record("1", 0.5, 0.25);
+        if let Some(s) = a.stages.get_mut("scores") {
+            s.metrics.insert("main:pass@1_lo".into(), 0.1);
+            s.metrics.insert("main:pass@1_hi".into(), 0.4);
+        }
+        let all = globset::Glob::new("*").unwrap().compile_matcher();
+        let (header, rows) = compare(&[&a], &all, &[]);
+        assert_eq!(header, ["run", "stage", "main:pass@1", "main:pass@1_lo", "main:pass@1_hi", "n"]);
+        assert_eq!(rows, vec![vec![json!("1"), json!("scores"), json!(0.25), json!(0.1), json!(0.4), json!(4.0)]]);
+        let (header, _) = compare(&[&a], &all, &["n".to_string()]);
+        assert_eq!(header, ["run", "stage", "n"]);
+    }
+
+    #[test]
+    fn row_means_leave_out_the_rows_interval_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("results.json"),
+            r#"{"rows": [{"margin": 0.1, "margin_lo": 0.0, "margin_hi": 0.2, "pairs_hi": 3}, {"margin": 0.3, "margin_lo": 0.2, "margin_hi": 0.4, "pairs_hi": 5}],
+                "sets": [{"set": "val", "margin": 0.2, "margin_lo": 0.1, "margin_hi": 0.3}]}"#,
+        )
+        .unwrap();
+        let m = metrics_of(dir.path());
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["margin", "pairs_hi", "val:margin", "val:margin_hi", "val:margin_lo"]);
+        assert!((m["margin"] - 0.2).abs() < 1e-12);
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct StepLog {
     /// Before clipping.
     pub grad_norm: f64,
     pub tokens: usize,
+    /// LPO's mean score margin on the held-out pairs after this step, where measured
+    /// (`train`'s `eval_every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_margin: Option<f64>,
 }
 
 /// The log inside a `train` output directory.

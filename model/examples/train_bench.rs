@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
     let mut model = Transformer::load(dir, device, kind)?;
     let adapter = Adapter::init(&mut model, LoraConfig::default(), "bench", 0);
     adapter.attach(&mut model, Attach::Unmerged)?;
-    set_training(&mut model, true);
+    set_training(&model, true);
     let params: Vec<Tensor> = trainable_parameters(&mut model).into_iter().map(|(_, t)| t).collect();
     let mut opt = AdamW::new(&params, 0.0);
     let vocab = model.config.vocab_size;

@@ -284,6 +284,7 @@ impl Adapter {
         let _guard = tch::no_grad_guard();
         let scaling = self.config.scaling();
         let kind = model.kind;
+        let training = model.lora_training();
         let mut linears: BTreeMap<String, _> = model.linears_mut().into_iter().collect();
         for (module, (a, b)) in &self.modules {
             let lin = linears
@@ -313,7 +314,7 @@ impl Adapter {
                         b: b.to_device(lin.weight.device()).to_kind(kind),
                         scaling,
                         dropout: self.config.dropout,
-                        train: false,
+                        train: training.clone(),
                     });
                 }
             }

@@ -3,6 +3,8 @@
 //! plain MLPs, optional biases and tied embeddings.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
@@ -27,8 +29,9 @@ pub struct LoraWeights {
     pub b: Tensor,
     pub scaling: f64,
     pub dropout: f64,
-    /// Dropout applies only while training.
-    pub train: bool,
+    /// Dropout applies only while training: the model's one switch, shared by every adapted
+    /// projection (see [`Transformer::lora_training`]).
+    pub train: Arc<AtomicBool>,
 }
 
 impl Linear {
@@ -37,7 +40,7 @@ impl Linear {
         match &self.lora {
             None => y,
             Some(l) => {
-                let h = if l.train && l.dropout > 0.0 {
+                let h = if l.dropout > 0.0 && l.train.load(Ordering::Relaxed) {
                     x.dropout(l.dropout, true)
                 } else {
                     x.shallow_clone()
@@ -183,6 +186,9 @@ pub struct Transformer {
     norm: NormLayer,
     lm_head: Option<Tensor>,
     inv_freq: Tensor,
+    /// Whether LoRA dropout is on: one switch for every attached adapter, so training can turn
+    /// it off to measure the model between steps without exclusive access.
+    lora_training: Arc<AtomicBool>,
 }
 
 fn inv_freq(config: &ModelConfig, device: Device) -> Tensor {
@@ -312,6 +318,7 @@ impl Transformer {
             embed,
             layers,
             lm_head,
+            lora_training: Arc::default(),
         })
     }
 
@@ -343,6 +350,11 @@ impl Transformer {
             }
         }
         out
+    }
+
+    /// The dropout switch a LoRA update attached to this model shares.
+    pub fn lora_training(&self) -> Arc<AtomicBool> {
+        self.lora_training.clone()
     }
 
     pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {

@@ -101,7 +101,7 @@ fn gradient_checkpointing_gives_the_gradient_of_the_stored_pass_dropout_included
         let batch = Batch::collate(&refs, padding, Device::Cpu);
         let grads = |checkpoint: bool, dropout_seed: i64| {
             let mut model = model_with_adapter(&adapter);
-            set_training(&mut model, true);
+            set_training(&model, true);
             let params = trainable_parameters(&mut model);
             let pass = PassOptions {
                 dropout_seed,

@@ -32,6 +32,23 @@ impl Stream {
     fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
+
+    /// The counts of as many samples as `samples` holds, drawn from it with replacement.
+    fn draw(&mut self, samples: &[&Judged]) -> Counts {
+        let mut counts = Counts::default();
+        for _ in 0..samples.len() {
+            counts.add(samples[self.below(samples.len())], 1);
+        }
+        counts
+    }
+}
+
+/// Each scenario's samples one by one (a distinct completion as often as it was sampled).
+fn expand<'a>(scenarios: &[&'a [Judged]]) -> Vec<Vec<&'a Judged>> {
+    scenarios
+        .iter()
+        .map(|judged| judged.iter().flat_map(|j| std::iter::repeat_n(j, j.count)).collect())
+        .collect()
 }
 
 /// One replicate: for each drawn scenario, its index and the counts of its resampled samples.
@@ -42,10 +59,7 @@ impl Bootstrap {
     /// counts). `across_scenarios`: draw the scenarios too (a set's figures), else keep each
     /// one and resample only its samples.
     pub fn replicates(&self, scenarios: &[&[Judged]], across_scenarios: bool) -> Vec<Replicate> {
-        let samples: Vec<Vec<&Judged>> = scenarios
-            .iter()
-            .map(|judged| judged.iter().flat_map(|j| std::iter::repeat_n(j, j.count)).collect())
-            .collect();
+        let samples = expand(scenarios);
         let mut stream = Stream(self.seed);
         (0..self.resamples)
             .map(|_| {
@@ -56,13 +70,28 @@ impl Bootstrap {
                         } else {
                             slot
                         };
-                        let mut counts = Counts::default();
-                        for _ in 0..samples[s].len() {
-                            counts.add(samples[s][stream.below(samples[s].len())], 1);
-                        }
-                        (s, counts)
+                        (s, stream.draw(&samples[s]))
                     })
                     .collect()
+            })
+            .collect()
+    }
+
+    /// `resamples` paired replicates of two measurements of the same scenarios (`a[i]` and
+    /// `b[i]` are scenario i's completions under each): both halves of a replicate draw the
+    /// same scenarios, and each then resamples its own samples (they were drawn independently).
+    pub fn paired_replicates(&self, a: &[&[Judged]], b: &[&[Judged]]) -> Vec<(Replicate, Replicate)> {
+        assert_eq!(a.len(), b.len(), "paired measurements of different scenario counts");
+        let (a, b) = (expand(a), expand(b));
+        let mut stream = Stream(self.seed);
+        (0..self.resamples)
+            .map(|_| {
+                (0..a.len())
+                    .map(|_| {
+                        let s = stream.below(a.len());
+                        ((s, stream.draw(&a[s])), (s, stream.draw(&b[s])))
+                    })
+                    .unzip()
             })
             .collect()
     }
@@ -73,11 +102,18 @@ impl Bootstrap {
         if values.is_empty() {
             return None;
         }
-        let mut stream = Stream(self.seed);
-        let n = values.len();
+        let n = values.len() as f64;
         self.interval(
-            (0..self.resamples).map(|_| Some((0..n).map(|_| values[stream.below(n)]).sum::<f64>() / n as f64)),
+            self.index_draws(values.len())
+                .map(|drawn| Some(drawn.iter().map(|&i| values[i]).sum::<f64>() / n)),
         )
+    }
+
+    /// `resamples` draws of `n` indices into `0..n` with replacement, for a statistic of `n`
+    /// units resampled together (n > 0).
+    pub fn index_draws(&self, n: usize) -> impl Iterator<Item = Vec<usize>> {
+        let mut stream = Stream(self.seed);
+        (0..self.resamples).map(move |_| (0..n).map(|_| stream.below(n)).collect())
     }
 
     /// The interval of a statistic from its replicates' values (`None` where a replicate has

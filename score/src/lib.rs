@@ -6,9 +6,11 @@
 pub mod bootstrap;
 pub mod canary;
 pub mod cgroup;
+pub mod correlation;
 pub mod functional;
 pub mod metrics;
 pub mod oracle;
+pub mod paired;
 pub mod parse;
 pub mod parse_check;
 pub mod postprocess;

@@ -55,14 +55,30 @@ pub fn run(args: CompareArgs, globals: &Globals) -> Result<Exit> {
         }
         return Ok(Exit::Success);
     }
+    // A metric and its bounds show as one column, `value [lo, hi]`.
+    let shown: Vec<(usize, Option<(usize, usize)>)> = (0..header.len())
+        .filter(|&j| !header.iter().any(|h| [format!("{h}_lo"), format!("{h}_hi")].contains(&header[j])))
+        .map(|j| {
+            let at = |end: &str| header.iter().position(|h| *h == format!("{}_{end}", header[j]));
+            (j, at("lo").zip(at("hi")))
+        })
+        .collect();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => s.clone(),
+        _ => "—".to_string(),
+    };
+    let header: Vec<String> = shown.iter().map(|(j, _)| header[*j].clone()).collect();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            r.iter()
-                .map(|v| match v {
-                    serde_json::Value::Number(n) => format!("{:.4}", n.as_f64().unwrap_or(f64::NAN)),
-                    serde_json::Value::String(s) => s.clone(),
-                    _ => "—".to_string(),
+            shown
+                .iter()
+                .map(|&(j, bounds)| match bounds {
+                    Some((lo, hi)) if !r[lo].is_null() && !r[hi].is_null() => {
+                        format!("{} [{}, {}]", text(&r[j]), text(&r[lo]), text(&r[hi]))
+                    }
+                    _ => text(&r[j]),
                 })
                 .collect()
         })

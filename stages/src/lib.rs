@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod diagnose;
+pub mod difference;
 pub mod doctor;
 pub mod fixes;
 pub mod generate;
@@ -23,6 +24,7 @@ pub mod retrieve;
 pub mod scenarios;
 pub mod score;
 pub mod train;
+pub mod trend;
 
 use secvec_stage::Registry;
 
@@ -35,6 +37,7 @@ pub fn registry() -> Registry {
         .with(generate::Generate)
         .with(latency::Latency)
         .with(margin::Margin)
+        .with(difference::Difference)
         .with(scenarios::Scenarios)
         .with(score::Score)
         .with(reference_samples::ReferenceSamples)
@@ -45,5 +48,6 @@ pub fn registry() -> Registry {
         .with(kb_summarize::KbSummarize)
         .with(retrieve::Retrieve)
         .with(rag_prompt::RagPrompt)
+        .with(trend::Trend)
         .with(report::Report)
 }

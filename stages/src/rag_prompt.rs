@@ -279,19 +279,19 @@ mod tests {
     }
 
     #[test]
-    fn a_template_that_loops_or_doubles_stops_quickly_with_a_clear_error() {
+    fn a_template_that_loops_or_doubles_runs_out_of_its_budget_with_a_clear_error() {
         let all = RagPromptParams {
             guideline: true,
             example: ExampleCode::Sliced,
         };
         let doubling = format!("{{% set s = prompt %}}{}{{{{ s }}}}", "{% set s = s ~ s %}".repeat(40));
         let looping = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}";
+        // The budget is counted in template operations, not time: it ends both long before they
+        // would (10¹⁰ iterations; a 2⁴⁰-fold string).
         for source in [doubling.as_str(), looping] {
             let env = environment(source.to_string()).unwrap();
-            let started = std::time::Instant::now();
             let err = format!("{:#}", render(&env, &all, &task(), &found(true)).unwrap_err());
-            assert!(err.contains("ran out of its budget"), "{err}");
-            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{source}");
+            assert!(err.contains("ran out of its budget"), "{source}: {err}");
         }
     }
 }

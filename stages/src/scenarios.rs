@@ -2,13 +2,13 @@
 //! split or CodeGuard+'s `data/base/`, each with `unit_test/`), renders their prompts, and copies
 //! everything scoring needs into its output so that scoring depends on nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use secvec_artifacts::prompts::{self, Prompt, Scenario};
 use secvec_artifacts::results::{self, Results};
-use secvec_artifacts::scenarios;
+use secvec_artifacts::{scenarios, scores};
 use secvec_stage::{InputSlot, ResultFields, Stage, StageContext, FILES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -319,13 +319,22 @@ impl Stage for Scenarios {
         "Evaluation scenarios (CodeGuard+ layout): prompts, plus the unit tests scoring runs.";
 
     fn inputs() -> Vec<InputSlot> {
-        vec![InputSlot {
-            name: "data",
-            accepts: &[FILES],
-            many: false,
-            optional: false,
-            doc: "DeepGuard's `data_eval` or CodeGuard+'s root (scenarios and `unit_test/`)",
-        }]
+        vec![
+            InputSlot {
+                name: "data",
+                accepts: &[FILES],
+                many: false,
+                optional: false,
+                doc: "DeepGuard's `data_eval` or CodeGuard+'s root (scenarios and `unit_test/`)",
+            },
+            InputSlot {
+                name: "solved",
+                accepts: &[scores::TAG],
+                many: false,
+                optional: true,
+                doc: "a `score` stage: keep only the scenarios it found at least one functional program for (what a model can already write)",
+            },
+        ]
     }
 
     fn output_tags() -> Vec<&'static str> {
@@ -339,6 +348,16 @@ impl Stage for Scenarios {
     fn run(&self, p: &ScenariosParams, ctx: &StageContext) -> anyhow::Result<()> {
         let root = &ctx.required("data")?.path;
         let tests = root.join("unit_test");
+        let solved: Option<BTreeSet<String>> = match ctx.input("solved") {
+            None => None,
+            Some(s) => Some(
+                scores::read(&s.path)?
+                    .into_iter()
+                    .filter(|j| j.functional)
+                    .map(|j| j.scenario)
+                    .collect(),
+            ),
+        };
         let mut kept = Vec::new();
         let mut counts: BTreeMap<(&str, String), usize> = BTreeMap::new();
         for (dir, set) in scenario_dirs(root, p.split)? {
@@ -346,7 +365,8 @@ impl Stage for Scenarios {
             let sc = s.scenario.as_ref().expect("a scenario's prompt");
             let keep_cwe = p.cwes.is_empty() || p.cwes.iter().any(|c| c.eq_ignore_ascii_case(&sc.cwe));
             let keep_lang = p.languages.is_empty() || p.languages.contains(&sc.language);
-            if !(keep_cwe && keep_lang) {
+            let keep_solved = solved.as_ref().is_none_or(|ids| ids.contains(&s.id));
+            if !(keep_cwe && keep_lang && keep_solved) {
                 continue;
             }
             let unit = tests.join(&s.id);

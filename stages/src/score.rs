@@ -21,7 +21,7 @@ use serde_json::json;
 use secvec_score::bootstrap::Bootstrap;
 use secvec_score::canary;
 use secvec_score::functional::{test_programs, Job};
-use secvec_score::metrics::{Counts, Judged, Metrics};
+use secvec_score::metrics::{set_means, Counts, Judged, ScenarioMetrics};
 use secvec_score::oracle::{self, Mapping, Program, SecurityVerdict, ToolRunner, Tools};
 use secvec_score::parse_check::parses;
 use secvec_score::postprocess::program;
@@ -512,72 +512,6 @@ fn with_intervals(
         row[format!("{name}_hi")] = json!(interval.map(|iv| iv.1));
         row[name] = json!(value);
     }
-}
-
-/// One scenario's metrics, as set means need them: per sample budget k (where n >= k), at k = 1
-/// (SVEN-SR, SecureRate and SecurePass@1 do not depend on k), and whether an oracle judged it.
-struct ScenarioMetrics {
-    at_k: Vec<(usize, Metrics)>,
-    at_1: Metrics,
-    judged: bool,
-}
-
-impl ScenarioMetrics {
-    fn of(c: &Counts, ks: &[usize], judged: bool) -> ScenarioMetrics {
-        ScenarioMetrics {
-            at_k: ks
-                .iter()
-                .filter(|&&k| c.n >= k)
-                .map(|&k| (k, Metrics::of(c, k)))
-                .collect(),
-            at_1: Metrics::of(c, 1),
-            judged,
-        }
-    }
-
-    /// A scenario's row of metrics; the security ones only where an oracle judged it.
-    fn fields(&self, ks: &[usize]) -> Vec<(String, Option<f64>)> {
-        let known = self.judged;
-        let mut out = Vec::new();
-        for &k in ks {
-            let m = self.at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| m);
-            out.push((format!("pass@{k}"), m.map(|m| m.pass_at_k)));
-            out.push((format!("sec-pass@{k}"), m.filter(|_| known).map(|m| m.sec_pass_at_k)));
-            out.push((format!("sec@{k}_pass"), m.filter(|_| known).map(|m| m.sec_at_k_pass)));
-        }
-        let at_1 = known.then_some(self.at_1);
-        out.push(("sven_sr".into(), at_1.map(|m| m.sven_sr)));
-        out.push(("secure_rate".into(), at_1.map(|m| m.secure_rate)));
-        out.push(("secure_pass@1".into(), at_1.map(|m| m.secure_pass_at_1)));
-        out
-    }
-}
-
-/// A set's metrics averaged over its scenarios (each weighs the same); the security metrics over
-/// the scenarios an oracle judged.
-fn set_means(all: &[ScenarioMetrics], ks: &[usize]) -> Vec<(String, Option<f64>)> {
-    let judged: Vec<&ScenarioMetrics> = all.iter().filter(|m| m.judged).collect();
-    let everything: Vec<&ScenarioMetrics> = all.iter().collect();
-    let mut out = Vec::new();
-    for &k in ks {
-        let of = |ms: &[&ScenarioMetrics]| -> Option<Metrics> {
-            let at: Vec<Metrics> = ms
-                .iter()
-                .filter_map(|m| m.at_k.iter().find(|(kk, _)| *kk == k).map(|(_, m)| *m))
-                .collect();
-            Metrics::mean(&at)
-        };
-        out.push((format!("pass@{k}"), of(&everything).map(|m| m.pass_at_k)));
-        let sec = of(&judged);
-        out.push((format!("sec-pass@{k}"), sec.map(|m| m.sec_pass_at_k)));
-        out.push((format!("sec@{k}_pass"), sec.map(|m| m.sec_at_k_pass)));
-    }
-    let at_1: Vec<Metrics> = judged.iter().map(|m| m.at_1).collect();
-    let sec = Metrics::mean(&at_1);
-    out.push(("sven_sr".into(), sec.map(|m| m.sven_sr)));
-    out.push(("secure_rate".into(), sec.map(|m| m.secure_rate)));
-    out.push(("secure_pass@1".into(), sec.map(|m| m.secure_pass_at_1)));
-    out
 }
 
 impl Score {

@@ -33,10 +33,6 @@ pub fn trainable_parameters(model: &mut Transformer) -> Vec<(String, Tensor)> {
 }
 
 /// Switches LoRA dropout on (training) or off.
-pub fn set_training(model: &mut Transformer, on: bool) {
-    for (_, lin) in model.linears_mut() {
-        if let Some(l) = &mut lin.lora {
-            l.train = on;
-        }
-    }
+pub fn set_training(model: &Transformer, on: bool) {
+    model.lora_training().store(on, std::sync::atomic::Ordering::Relaxed);
 }

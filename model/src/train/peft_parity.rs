@@ -135,7 +135,7 @@ pub fn ten_sft_steps(base: &Path, device: Device, reference: &Reference, dir: &P
 
     let mut model = Transformer::load(base, device, Kind::Float)?;
     initial.attach(&mut model, Attach::Unmerged)?;
-    set_training(&mut model, true);
+    set_training(&model, true);
     let params = trainable_parameters(&mut model);
     let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
     let mut opt = AdamW::new(&tensors, weight_decay);

@@ -105,7 +105,8 @@ pub fn checkpointed_steps(dir: &std::path::Path) -> Option<usize> {
 }
 
 /// Trains `params` (the model's trainable LoRA factors) on `examples`. `on_step` sees every step
-/// as it ends (for progress and logs) and may stop training by returning an error.
+/// as it ends (for progress, and to add a measurement to its log) and may stop training by
+/// returning an error.
 ///
 /// Every step is a function of the seed and its index alone (each epoch's shuffle and each
 /// step's dropout are seeded from them), so training resumed from a checkpoint ends with the
@@ -117,7 +118,7 @@ pub fn train(
     objective: Objective,
     hyper: &Hyper,
     checkpointing: Option<&Checkpointing>,
-    on_step: &mut dyn FnMut(&StepLog, usize) -> anyhow::Result<()>,
+    on_step: &mut dyn FnMut(&mut StepLog, usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<StepLog>> {
     let per_epoch = hyper.steps_per_epoch(examples.len());
     let total = per_epoch * hyper.epochs;
@@ -160,15 +161,16 @@ pub fn train(
             }
             let learning_rate = hyper.learning_rate * hyper.schedule.factor(step, hyper.warmup_steps, total);
             opt.step(learning_rate);
-            let log = StepLog {
+            let mut log = StepLog {
                 step: step + 1,
                 epoch: epoch + 1,
                 loss,
                 learning_rate,
                 grad_norm,
                 tokens,
+                held_out_margin: None,
             };
-            on_step(&log, total)?;
+            on_step(&mut log, total)?;
             logs.push(log);
             if let Some(c) = checkpointing.filter(|c| c.every > 0 && logs.len() % c.every == 0 && logs.len() < total) {
                 checkpoint::save(&c.dir, params, &opt, &logs)?;

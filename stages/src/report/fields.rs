@@ -34,6 +34,7 @@ pub fn check(params: &ReportParams, upstream: &Upstreams) -> Result<(), ParamErr
         let at = |what: &str| format!("tables[{i}].{what}");
         let mut named: Vec<(String, &str)> = Vec::new();
         named.extend(t.filter.keys().map(|k| (at(&format!("filter.{k}")), k.as_str())));
+        named.extend(t.exclude.keys().map(|k| (at(&format!("exclude.{k}")), k.as_str())));
         named.extend(
             t.rows
                 .iter()

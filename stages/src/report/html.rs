@@ -24,6 +24,8 @@ pub struct Verdicts {
 
 pub struct Page<'a> {
     pub title: &'a str,
+    /// Which security oracles judged the scores, when any did.
+    pub oracles: Option<&'a str>,
     pub tables: Vec<(&'a str, &'a Rendered)>,
     /// Title and SVG of each figure.
     pub figures: Vec<(&'a str, &'a str)>,
@@ -92,6 +94,9 @@ pub fn page(p: &Page) -> String {
         }
     }
     h.push_str("</nav>\n");
+    if let Some(note) = p.oracles {
+        let _ = writeln!(h, "<p>{}</p>", escape(note));
+    }
     if !p.tables.is_empty() {
         h.push_str("<section id=\"tables\">\n");
         for (title, t) in &p.tables {
@@ -299,6 +304,7 @@ mod tests {
         }];
         let html = page(&Page {
             title: hostile,
+            oracles: Some(hostile),
             tables: Vec::new(),
             figures: Vec::new(),
             verdicts: &verdicts,

@@ -62,7 +62,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str =
         "Tables and figures from upstream results: Markdown, CSV, JSON, SVG and PNG, and one \
          self-contained HTML page with each scenario's failures; reference values side by side.";
@@ -137,6 +137,10 @@ impl Stage for Report {
         };
         let references = reference_files(ctx)?;
         let mut markdown = format!("# {}\n", params.title);
+        let oracles = oracle_note(&rows);
+        if let Some(note) = &oracles {
+            markdown.push_str(&format!("\n{note}\n"));
+        }
         let (mut tables, mut rendered_tables) = (Vec::new(), Vec::new());
         for (i, spec) in params.tables.iter().enumerate() {
             let reference = match &spec.reference {
@@ -176,6 +180,7 @@ impl Stage for Report {
         }
         let page = html::page(&html::Page {
             title: &params.title,
+            oracles: oracles.as_deref(),
             tables: params
                 .tables
                 .iter()
@@ -226,8 +231,30 @@ fn examples(judged: Vec<scores::JudgedProgram>, keep: usize) -> Vec<scores::Judg
     out
 }
 
+/// Which security oracles judged the scores behind the report, said once under its title: the
+/// open checks and CodeQL flag different programs, so figures from one are not the other's.
+fn oracle_note(rows: &[Map<String, Value>]) -> Option<String> {
+    let mut used: Vec<&str> = rows.iter().filter_map(|r| r.get("oracle")?.as_str()).collect();
+    used.sort_unstable();
+    used.dedup();
+    let named: Vec<String> = used
+        .iter()
+        .map(|o| match *o {
+            "open" => "the open oracles (semgrep, bandit, cppcheck, gcc -fanalyzer and the scenarios' pattern checks)".to_string(),
+            "codeql" => "CodeQL, with each scenario's query".to_string(),
+            other => format!("`{other}`"),
+        })
+        .collect();
+    (!named.is_empty()).then(|| {
+        format!(
+            "Security verdicts: {}. The papers judge with CodeQL; the oracles flag different programs, so security figures from one are not comparable with the other's.",
+            named.join("; ")
+        )
+    })
+}
+
 /// Matrix labels arrive as text; numbers become numbers again so they sort and format as such.
-fn label_value(v: &str) -> Value {
+pub(crate) fn label_value(v: &str) -> Value {
     v.parse::<f64>()
         .ok()
         .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
@@ -261,4 +288,23 @@ fn reference_files(ctx: &StageContext) -> Result<BTreeMap<String, (String, Strin
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracles_behind_the_scores_are_named_once() {
+        let rows = rows::objects(json!([
+            {"scenario": "a", "oracle": "open"},
+            {"scenario": "b", "oracle": "open"},
+            {"scenario": "c", "oracle": null},
+            {"scenario": "d", "oracle": "codeql"}
+        ]));
+        let note = oracle_note(&rows).unwrap();
+        assert!(note.contains("the open oracles") && note.contains("CodeQL, with each scenario's query"), "{note}");
+        assert_eq!(note.matches("the open oracles").count(), 1);
+        assert_eq!(oracle_note(&rows::objects(json!([{"margin": 0.1}]))), None);
+    }
 }

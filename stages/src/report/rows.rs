@@ -37,13 +37,17 @@ pub fn interval(row: &Map<String, Value>, field: &str) -> Option<(f64, f64)> {
 }
 
 /// Whether a row's fields equal the filter's values; a list in the filter admits any of its
-/// values.
+/// values. Numbers compare as numbers (`theta: 0` matches a row's `0.0`).
 pub fn matches(row: &Map<String, Value>, filter: &BTreeMap<String, Value>) -> bool {
     filter.iter().all(|(k, want)| {
         let have = text(row.get(k));
+        let same = |w: &Value| {
+            let w = text(Some(w));
+            w == have || matches!((w.parse::<f64>(), have.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
+        };
         match want {
-            Value::Array(any) => any.iter().any(|w| text(Some(w)) == have),
-            one => text(Some(one)) == have,
+            Value::Array(any) => any.iter().any(same),
+            one => same(one),
         }
     })
 }
@@ -72,5 +76,8 @@ mod tests {
         assert!(matches(&row, &f(json!({"theta": 1.5, "set": "main"}))));
         assert!(!matches(&row, &f(json!({"theta": 0.5}))));
         assert!(!matches(&row, &f(json!({"missing": "x"}))));
+        let zero = json!({"theta": 0.0}).as_object().unwrap().clone();
+        assert!(matches(&zero, &f(json!({"theta": 0}))));
+        assert!(!matches(&zero, &f(json!({"theta": [0.5, "0.05"]}))));
     }
 }

@@ -17,6 +17,14 @@ pub struct TableSpec {
     /// `{set: [main, unseen]}` keeps validation scenarios out.
     #[serde(default)]
     pub filter: BTreeMap<String, Value>,
+    /// Leave out the rows whose fields equal these values (a list: any of them), e.g.
+    /// `{theta: 0}`: Table IV's best θ must not count θ = 0, which is the baseline itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exclude: BTreeMap<String, Value>,
+    /// Mark with `*` each value whose interval excludes 0: a difference (see the `difference`
+    /// kind) the data support at the interval's confidence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mark_nonzero: bool,
     /// Fields that identify a table row; rows sharing them are aggregated. `stage` names the
     /// upstream stage a row came from.
     pub rows: Vec<String>,
@@ -208,7 +216,7 @@ pub fn render(
     // columns belongs to another table.
     let kept: Vec<&Map<String, Value>> = rows
         .iter()
-        .filter(|r| matches(r, &spec.filter))
+        .filter(|r| matches(r, &spec.filter) && (spec.exclude.is_empty() || !matches(r, &spec.exclude)))
         .filter(|r| spec.columns.iter().any(|c| r.contains_key(c)))
         .collect();
     let totals = spec.total || spec.total_by.is_some();
@@ -385,8 +393,9 @@ pub fn render(
                 (Some(x), None) => Some(Cell {
                     shown: match interval {
                         Some((lo, hi)) => format!(
-                            "{} [{lo:.d$}, {hi:.d$}]",
+                            "{} [{lo:.d$}, {hi:.d$}]{}",
                             fmt_num(x, spec.decimals, how),
+                            if spec.mark_nonzero && (lo > 0.0 || hi < 0.0) { " *" } else { "" },
                             d = spec.decimals
                         ),
                         None => fmt_num(x, spec.decimals, how),
@@ -723,6 +732,21 @@ mod tests {
         let r = render(&t, &data, None).unwrap();
         assert_eq!(r.cells, vec![vec!["negation", "+20.0%", "-25.0%"]], "{:?}", r.header);
 
+        // θ = 0 is the baseline point: counted, it hides a steering that only hurts (SFT's
+        // -25% would read +0%). `exclude` leaves it out, as the paper's Table IV does.
+        let mut with_zero = data.clone();
+        with_zero.extend(rows(json!([
+            {"model": "W_steered", "strategy": "SFT", "operator": "negation", "theta": 0.0, "sec": 0.4},
+            {"model": "W_steered", "strategy": "LPO", "operator": "negation", "theta": 0.0, "sec": 0.5}
+        ])));
+        assert_eq!(render(&t, &with_zero, None).unwrap().cells, vec![vec!["negation", "+20.0%", "+0.0%"]]);
+        let mut excluding = t;
+        excluding.exclude = serde_json::from_value(json!({"theta": 0})).unwrap();
+        assert_eq!(
+            render(&excluding, &with_zero, None).unwrap().cells,
+            vec![vec!["negation", "+20.0%", "-25.0%"]]
+        );
+
         let bad = spec(json!({"title": "t", "rows": ["operator"], "columns": ["sec"],
                               "relative_to": {"filter": {"model": "W_sec"}, "match": ["theta"]}}));
         let err = render(&bad, &data, None).unwrap_err().to_string();
@@ -764,6 +788,20 @@ mod tests {
         let by_set = spec(json!({"title": "t", "rows": ["set"], "columns": ["pass@1"]}));
         let r = render(&by_set, &data, None).unwrap();
         assert_eq!(r.cells[0][1], "0.38", "a mean of two rows has no interval of its own");
+    }
+
+    #[test]
+    fn mark_nonzero_marks_the_intervals_that_exclude_zero() {
+        let data = rows(json!([
+            {"target": "secure", "margin": 0.2, "margin_lo": 0.05, "margin_hi": 0.3},
+            {"target": "vulnerable", "margin": -0.2, "margin_lo": -0.3, "margin_hi": -0.01},
+            {"target": "none", "margin": 0.01, "margin_lo": -0.02, "margin_hi": 0.04}
+        ]));
+        let t = spec(json!({"title": "t", "rows": ["target"], "columns": ["margin"], "mark_nonzero": true}));
+        let cells: Vec<String> = render(&t, &data, None).unwrap().cells.into_iter().map(|r| r[1].clone()).collect();
+        assert_eq!(cells, ["0.20 [0.05, 0.30] *", "-0.20 [-0.30, -0.01] *", "0.01 [-0.02, 0.04]"]);
+        let plain = spec(json!({"title": "t", "rows": ["target"], "columns": ["margin"]}));
+        assert_eq!(render(&plain, &data, None).unwrap().cells[0][1], "0.20 [0.05, 0.30]");
     }
 
     #[test]

@@ -116,6 +116,13 @@ pub struct TrainParams {
     /// one on the next run, and ends with the same adapter.
     #[serde(default = "d_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// Measure LPO's mean score margin on the held-out (`val`) pairs every this many optimiser
+    /// steps and after the last, into the training log and the results (rows of `step` and
+    /// `held_out_margin`, step 0 before training): the curve of what LPO optimises, for any
+    /// method. Each costs a forward pass over the held-out pairs. Unset: LPO measures before and
+    /// after only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_every: Option<usize>,
     /// Keep only each layer's input and recompute its activations in the backward pass: less
     /// memory for about a third more compute. The adapter is the same either way.
     #[serde(default)]
@@ -268,6 +275,8 @@ impl Stage for Train {
             "lpo_margin_after",
             "init_rank",
             "samples",
+            "step",
+            "held_out_margin",
         ]))
     }
 

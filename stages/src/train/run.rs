@@ -72,7 +72,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     );
     // Held-out pairs show whether LPO did its job: the margin s(c⁺) − s(c⁻) before and after.
     let held_out = match pairs_input.join(pairs::split_file("val")) {
-        v if p.method == Method::Lpo && pairs_input.is_dir() && v.is_file() => {
+        v if (p.method == Method::Lpo || p.eval_every.is_some()) && pairs_input.is_dir() && v.is_file() => {
             let val = pairs::read(&v)?;
             let lpo_params = TrainParams {
                 method: Method::Lpo,
@@ -145,7 +145,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         gradient_checkpointing: p.gradient_checkpointing,
     };
     hyper.warmup_steps = p.warmup(hyper.steps_per_epoch(examples.len()) * hyper.epochs);
-    set_training(&mut model, true);
+    set_training(&model, true);
     let checkpointing = Checkpointing {
         dir: ctx.scratch_dir().to_path_buf(),
         every: p.checkpoint_every,
@@ -162,12 +162,19 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
         Some(&checkpointing),
         &mut |step, total| {
             ctx.check_cancelled()?;
+            if let Some(every) = p.eval_every.filter(|&e| e > 0) {
+                if step.step % every == 0 || step.step == total {
+                    set_training(&model, false);
+                    step.held_out_margin = margin(&model);
+                    set_training(&model, true);
+                }
+            }
             ctx.progress(step.step as u64, total as u64);
             ctx.message(&format!("step {}/{total} loss {:.4}", step.step, step.loss));
             Ok(())
         },
     )?;
-    set_training(&mut model, false);
+    set_training(&model, false);
     let margin_after = margin(&model);
 
     let trained = Adapter {
@@ -183,7 +190,13 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
     }
     training_log::write(ctx, &logs)?;
     let last = logs.last();
-    Results::from_rows([json!({
+    let curve = p.eval_every.map(|_| {
+        std::iter::once((0, margin_before))
+            .chain(logs.iter().map(|l| (l.step, l.held_out_margin)))
+            .filter_map(|(step, m)| Some(json!({"step": step, "held_out_margin": m?})))
+            .collect::<Vec<_>>()
+    });
+    Results::from_rows(std::iter::once(json!({
             "method": p.method,
             "target": p.target,
             "examples": examples.len(),
@@ -197,7 +210,7 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
             "lpo_margin_after": margin_after,
             "init_rank": init.as_ref().map(|a| a.config.r),
             "samples": (p.method == Method::Safecoder).then(|| safecoder_counts(&examples)),
-    })])
+    })).chain(curve.into_iter().flatten()))
     .write(ctx)?;
     Ok(())
 }
