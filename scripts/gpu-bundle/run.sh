@@ -111,7 +111,7 @@ for what in sft lpo; do
 done
 
 # 4-5, 7. The quickstart's model stages on the device, with the bundle's overlay.
-stages=(tiny-model samples sft lpo lpo-samples margins-base margins diagnose-sft diagnose-lpo steered steered-samples
+stages=(tiny-model samples sft lpo lpo-samples margins-base margins steered-margins diagnose-sft diagnose-lpo steered steered-samples
   steered-model scenario-samples latency latency-merged)
 only=()
 for s in "${stages[@]}"; do only+=(--only "$s"); done
