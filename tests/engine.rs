@@ -232,6 +232,8 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("lpo-samples@target=vulnerable", "ran"),
         ("lpo@target=secure", "ran"),
         ("lpo@target=vulnerable", "ran"),
+        ("margin-shifts@target=secure", "ran"),
+        ("margin-shifts@target=vulnerable", "ran"),
         ("margins-base", "ran"),
         ("margins@target=secure", "ran"),
         ("margins@target=vulnerable", "ran"),
@@ -256,6 +258,12 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("smollm2-report@method=llm-alone", "cached"),
         ("smollm2-samples@method=llm-alone", "cached"),
         ("smollm2-scores@method=llm-alone", "cached"),
+        ("steered-margins@operator=contrast,theta=0.5", "ran"),
+        ("steered-margins@operator=contrast,theta=1.5", "ran"),
+        ("steered-margins@operator=negation,theta=0.5", "ran"),
+        ("steered-margins@operator=negation,theta=1.5", "ran"),
+        ("steered-margins@operator=secure-anchored,theta=0.5", "ran"),
+        ("steered-margins@operator=secure-anchored,theta=1.5", "ran"),
         ("steered-samples@operator=contrast,theta=0.5", "ran"),
         ("steered-samples@operator=contrast,theta=1.5", "ran"),
         ("steered-samples@operator=negation,theta=0.5", "ran"),
@@ -268,6 +276,7 @@ fn changing_one_param_reruns_exactly_that_stage_and_its_dependents() {
         ("steered@operator=negation,theta=1.5", "ran"),
         ("steered@operator=secure-anchored,theta=0.5", "ran"),
         ("steered@operator=secure-anchored,theta=1.5", "ran"),
+        ("steering-trend", "ran"),
         ("task-vector-report", "ran"),
         ("tiny-model", "ran"),
         ("training-report", "ran"),
@@ -310,6 +319,8 @@ fn overlays_merge_delete_and_rename_the_run() {
             "lpo-samples@target=vulnerable",
             "lpo@target=secure",
             "lpo@target=vulnerable",
+            "margin-shifts@target=secure",
+            "margin-shifts@target=vulnerable",
             "margins-base",
             "margins@target=secure",
             "margins@target=vulnerable",
@@ -332,6 +343,12 @@ fn overlays_merge_delete_and_rename_the_run() {
             "smollm2-report@method=llm-alone",
             "smollm2-samples@method=llm-alone",
             "smollm2-scores@method=llm-alone",
+            "steered-margins@operator=contrast,theta=0.5",
+            "steered-margins@operator=contrast,theta=1.5",
+            "steered-margins@operator=negation,theta=0.5",
+            "steered-margins@operator=negation,theta=1.5",
+            "steered-margins@operator=secure-anchored,theta=0.5",
+            "steered-margins@operator=secure-anchored,theta=1.5",
             "steered-samples@operator=contrast,theta=0.5",
             "steered-samples@operator=contrast,theta=1.5",
             "steered-samples@operator=negation,theta=0.5",
@@ -344,6 +361,7 @@ fn overlays_merge_delete_and_rename_the_run() {
             "steered@operator=negation,theta=1.5",
             "steered@operator=secure-anchored,theta=0.5",
             "steered@operator=secure-anchored,theta=1.5",
+            "steering-trend",
             "task-vector-report",
             "tiny-model",
             "training-report"
@@ -553,7 +571,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
         "gc removed a kept stage's link"
     );
     let plan = ws.run(&["plan", "manifests/quickstart.yaml"]);
-    assert!(stdout(&plan).contains("0 of 51 stages would run"), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("0 of 60 stages would run"), "{}", stdout(&plan));
 
     let artifact = ws
         .path()
