@@ -106,7 +106,7 @@ fn quickstart_runs_then_is_entirely_cached() {
     let ws = Workspace::new();
     let first = ws.run_json(&["manifests/quickstart.yaml"]);
     assert!(statuses(&first).iter().all(|(_, s)| s == "ran"), "{first:?}");
-    assert_eq!(first.len(), 51);
+    assert_eq!(first.len(), 60);
     // LPO does what it is for: on the held-out pairs, the secure adapter raises the margin
     // s(c+) - s(c-) and the vulnerable one lowers it.
     for (target, sign) in [("secure", 1.0), ("vulnerable", -1.0)] {
@@ -540,10 +540,10 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
     };
     let dry = ws.run(&["cache", "gc", "manifests/quickstart.yaml", "--dry-run"]);
     let listed = stdout(&dry);
-    assert!(listed.contains("would remove 32 entries and 29 artifacts"), "{listed}");
+    assert!(listed.contains("would remove 41 entries and 38 artifacts"), "{listed}");
     let stages = listed
         .lines()
-        .find_map(|l| l.strip_prefix("would remove the results of 32 stage(s) of quickstart-python: "))
+        .find_map(|l| l.strip_prefix("would remove the results of 41 stage(s) of quickstart-python: "))
         .unwrap_or_else(|| panic!("no stage listing for quickstart-python: {listed}"));
     assert!(stages.split(", ").any(|s| s == "sft@target=secure"), "{stages}");
     assert!(!listed.contains("stage(s) of quickstart:"), "{listed}");
@@ -556,7 +556,7 @@ fn verify_detects_corruption_and_gc_removes_what_no_manifest_uses() {
 
     let gc = ws.run(&["cache", "gc", "manifests/quickstart.yaml"]);
     assert!(
-        stdout(&gc).contains("removed 32 entries and 29 artifacts"),
+        stdout(&gc).contains("removed 41 entries and 38 artifacts"),
         "{}",
         stdout(&gc)
     );
