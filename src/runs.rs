@@ -454,8 +454,21 @@ mod tests {
         }
         let all = globset::Glob::new("*").unwrap().compile_matcher();
         let (header, rows) = compare(&[&a], &all, &[]);
-        assert_eq!(header, ["run", "stage", "main:pass@1", "main:pass@1_lo", "main:pass@1_hi", "n"]);
-        assert_eq!(rows, vec![vec![json!("1"), json!("scores"), json!(0.25), json!(0.1), json!(0.4), json!(4.0)]]);
+        assert_eq!(
+            header,
+            ["run", "stage", "main:pass@1", "main:pass@1_lo", "main:pass@1_hi", "n"]
+        );
+        assert_eq!(
+            rows,
+            vec![vec![
+                json!("1"),
+                json!("scores"),
+                json!(0.25),
+                json!(0.1),
+                json!(0.4),
+                json!(4.0)
+            ]]
+        );
         let (header, _) = compare(&[&a], &all, &["n".to_string()]);
         assert_eq!(header, ["run", "stage", "n"]);
     }
@@ -471,7 +484,10 @@ mod tests {
         .unwrap();
         let m = metrics_of(dir.path());
         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["margin", "pairs_hi", "val:margin", "val:margin_hi", "val:margin_lo"]);
+        assert_eq!(
+            keys,
+            ["margin", "pairs_hi", "val:margin", "val:margin_hi", "val:margin_lo"]
+        );
         assert!((m["margin"] - 0.2).abs() < 1e-12);
     }
 

@@ -36,7 +36,10 @@ pub fn differences(a: &[Measured], b: &[Measured], boot: &Bootstrap) -> Vec<Diff
         set_means(&all, &[1])
     };
     let whole = |side: &[Measured]| -> Vec<(usize, Counts)> {
-        side.iter().enumerate().map(|(s, m)| (s, Counts::of(m.judged))).collect()
+        side.iter()
+            .enumerate()
+            .map(|(s, m)| (s, Counts::of(m.judged)))
+            .collect()
     };
     let diff = |x: Vec<(String, Option<f64>)>, y: Vec<(String, Option<f64>)>| -> Vec<(String, Option<f64>)> {
         x.into_iter()
@@ -83,12 +86,7 @@ mod tests {
     }
 
     fn measured(v: &[Vec<Judged>]) -> Vec<Measured<'_>> {
-        v.iter()
-            .map(|j| Measured {
-                judged: j,
-                known: true,
-            })
-            .collect()
+        v.iter().map(|j| Measured { judged: j, known: true }).collect()
     }
 
     fn value<'a>(d: &'a [Difference], metric: &str) -> &'a Difference {
@@ -104,14 +102,28 @@ mod tests {
         };
         // Scenarios of very different difficulty; the treatment makes 6 more of 20 samples
         // secure in every one of them.
-        let base: Vec<Vec<Judged>> = [(20, 18, 2), (20, 10, 1), (20, 16, 8), (20, 12, 0), (20, 19, 10), (20, 8, 2)]
-            .iter()
-            .map(|&(n, f, s)| scenario(n, f, s))
-            .collect();
-        let treated: Vec<Vec<Judged>> = [(20, 18, 8), (20, 10, 7), (20, 16, 14), (20, 12, 6), (20, 19, 16), (20, 8, 8)]
-            .iter()
-            .map(|&(n, f, s)| scenario(n, f, s))
-            .collect();
+        let base: Vec<Vec<Judged>> = [
+            (20, 18, 2),
+            (20, 10, 1),
+            (20, 16, 8),
+            (20, 12, 0),
+            (20, 19, 10),
+            (20, 8, 2),
+        ]
+        .iter()
+        .map(|&(n, f, s)| scenario(n, f, s))
+        .collect();
+        let treated: Vec<Vec<Judged>> = [
+            (20, 18, 8),
+            (20, 10, 7),
+            (20, 16, 14),
+            (20, 12, 6),
+            (20, 19, 16),
+            (20, 8, 8),
+        ]
+        .iter()
+        .map(|&(n, f, s)| scenario(n, f, s))
+        .collect();
         let d = differences(&measured(&treated), &measured(&base), &boot);
         let sec = value(&d, "sec-pass@1");
         assert!((sec.value.unwrap() - 0.3).abs() < 1e-12, "{sec:?}");
@@ -128,8 +140,18 @@ mod tests {
         let d = differences(&unjudged, &measured(&base), &boot);
         assert!((value(&d, "sec-pass@1").value.unwrap() - 0.3).abs() < 1e-12);
         assert_eq!(value(&d, "pass@1").value, Some(0.0));
-        let none: Vec<Measured> = measured(&base).into_iter().map(|m| Measured { known: false, ..m }).collect();
+        let none: Vec<Measured> = measured(&base)
+            .into_iter()
+            .map(|m| Measured { known: false, ..m })
+            .collect();
         let d = differences(&none, &measured(&base), &boot);
-        assert_eq!(value(&d, "sven_sr"), &Difference { metric: "sven_sr".into(), value: None, interval: None });
+        assert_eq!(
+            value(&d, "sven_sr"),
+            &Difference {
+                metric: "sven_sr".into(),
+                value: None,
+                interval: None
+            }
+        );
     }
 }

@@ -141,15 +141,11 @@ fn paired_differences_match_a_paired_resampling_in_numpy_and_scipy() {
         confidence: 0.95,
         seed: 0,
     };
-    let side = |counts: &[(usize, usize)]| -> Vec<Vec<Judged>> { counts.iter().map(|&(n, f)| scenario(n, f)).collect() };
+    let side =
+        |counts: &[(usize, usize)]| -> Vec<Vec<Judged>> { counts.iter().map(|&(n, f)| scenario(n, f)).collect() };
     let (sa, sb) = (side(&a), side(&b));
     fn measured(v: &[Vec<Judged>]) -> Vec<Measured<'_>> {
-        v.iter()
-            .map(|j| Measured {
-                judged: j,
-                known: true,
-            })
-            .collect()
+        v.iter().map(|j| Measured { judged: j, known: true }).collect()
     }
     let pass = differences(&measured(&sa), &measured(&sb), &boot)
         .into_iter()

@@ -57,7 +57,11 @@ pub fn run(args: CompareArgs, globals: &Globals) -> Result<Exit> {
     }
     // A metric and its bounds show as one column, `value [lo, hi]`.
     let shown: Vec<(usize, Option<(usize, usize)>)> = (0..header.len())
-        .filter(|&j| !header.iter().any(|h| [format!("{h}_lo"), format!("{h}_hi")].contains(&header[j])))
+        .filter(|&j| {
+            !header
+                .iter()
+                .any(|h| [format!("{h}_lo"), format!("{h}_hi")].contains(&header[j]))
+        })
         .map(|j| {
             let at = |end: &str| header.iter().position(|h| *h == format!("{}_{end}", header[j]));
             (j, at("lo").zip(at("hi")))

@@ -60,7 +60,10 @@ impl Stage for Difference {
         };
         vec![
             slot("of", "a `margin` or `score` stage: what is measured"),
-            slot("against", "a stage of the same kind on the same pairs or scenarios: the baseline subtracted"),
+            slot(
+                "against",
+                "a stage of the same kind on the same pairs or scenarios: the baseline subtracted",
+            ),
         ]
     }
 
@@ -86,7 +89,11 @@ impl Stage for Difference {
             if a != b {
                 return Err(ParamError::new(
                     "against",
-                    format!("is a {} stage but `of` is a {} stage; compare like with like", b.name(), a.name()),
+                    format!(
+                        "is a {} stage but `of` is a {} stage; compare like with like",
+                        b.name(),
+                        a.name()
+                    ),
                 ));
             }
         }
@@ -163,7 +170,11 @@ impl Kind {
 }
 
 /// A set row: its name, how many units both sides measured, and each metric's difference.
-fn set_row(set: &str, units: usize, values: impl IntoIterator<Item = (String, Option<f64>, Option<(f64, f64)>)>) -> Value {
+fn set_row(
+    set: &str,
+    units: usize,
+    values: impl IntoIterator<Item = (String, Option<f64>, Option<(f64, f64)>)>,
+) -> Value {
     let mut row = json!({"set": set, "units": units});
     for (metric, value, interval) in values {
         row[format!("{metric}_lo")] = json!(interval.map(|i| i.0));
@@ -175,9 +186,18 @@ fn set_row(set: &str, units: usize, values: impl IntoIterator<Item = (String, Op
 
 /// Per-pair margins, matched by pair; the interval of their mean difference.
 fn margin_difference(a: &Results, b: &Results, boot: &Bootstrap) -> anyhow::Result<Value> {
-    let split = |r: &Results| r.sets.first().and_then(|s| s.get("set")).and_then(Value::as_str).map(String::from);
+    let split = |r: &Results| {
+        r.sets
+            .first()
+            .and_then(|s| s.get("set"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
     let (sa, sb) = (split(a), split(b));
-    ensure!(sa == sb, "`of` measured split {sa:?} and `against` split {sb:?}: a paired difference needs the same pairs");
+    ensure!(
+        sa == sb,
+        "`of` measured split {sa:?} and `against` split {sb:?}: a paired difference needs the same pairs"
+    );
     let by_pair = |r: &Results| -> BTreeMap<u64, f64> {
         r.rows
             .iter()
@@ -202,13 +222,17 @@ fn side(results: &Results, judged: &[scores::JudgedProgram]) -> Side {
     let mut out: Side = BTreeMap::new();
     let mut set_of = BTreeMap::new();
     for row in &results.rows {
-        let (Some(id), Some(set)) = (row.get("scenario").and_then(Value::as_str), row.get("set").and_then(Value::as_str))
-        else {
+        let (Some(id), Some(set)) = (
+            row.get("scenario").and_then(Value::as_str),
+            row.get("set").and_then(Value::as_str),
+        ) else {
             continue;
         };
         let known = row.get("oracle").is_some_and(|o| !o.is_null());
         set_of.insert(id.to_string(), set.to_string());
-        out.entry(set.to_string()).or_default().insert(id.to_string(), (Vec::new(), known));
+        out.entry(set.to_string())
+            .or_default()
+            .insert(id.to_string(), (Vec::new(), known));
     }
     for j in judged {
         let Some(set) = set_of.get(&j.scenario) else { continue };
@@ -250,7 +274,11 @@ fn score_differences(
             continue;
         }
         let d = differences(&left, &right, boot);
-        rows.push(set_row(set, left.len(), d.into_iter().map(|d| (d.metric, d.value, d.interval))));
+        rows.push(set_row(
+            set,
+            left.len(),
+            d.into_iter().map(|d| (d.metric, d.value, d.interval)),
+        ));
     }
     ensure!(!rows.is_empty(), "`of` and `against` share no scored scenario");
     Ok(rows)

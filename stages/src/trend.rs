@@ -91,9 +91,7 @@ impl Stage for Trend {
 
     fn result_fields(p: &TrendParams) -> Option<ResultFields> {
         let mut rows = p.by.clone();
-        rows.extend(
-            ["points", "units", "spearman_rho", "spearman_rho_lo", "spearman_rho_hi"].map(String::from),
-        );
+        rows.extend(["points", "units", "spearman_rho", "spearman_rho_lo", "spearman_rho_hi"].map(String::from));
         Some(ResultFields::rows(rows))
     }
 
@@ -115,14 +113,19 @@ impl Stage for Trend {
         let text = |row: &Map<String, Value>, f: &str| row.get(f).map(|v| v.to_string()).unwrap_or_default();
         let mut groups: IndexMap<Vec<String>, Vec<&Map<String, Value>>> = IndexMap::new();
         for row in &rows {
-            groups.entry(p.by.iter().map(|b| text(row, b)).collect()).or_default().push(row);
+            groups
+                .entry(p.by.iter().map(|b| text(row, b)).collect())
+                .or_default()
+                .push(row);
         }
         let mut out = Vec::new();
         for (key, members) in groups {
             let mut series = Series::default();
             for row in members {
                 let number = |f: &str| row.get(f).and_then(Value::as_f64);
-                let (Some(x), Some(y)) = (number(&p.x), number(&p.y)) else { continue };
+                let (Some(x), Some(y)) = (number(&p.x), number(&p.y)) else {
+                    continue;
+                };
                 let unit = p.unit.as_ref().map(|u| text(row, u)).unwrap_or_default();
                 series.add(x, unit, y);
             }
@@ -227,6 +230,8 @@ mod tests {
         let (lo, hi) = interval(&noise).unwrap();
         assert!(lo < 0.0 && hi > 0.0, "[{lo}, {hi}]");
         // Negative numbers order before positive ones.
-        assert!(order_key(-1.0) < order_key(-0.5) && order_key(-0.5) < order_key(0.0) && order_key(0.0) < order_key(2.0));
+        assert!(
+            order_key(-1.0) < order_key(-0.5) && order_key(-0.5) < order_key(0.0) && order_key(0.0) < order_key(2.0)
+        );
     }
 }

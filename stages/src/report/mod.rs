@@ -240,7 +240,8 @@ fn oracle_note(rows: &[Map<String, Value>]) -> Option<String> {
     let named: Vec<String> = used
         .iter()
         .map(|o| match *o {
-            "open" => "the open oracles (semgrep, bandit, cppcheck, gcc -fanalyzer and the scenarios' pattern checks)".to_string(),
+            "open" => "the open oracles (semgrep, bandit, cppcheck, gcc -fanalyzer and the scenarios' pattern checks)"
+                .to_string(),
             "codeql" => "CodeQL, with each scenario's query".to_string(),
             other => format!("`{other}`"),
         })
@@ -303,7 +304,10 @@ mod tests {
             {"scenario": "d", "oracle": "codeql"}
         ]));
         let note = oracle_note(&rows).unwrap();
-        assert!(note.contains("the open oracles") && note.contains("CodeQL, with each scenario's query"), "{note}");
+        assert!(
+            note.contains("the open oracles") && note.contains("CodeQL, with each scenario's query"),
+            "{note}"
+        );
         assert_eq!(note.matches("the open oracles").count(), 1);
         assert_eq!(oracle_note(&rows::objects(json!([{"margin": 0.1}]))), None);
     }

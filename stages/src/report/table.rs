@@ -395,7 +395,11 @@ pub fn render(
                         Some((lo, hi)) => format!(
                             "{} [{lo:.d$}, {hi:.d$}]{}",
                             fmt_num(x, spec.decimals, how),
-                            if spec.mark_nonzero && (lo > 0.0 || hi < 0.0) { " *" } else { "" },
+                            if spec.mark_nonzero && (lo > 0.0 || hi < 0.0) {
+                                " *"
+                            } else {
+                                ""
+                            },
                             d = spec.decimals
                         ),
                         None => fmt_num(x, spec.decimals, how),
@@ -739,7 +743,10 @@ mod tests {
             {"model": "W_steered", "strategy": "SFT", "operator": "negation", "theta": 0.0, "sec": 0.4},
             {"model": "W_steered", "strategy": "LPO", "operator": "negation", "theta": 0.0, "sec": 0.5}
         ])));
-        assert_eq!(render(&t, &with_zero, None).unwrap().cells, vec![vec!["negation", "+20.0%", "+0.0%"]]);
+        assert_eq!(
+            render(&t, &with_zero, None).unwrap().cells,
+            vec![vec!["negation", "+20.0%", "+0.0%"]]
+        );
         let mut excluding = t;
         excluding.exclude = serde_json::from_value(json!({"theta": 0})).unwrap();
         assert_eq!(
@@ -798,8 +805,16 @@ mod tests {
             {"target": "none", "margin": 0.01, "margin_lo": -0.02, "margin_hi": 0.04}
         ]));
         let t = spec(json!({"title": "t", "rows": ["target"], "columns": ["margin"], "mark_nonzero": true}));
-        let cells: Vec<String> = render(&t, &data, None).unwrap().cells.into_iter().map(|r| r[1].clone()).collect();
-        assert_eq!(cells, ["0.20 [0.05, 0.30] *", "-0.20 [-0.30, -0.01] *", "0.01 [-0.02, 0.04]"]);
+        let cells: Vec<String> = render(&t, &data, None)
+            .unwrap()
+            .cells
+            .into_iter()
+            .map(|r| r[1].clone())
+            .collect();
+        assert_eq!(
+            cells,
+            ["0.20 [0.05, 0.30] *", "-0.20 [-0.30, -0.01] *", "0.01 [-0.02, 0.04]"]
+        );
         let plain = spec(json!({"title": "t", "rows": ["target"], "columns": ["margin"]}));
         assert_eq!(render(&plain, &data, None).unwrap().cells[0][1], "0.20 [0.05, 0.30]");
     }

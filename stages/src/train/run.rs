@@ -196,21 +196,24 @@ pub fn run(p: &TrainParams, ctx: &StageContext) -> anyhow::Result<()> {
             .filter_map(|(step, m)| Some(json!({"step": step, "held_out_margin": m?})))
             .collect::<Vec<_>>()
     });
-    Results::from_rows(std::iter::once(json!({
-            "method": p.method,
-            "target": p.target,
-            "examples": examples.len(),
-            "skipped": skipped,
-            "steps": logs.len(),
-            "epochs": hyper.epochs,
-            "final_loss": last.map(|l| l.loss),
-            "tokens": logs.iter().map(|l| l.tokens).sum::<usize>(),
-            "device": p.device,
-            "lpo_margin_before": margin_before,
-            "lpo_margin_after": margin_after,
-            "init_rank": init.as_ref().map(|a| a.config.r),
-            "samples": (p.method == Method::Safecoder).then(|| safecoder_counts(&examples)),
-    })).chain(curve.into_iter().flatten()))
+    Results::from_rows(
+        std::iter::once(json!({
+                "method": p.method,
+                "target": p.target,
+                "examples": examples.len(),
+                "skipped": skipped,
+                "steps": logs.len(),
+                "epochs": hyper.epochs,
+                "final_loss": last.map(|l| l.loss),
+                "tokens": logs.iter().map(|l| l.tokens).sum::<usize>(),
+                "device": p.device,
+                "lpo_margin_before": margin_before,
+                "lpo_margin_after": margin_after,
+                "init_rank": init.as_ref().map(|a| a.config.r),
+                "samples": (p.method == Method::Safecoder).then(|| safecoder_counts(&examples)),
+        }))
+        .chain(curve.into_iter().flatten()),
+    )
     .write(ctx)?;
     Ok(())
 }
