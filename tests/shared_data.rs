@@ -120,3 +120,45 @@ fn the_harness_and_the_security_oracles_check_out_on_the_paper_scenarios() {
         }
     }
 }
+
+/// Every shipped manifest, alone or with an overlay, that needs nothing this machine lacks (no
+/// GPU-sized model, no API key) plans: its inputs resolve and every variant finds inputs whose
+/// labels agree. A stage added to a long manifest fails here, not hours into a run.
+#[test]
+fn every_shipped_manifest_that_runs_on_cpu_plans() {
+    let Some(data) = shared_data() else { return };
+    if !common::model_available("smollm2") || !common::model_available("qwen2.5-coder-0.5b") {
+        return;
+    }
+    let ws = common::Workspace::new();
+    let runnable: &[(&str, Option<&str>)] = &[
+        ("quickstart", None),
+        ("quickstart", Some("python-only")),
+        ("sven-pairs", None),
+        ("deepguard-scenarios", None),
+        ("safecoder", None),
+        ("harness-check", None),
+        ("harness-check", Some("codeguardplus")),
+        ("secveccoder", Some("secveccoder/smollm2-cpu")),
+        ("secveccoder", Some("secveccoder/qwen-0.5b-cpu")),
+        ("rescue", Some("rescue/smollm2-cpu")),
+        ("rescue", Some("rescue/qwen-0.5b-cpu")),
+        ("positive-control", Some("positive-control/smollm2")),
+        ("positive-control", Some("positive-control/qwen-0.5b")),
+    ];
+    for (manifest, overlay) in runnable {
+        let manifest = format!("manifests/{manifest}.yaml");
+        let mut args = vec!["plan".to_string(), manifest];
+        if let Some(o) = overlay {
+            args.extend(["-o".to_string(), format!("manifests/overlays/{o}.yaml")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ws.cmd(&args).env("SECVEC_DATA", &data).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("would run"), "{args:?}");
+    }
+}

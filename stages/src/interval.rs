@@ -1,4 +1,4 @@
-//! The params of a bootstrap interval, shared by the kinds that report one (`score`, `margin`).
+//! The params of a bootstrap interval, shared by the kinds that report one (`score`, `margin`, `difference`, `trend`).
 
 use secvec_stage::ParamError;
 

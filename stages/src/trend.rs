@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::interval;
-use crate::report::label_value;
+use crate::report::with_labels;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,12 +98,8 @@ impl Stage for Trend {
     fn run(&self, p: &TrendParams, ctx: &StageContext) -> anyhow::Result<()> {
         let mut rows: Vec<Map<String, Value>> = Vec::new();
         for input in ctx.inputs("results") {
-            for mut row in Results::read(&input.path)?.rows {
-                for (k, v) in &input.labels {
-                    row.entry(k.clone()).or_insert_with(|| label_value(v));
-                }
-                rows.push(row);
-            }
+            let read = Results::read(&input.path)?.rows;
+            rows.extend(read.into_iter().map(|row| with_labels(row, &input.labels)));
         }
         let boot = Bootstrap {
             resamples: p.bootstrap,

@@ -62,7 +62,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const DESCRIPTION: &'static str =
         "Tables and figures from upstream results: Markdown, CSV, JSON, SVG and PNG, and one \
          self-contained HTML page with each scenario's failures; reference values side by side.";
@@ -101,10 +101,8 @@ impl Stage for Report {
         for input in ctx.inputs("results") {
             let results = Results::read(&input.path)?;
             let stage = input.stage.clone().unwrap_or_default();
-            let label = |mut row: Map<String, Value>| {
-                for (k, v) in &input.labels {
-                    row.entry(k.clone()).or_insert_with(|| label_value(v));
-                }
+            let label = |row: Map<String, Value>| {
+                let mut row = with_labels(row, &input.labels);
                 for (k, v) in &params.labels {
                     row.entry(k.clone()).or_insert_with(|| v.clone());
                 }
@@ -254,8 +252,16 @@ fn oracle_note(rows: &[Map<String, Value>]) -> Option<String> {
     })
 }
 
-/// Matrix labels arrive as text; numbers become numbers again so they sort and format as such.
-pub(crate) fn label_value(v: &str) -> Value {
+/// A row with its input's labels as fields (the row's own fields win). Matrix labels arrive as
+/// text; numbers become numbers again so they sort and format as such.
+pub(crate) fn with_labels(mut row: Map<String, Value>, labels: &BTreeMap<String, String>) -> Map<String, Value> {
+    for (k, v) in labels {
+        row.entry(k.clone()).or_insert_with(|| label_value(v));
+    }
+    row
+}
+
+fn label_value(v: &str) -> Value {
     v.parse::<f64>()
         .ok()
         .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))

@@ -140,9 +140,10 @@ pub struct Rendered {
     pub values: Vec<Vec<Value>>,
 }
 
-/// Sums of whole numbers print as integers (counts); everything else with fixed decimals.
-fn fmt_num(x: f64, decimals: usize, how: Aggregate) -> String {
-    if how == Aggregate::Sum && x.fract() == 0.0 && x.abs() < 1e15 {
+/// Whole numbers print as integers where they count something (a sum, or a column whose values
+/// are all integers and whose cells all come out whole); everything else with fixed decimals.
+fn fmt_num(x: f64, decimals: usize, counts: bool) -> String {
+    if counts && x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
         format!("{x:.decimals$}")
@@ -291,6 +292,8 @@ pub fn render(
     let mut groups: IndexMap<Vec<String>, Vec<Vec<f64>>> = IndexMap::new();
     let mut intervals: IndexMap<Vec<String>, Vec<Vec<Option<(f64, f64)>>>> = IndexMap::new();
     let mut labels: IndexMap<Vec<String>, Vec<Option<String>>> = IndexMap::new();
+    // Whether each column holds only integers (JSON integers or flags), as counts do.
+    let mut integral = vec![true; value_headers.len()];
     for r in &kept {
         let key: Vec<String> = spec.rows.iter().map(|k| text(r.get(k))).collect();
         let slots = groups
@@ -308,6 +311,7 @@ pub fn render(
             }
             match r.get(*field) {
                 Some(Value::Number(n)) => {
+                    integral[j] &= n.is_i64() || n.is_u64();
                     slots[j].push(n.as_f64().unwrap_or(f64::NAN));
                     bounds[j].push(interval(r, field));
                 }
@@ -378,6 +382,21 @@ pub fn render(
                 .cloned(),
         );
     }
+    // A column of integers prints as integers when every cell comes out whole: counts stay
+    // counts, while a mean such as 0.5 keeps the whole column in decimals.
+    let counts: Vec<bool> = value_headers
+        .iter()
+        .enumerate()
+        .map(|(j, (_, field, _))| {
+            let how = spec.aggregate.of(field);
+            how == Aggregate::Sum
+                || (integral[j]
+                    && groups
+                        .values()
+                        .filter_map(|g| aggregate(&g[j], how))
+                        .all(|x| x.fract() == 0.0))
+        })
+        .collect();
     let mut table: Vec<Vec<Cell>> = Vec::new();
     for key in &keys {
         let mut row: Vec<Cell> = key.iter().cloned().map(Cell::typed).collect();
@@ -394,7 +413,7 @@ pub fn render(
                     shown: match interval {
                         Some((lo, hi)) => format!(
                             "{} [{lo:.d$}, {hi:.d$}]{}",
-                            fmt_num(x, spec.decimals, how),
+                            fmt_num(x, spec.decimals, counts[j]),
                             if spec.mark_nonzero && (lo > 0.0 || hi < 0.0) {
                                 " *"
                             } else {
@@ -402,7 +421,7 @@ pub fn render(
                             },
                             d = spec.decimals
                         ),
-                        None => fmt_num(x, spec.decimals, how),
+                        None => fmt_num(x, spec.decimals, counts[j]),
                     },
                     value: number(x),
                 }),
@@ -441,7 +460,7 @@ pub fn render(
             row.push(
                 aggregate(&per_row, how)
                     .map(|x| Cell {
-                        shown: fmt_num(x, spec.decimals, how),
+                        shown: fmt_num(x, spec.decimals, counts[j]),
                         value: number(x),
                     })
                     .unwrap_or_else(Cell::missing),
@@ -817,6 +836,21 @@ mod tests {
         );
         let plain = spec(json!({"title": "t", "rows": ["target"], "columns": ["margin"]}));
         assert_eq!(render(&plain, &data, None).unwrap().cells[0][1], "0.20 [0.05, 0.30]");
+    }
+
+    #[test]
+    fn integer_columns_print_as_integers_unless_a_mean_comes_out_fractional() {
+        let data = rows(json!([
+            {"weights": "W_sec", "units": 31, "flag": 1, "margin": 1.0},
+            {"weights": "W_vul", "units": 31, "flag": 0, "margin": 2.0},
+            {"weights": "W_vul", "units": 31, "flag": 1, "margin": 2.0}
+        ]));
+        let t = spec(json!({"title": "t", "rows": ["weights"], "columns": ["units", "flag", "margin"], "decimals": 2}));
+        let cells = render(&t, &data, None).unwrap().cells;
+        // `flag`'s mean of 0 and 1 is 0.5, so its whole column keeps decimals; `margin` is
+        // written as floats, so 1.0 is a measurement, not a count.
+        assert_eq!(cells[0], ["W_sec", "31", "1.00", "1.00"]);
+        assert_eq!(cells[1], ["W_vul", "31", "0.50", "2.00"]);
     }
 
     #[test]
