@@ -389,3 +389,63 @@ fn memoised_prompts_give_the_samples_a_fresh_generation_gives() {
     assert_ne!(a[3..], b[3..]);
     assert_ne!(samples_of(&memoised, "c")[..3], b[..3], "another seed is another key");
 }
+
+#[test]
+fn continuous_batching_gives_every_sample_the_same_tokens_whatever_the_batch_and_the_prompts_beside_it() {
+    // Prompts of different lengths, so rows decode at different positions side by side.
+    let prompts = [
+        ("p0", "def read(path):"),
+        ("p1", "import os"),
+        ("p2", "int main(void) {\\n    char buf[16];"),
+        ("p3", "#include <stdio.h>"),
+        (
+            "p4",
+            "def query(db, name):\\n    cursor = db.cursor()\\n    cursor.execute(",
+        ),
+        ("p5", "x"),
+    ];
+    let file = |order: &[usize]| -> String {
+        order
+            .iter()
+            .map(|&i| format!("{{\"id\": \"{}\", \"prompt\": \"{}\"}}\n", prompts[i].0, prompts[i].1))
+            .collect()
+    };
+    // Each run in a workspace of its own: `batch_size` is a speed setting, so one workspace
+    // would serve every run from the first one's cache.
+    let run = |order: &[usize], batch: usize| {
+        let ws = Workspace::new();
+        ws.write("prompts.jsonl", &file(order));
+        let mut m = "name: m\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: qwen2, vocab_size: 512, hidden_size: 128, intermediate_size: 256, initializer_range: 0.3, seed: 3}\n".to_string();
+        m += &format!("  gen:\n    kind: generate\n    inputs: {{model: tiny, prompts: {{path: prompts.jsonl}}}}\n    params: {{n: 4, temperature: 0.8, top_p: 0.95, max_new_tokens: 24, batch_size: {batch}}}\n");
+        ws.write("m.yaml", &m);
+        ws.run_json(&["m.yaml"]);
+        samples_of(&ws, "gen")
+            .into_iter()
+            .map(|s| {
+                let key = (
+                    s["prompt_id"].as_str().unwrap().to_string(),
+                    s["sample"].as_u64().unwrap(),
+                );
+                (key, (s["text"].clone(), s["generation"]["token_ids"].clone()))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let all = [0, 1, 2, 3, 4, 5];
+    let one_by_one = run(&all, 1);
+    assert_eq!(one_by_one.len(), 24);
+    let texts: std::collections::BTreeSet<_> = one_by_one.values().map(|(t, _)| t.to_string()).collect();
+    assert!(texts.len() > 12, "T 0.8 should give varied samples: {texts:?}");
+    assert_eq!(run(&all, 7), one_by_one, "batch 7 against batch 1");
+    assert_eq!(run(&all, 64), one_by_one, "batch 64 against batch 1");
+    // Shuffled and cut: the prompts kept draw the samples they drew before.
+    let shuffled = run(&[4, 2, 0, 5], 7);
+    assert_eq!(shuffled.len(), 16);
+    for (key, sample) in &shuffled {
+        assert_eq!(sample, &one_by_one[key], "{key:?} shuffled and cut");
+    }
+    // Alone, with a batch that holds its samples and nothing else.
+    let alone = run(&[3], 4);
+    for (key, sample) in &alone {
+        assert_eq!(sample, &one_by_one[key], "{key:?} alone");
+    }
+}

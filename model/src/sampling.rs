@@ -30,7 +30,7 @@ pub fn sample_rng(seed: u64, prompt: u64, sample: u64) -> rand::rngs::StdRng {
 }
 
 /// Next token of each row of `logits` `[batch, vocab]`. Temperature 0 is greedy (argmax).
-pub fn next_tokens(logits: &Tensor, temperature: f64, top_p: f64, rngs: &mut [rand::rngs::StdRng]) -> Vec<i64> {
+pub fn next_tokens(logits: &Tensor, temperature: f64, top_p: f64, rngs: &mut [&mut rand::rngs::StdRng]) -> Vec<i64> {
     if temperature <= 0.0 {
         return Vec::<i64>::try_from(logits.argmax(-1, false)).expect("argmax gives int64");
     }

@@ -12,7 +12,10 @@ use super::config::{Activation, ModelConfig, Norm, RopeScaling};
 use super::weights::{Weights, WeightsError};
 
 mod pass;
+mod ragged;
+
 pub use pass::{Hidden, PassOptions};
+pub use ragged::MIN_ROWS;
 
 /// A linear projection `y = x Wᵀ + b`, with an optional unmerged LoRA update.
 pub struct Linear {
@@ -407,8 +410,19 @@ impl Transformer {
         let (q, k, v) = self.qkv(layer, x, cos, sin, b, t);
         let offset = cache.len;
         let (k, v) = cache.store(l, &k, &v);
+        let mask = self.cached_mask(layer, offset, t);
+        let mask = match &mask {
+            Some(m) => Attend::Mask(m),
+            None => Attend::All,
+        };
+        self.attend(layer, &q, &k, &v, mask, b, t)
+    }
+
+    /// Which cached keys the `t` queries after `offset` cached positions may see, or `None`
+    /// when each sees them all (one query, no window cutting any off).
+    fn cached_mask(&self, layer: &Layer, offset: i64, t: i64) -> Option<Tensor> {
         let total = offset + t;
-        let mask = (t > 1 || layer.window.is_some_and(|w| total > w)).then(|| {
+        (t > 1 || layer.window.is_some_and(|w| total > w)).then(|| {
             let qpos = Tensor::arange_start(offset, total, (Kind::Int64, self.device)).unsqueeze(1);
             let kpos = Tensor::arange(total, (Kind::Int64, self.device)).unsqueeze(0);
             let causal = kpos.le_tensor(&qpos);
@@ -416,12 +430,7 @@ impl Transformer {
                 Some(w) => causal.logical_and(&kpos.gt_tensor(&(&qpos - w))),
                 None => causal,
             }
-        });
-        let mask = match &mask {
-            Some(m) => Attend::Mask(m),
-            None => Attend::All,
-        };
-        self.attend(layer, &q, &k, &v, mask, b, t)
+        })
     }
 
     /// Queries, keys and values `[b, heads, t, d]` with rotary embeddings applied.
@@ -441,15 +450,23 @@ impl Transformer {
     #[allow(clippy::too_many_arguments)]
     fn attend(&self, layer: &Layer, q: &Tensor, k: &Tensor, v: &Tensor, mask: Attend, b: i64, t: i64) -> Tensor {
         let c = &self.config;
-        let (nh, nkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let out = self.heads(q, k, v, mask);
+        layer
+            .attn
+            .o
+            .forward(&out.transpose(1, 2).reshape([b, t, c.num_heads * c.head_dim]))
+    }
+
+    /// Each head's attention output `[b, heads, t, d]`, before the output projection.
+    fn heads(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Attend) -> Tensor {
         let (mask, causal) = match mask {
             Attend::All => (None, false),
             Attend::Causal => (None, true),
             Attend::Mask(m) => (Some(m), false),
         };
         // Grouped-query attention without copying keys and values out to every query head.
-        let out = Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, None, nh != nkv);
-        layer.attn.o.forward(&out.transpose(1, 2).reshape([b, t, nh * d]))
+        let grouped = self.config.num_heads != self.config.num_kv_heads;
+        Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, None, grouped)
     }
 
     /// The output projection `[vocab, hidden]` (the embeddings when tied).

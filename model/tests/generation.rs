@@ -134,3 +134,64 @@ fn an_end_rule_cuts_each_sample_where_its_text_is_complete() {
         assert_eq!(c.token_ids, f.token_ids[..c.token_ids.len()]);
     }
 }
+
+/// Rows prefilled from prompts of different lengths, so they decode at different positions.
+fn prefilled_rows(model: &Transformer, prompts: &[Vec<i64>]) -> Vec<secvec_model::transformer::KvCache> {
+    let _guard = tch::no_grad_guard();
+    prompts
+        .iter()
+        .map(|p| {
+            let mut cache = model.new_cache(1, p.len() as i64 + 4);
+            model
+                .forward(&tch::Tensor::from_slice(p).unsqueeze(0), &mut cache)
+                .unwrap();
+            cache
+        })
+        .collect()
+}
+
+#[test]
+fn a_rows_logits_are_the_same_bits_whatever_rows_decode_beside_it() {
+    for arch in ["llama", "qwen2", "starcoder2"] {
+        let (model, _, r) = load(arch);
+        let prompt = ids(&r["input_ids"]);
+        let prompts: Vec<Vec<i64>> = (1..=prompt.len()).step_by(2).map(|n| prompt[..n].to_vec()).collect();
+        let next: Vec<i64> = (0..prompts.len() as i64).map(|i| 5 + 7 * i).collect();
+        let _guard = tch::no_grad_guard();
+        // Every row together, then each row alone, then the rows in reverse order in pairs.
+        let mut together = prefilled_rows(&model, &prompts);
+        let all = model
+            .decode_rows(&next, &mut together.iter_mut().collect::<Vec<_>>())
+            .unwrap();
+        for (i, cache) in prefilled_rows(&model, &prompts).iter_mut().enumerate() {
+            let alone = model.decode_rows(&next[i..=i], &mut [cache]).unwrap();
+            assert!(alone.equal(&all.narrow(0, i as i64, 1)), "{arch}: row {i} alone");
+        }
+        let mut caches = prefilled_rows(&model, &prompts);
+        caches.reverse();
+        let reversed: Vec<i64> = next.iter().rev().copied().collect();
+        for (j, pair) in caches.chunks_mut(2).enumerate() {
+            let ids = &reversed[2 * j..2 * j + pair.len()];
+            let out = model
+                .decode_rows(ids, &mut pair.iter_mut().collect::<Vec<_>>())
+                .unwrap();
+            for (k, _) in ids.iter().enumerate() {
+                let i = next.len() - 1 - (2 * j + k);
+                assert!(
+                    out.narrow(0, k as i64, 1).equal(&all.narrow(0, i as i64, 1)),
+                    "{arch}: row {i} in a pair"
+                );
+            }
+        }
+        // And the logits are the model's: those of the full forward pass over prompt and token.
+        let mut cache = model.new_cache(1, prompts[0].len() as i64 + 1);
+        let mut full = prompts[0].clone();
+        full.push(next[0]);
+        let logits = model
+            .forward(&tch::Tensor::from_slice(&full).unsqueeze(0), &mut cache)
+            .unwrap()
+            .select(1, -1);
+        let diff = f64::try_from((logits - all.narrow(0, 0, 1)).abs().max()).unwrap();
+        assert!(diff < 1e-4, "{arch}: decode_rows against a full pass: {diff}");
+    }
+}

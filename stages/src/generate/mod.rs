@@ -26,7 +26,8 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     #[serde(default)]
     pub seed: u64,
-    /// Samples decoded together.
+    /// Rows decoded together: samples of any prompts, joining as others finish (continuous
+    /// batching). A speed setting: on the CPU the samples are the same whatever it is.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
     #[serde(default = "d_device")]
@@ -116,9 +117,11 @@ pub struct Generate;
 impl Stage for Generate {
     type Params = GenerateParams;
     const KIND: &'static str = "generate";
-    // 2: results carry mean_prompt_tokens.
-    const VERSION: u32 = 2;
-    // Each sample has its own seeded stream: batching changes nothing but speed.
+    // 2: results carry mean_prompt_tokens. 3: continuous batching; seed streams keyed by the
+    // prompt's text, not its place in the file.
+    const VERSION: u32 = 3;
+    // Each sample has its own seeded stream and its logits do not depend on the rows beside it:
+    // on the CPU, batching changes nothing but speed (on CUDA see `environment`).
     const SPEED_PARAMS: &'static [&'static str] = &["batch_size"];
     const DESCRIPTION: &'static str =
         "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
@@ -165,6 +168,12 @@ impl Stage for Generate {
     }
 
     fn environment(p: &mut GenerateParams) -> anyhow::Result<serde_json::Value> {
-        Ok(device::settle(&mut p.device)?)
+        let mut env = device::settle(&mut p.device)?;
+        // CUDA's matrix kernels change with the batch's shape, so there a sample depends on
+        // the batch size, and the key says which.
+        if p.device.starts_with("cuda") {
+            env["batch_size"] = p.batch_size.into();
+        }
+        Ok(env)
     }
 }

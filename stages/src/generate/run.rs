@@ -3,9 +3,9 @@
 
 use secvec_artifacts::prompts;
 use secvec_artifacts::results::Results;
-use secvec_artifacts::samples::{self, Generation, Sample};
+use secvec_artifacts::samples::{self, FinishReason, Generation, Sample};
 use secvec_cache::{Digest, Memo};
-use secvec_model::generate::{generate_until, EndOf, FinishReason, Sampling};
+use secvec_model::generate::{generate_many, EndOf, GenerateError, Request, Sampling};
 use secvec_model::load_for_inference;
 use secvec_score::postprocess::function_end;
 use secvec_stage::Stage;
@@ -13,19 +13,14 @@ use secvec_stage::StageContext;
 use secvec_stages::generate::{Generate, GenerateParams};
 use secvec_stages::input_file::input_file;
 use serde_json::json;
+use std::ops::ControlFlow;
 
 use secvec_model::device::kind_of;
 
-/// A prompt's samples depend on the model, the sampling, the prompt's text and its index (each
-/// prompt's seed stream), not on the rest of its file: ablations whose prompts mostly equal
-/// another run's recall those prompts' samples from the memo. `batch_size` changes nothing.
-fn memo_key(
-    p: &GenerateParams,
-    ctx: &StageContext,
-    index: usize,
-    prompt: &prompts::Prompt,
-    to_function_end: bool,
-) -> Digest {
+/// A prompt's samples depend on the model, the sampling and the prompt's text (its samples'
+/// seed streams), not on the rest of its file nor on the batch: ablations whose prompts mostly
+/// equal another run's recall those prompts' samples from the memo.
+fn memo_key(p: &GenerateParams, ctx: &StageContext, prompt: &prompts::Prompt, to_function_end: bool) -> Digest {
     let digest = |slot: &str| ctx.input(slot).map(|a| a.digest.hex());
     Memo::key(&json!({
         "generate": Generate::VERSION,
@@ -41,11 +36,19 @@ fn memo_key(
         "max_new_tokens": p.max_new_tokens,
         "stop": p.stop,
         "seed": p.seed,
-        "index": index,
         "prompt": prompt.prompt,
         // Where a sample ends depends on the scenario's language and prefix.
         "function_end": to_function_end.then(|| prompt.scenario.as_ref().map(|s| (&s.language, &s.prefix))),
+        // CUDA's kernels change with the batch's shape: there a sample depends on the batch size.
+        "batch_size": p.device.starts_with("cuda").then_some(p.batch_size),
     }))
+}
+
+/// A prompt's place in its samples' seed streams: its text, so a prompt draws the same samples
+/// wherever it sits in a file and whatever prompts sit beside it.
+fn seed_key(prompt: &str) -> u64 {
+    let hash = blake3::hash(prompt.as_bytes());
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
@@ -68,54 +71,63 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
     };
     let total = (prompts.len() * p.n) as u64;
     let mut finished = 0u64;
-    let mut samples = Vec::new();
-    let (mut tokens, mut stopped, mut prompt_tokens) = (0usize, 0usize, 0usize);
-    let mut recalled = 0usize;
+    let mut prompt_tokens = 0usize;
+    // Each prompt's samples, from the memo or as its samples finish.
+    let mut per_prompt: Vec<Vec<Sample>> = vec![Vec::new(); prompts.len()];
+    let mut todo = Vec::new();
     for (k, prompt) in prompts.iter().enumerate() {
-        ctx.check_cancelled()?;
         let ids = tokenizer.encode(&prompt.prompt)?;
         prompt_tokens += ids.len();
-        let scenario = prompt.scenario.as_ref().filter(|_| p.stop_at_function_end);
-        let key = memo_key(p, ctx, k, prompt, scenario.is_some());
-        if let Some(known) = ctx
+        let to_function_end = p.stop_at_function_end && prompt.scenario.is_some();
+        let key = memo_key(p, ctx, prompt, to_function_end);
+        match ctx
             .memo()
             .get(&key)
             .and_then(|b| serde_json::from_slice::<Vec<Sample>>(&b).ok())
         {
-            for s in known {
-                let g = s.generation.as_ref().expect("memoised samples carry their generation");
-                tokens += g.completion_tokens;
-                stopped += usize::from(g.finish_reason == samples::FinishReason::Stop);
-                finished += 1;
-                samples.push(Sample {
-                    prompt_id: prompt.id.clone(),
-                    ..s
-                });
+            Some(known) => {
+                finished += known.len() as u64;
+                per_prompt[k] = known
+                    .into_iter()
+                    .map(|s| Sample {
+                        prompt_id: prompt.id.clone(),
+                        ..s
+                    })
+                    .collect();
             }
-            recalled += 1;
-            ctx.progress(finished, total);
-            continue;
+            None => todo.push((k, ids, key, to_function_end)),
         }
-        let first = samples.len();
-        let end_of = |text: &str| scenario.and_then(|sc| function_end(&sc.language, &sc.prefix, text));
-        let completions = generate_until(
-            &model,
-            &tokenizer,
-            &ids,
-            k as u64,
-            &sampling,
-            &model.config.eos_token_ids,
-            scenario.map(|_| &end_of as EndOf),
-            &mut || {
-                finished += 1;
-                ctx.progress(finished, total);
-            },
-        )?;
-        for c in completions {
-            tokens += c.completion_tokens;
-            stopped += usize::from(c.finish_reason == FinishReason::Stop);
-            samples.push(Sample {
-                prompt_id: prompt.id.clone(),
+    }
+    let recalled = prompts.len() - todo.len();
+    ctx.progress(finished, total);
+    let end_rules: Vec<Box<dyn Fn(&str) -> Option<usize>>> = todo
+        .iter()
+        .map(|(k, _, _, to_function_end)| {
+            let scenario = prompts[*k].scenario.as_ref().filter(|_| *to_function_end);
+            Box::new(move |text: &str| scenario.and_then(|sc| function_end(&sc.language, &sc.prefix, text)))
+                as Box<dyn Fn(&str) -> Option<usize>>
+        })
+        .collect();
+    let requests: Vec<Request> = todo
+        .iter()
+        .zip(&end_rules)
+        .map(|((k, ids, _, to_function_end), end)| Request {
+            ids,
+            key: seed_key(&prompts[*k].prompt),
+            end_of: to_function_end.then_some(end.as_ref() as EndOf),
+        })
+        .collect();
+    let generated = generate_many(
+        &model,
+        &tokenizer,
+        &requests,
+        &sampling,
+        &model.config.eos_token_ids,
+        &mut |r, c| {
+            let (k, ids, key, _) = &todo[r];
+            let done = &mut per_prompt[*k];
+            done.push(Sample {
+                prompt_id: prompts[*k].id.clone(),
                 sample: c.sample,
                 text: c.text,
                 program: None,
@@ -126,16 +138,37 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
                     finish_reason: c.finish_reason,
                 }),
             });
-        }
-        // A memo that cannot be written costs a rerun, not this run.
-        let _ = ctx.memo().put(&key, &serde_json::to_vec(&samples[first..])?);
+            if done.len() == p.n {
+                done.sort_by_key(|s| s.sample);
+                // A memo that cannot be written costs a rerun, not this run.
+                if let Ok(bytes) = serde_json::to_vec(done) {
+                    let _ = ctx.memo().put(key, &bytes);
+                }
+            }
+            finished += 1;
+            ctx.progress(finished, total);
+            match ctx.check_cancelled() {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        },
+    );
+    if let Err(GenerateError::Stopped) = generated {
+        ctx.check_cancelled()?;
     }
+    generated?;
     if recalled > 0 {
         ctx.message(&format!(
             "{recalled} of {} prompts' samples came from the memo",
             prompts.len()
         ));
     }
+    let samples: Vec<Sample> = per_prompt.into_iter().flatten().collect();
+    let generations = samples
+        .iter()
+        .map(|s| s.generation.as_ref().expect("generated samples carry their generation"));
+    let tokens: usize = generations.clone().map(|g| g.completion_tokens).sum();
+    let stopped = generations.filter(|g| g.finish_reason == FinishReason::Stop).count();
     samples::write(ctx, &samples)?;
     let n = total.max(1) as f64;
     Results::from_rows([json!({
