@@ -102,28 +102,16 @@ mod tests {
         };
         // Scenarios of very different difficulty; the treatment makes 6 more of 20 samples
         // secure in every one of them.
-        let base: Vec<Vec<Judged>> = [
+        let counts = [
             (20, 18, 2),
             (20, 10, 1),
             (20, 16, 8),
             (20, 12, 0),
             (20, 19, 10),
             (20, 8, 2),
-        ]
-        .iter()
-        .map(|&(n, f, s)| scenario(n, f, s))
-        .collect();
-        let treated: Vec<Vec<Judged>> = [
-            (20, 18, 8),
-            (20, 10, 7),
-            (20, 16, 14),
-            (20, 12, 6),
-            (20, 19, 16),
-            (20, 8, 8),
-        ]
-        .iter()
-        .map(|&(n, f, s)| scenario(n, f, s))
-        .collect();
+        ];
+        let base: Vec<Vec<Judged>> = counts.iter().map(|&(n, f, s)| scenario(n, f, s)).collect();
+        let treated: Vec<Vec<Judged>> = counts.iter().map(|&(n, f, s)| scenario(n, f, s + 6)).collect();
         let d = differences(&measured(&treated), &measured(&base), &boot);
         let sec = value(&d, "sec-pass@1");
         assert!((sec.value.unwrap() - 0.3).abs() < 1e-12, "{sec:?}");
