@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# llama.cpp's server, for the served-generation tests (cached per machine after the first build).
+scripts/llama-server.sh
 source scripts/env.sh
 # The Slurm executor is tested on a real one-node cluster, which needs root to start; where it
 # can be started, a test that finds no cluster fails rather than skipping.

@@ -3,10 +3,13 @@
 //! same answer, and that answer is what the model stack generates in-process for the same
 //! prompt. Wrong requests get the protocol's error bodies.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
+
+use common::{root, serve, tiny_chat_model};
 
 use secvec_llm::client::{Client, Endpoint, Policy};
 use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
@@ -14,15 +17,7 @@ use secvec_model::chat_template::ChatTemplate;
 use secvec_model::generate::{generate, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
-use secvec_stage::worker::ServeRequest;
-use secvec_stage::Dtype;
 use serde_json::json;
-
-const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn python() -> Option<PathBuf> {
     let py = root().join(".venv/bin/python");
@@ -34,65 +29,6 @@ fn python() -> Option<PathBuf> {
         eprintln!("notice: no .venv with openai (run scripts/setup.sh); skipping the client test");
     }
     ok.then_some(py)
-}
-
-/// The tiny fixture model with a ChatML template, as a model folder named `tiny-chat`.
-fn model_dir(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("tiny-chat");
-    std::fs::create_dir(&dir).unwrap();
-    let fixture = root().join("model/fixtures/llama");
-    for f in [
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-        "tokenizer.json",
-    ] {
-        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
-    }
-    let config = json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "chat_template": CHATML});
-    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
-    dir
-}
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(model: &Path) -> Served {
-    let request = ServeRequest {
-        model: model.to_path_buf(),
-        adapter: None,
-        host: "127.0.0.1".into(),
-        port: 0,
-        device: "cpu".into(),
-        dtype: Dtype::F32,
-        name: None,
-        kv_budget_mib: None,
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secvec-worker"))
-        .arg("serve")
-        .arg(serde_json::to_string(&request).unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .strip_prefix("listening on ")
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
-    Served { child, url }
 }
 
 const CLIENT: &str = r#"
@@ -124,7 +60,7 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path());
+    let dir = tiny_chat_model(tmp.path());
     let served = serve(&dir);
     let out = Command::new(&python)
         .args(["-c", CLIENT, &served.url])
@@ -165,7 +101,7 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
             ..SamplingFields::default()
         },
     };
-    let ours = client.chat(&request).unwrap();
+    let ours = client.send(&request).unwrap();
     assert_eq!(ours.choices[0].message.content, got["chat"].as_str().unwrap());
 
     // And in-process: the template's prompt, greedy, 12 tokens.

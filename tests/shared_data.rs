@@ -143,6 +143,9 @@ fn every_shipped_manifest_that_runs_on_cpu_plans() {
         ("secveccoder", Some("secveccoder/qwen-0.5b-cpu")),
         ("rescue", Some("rescue/smollm2-cpu")),
         ("rescue", Some("rescue/qwen-0.5b-cpu")),
+        // Served generators: planning asks no server, but needs the key's variable set.
+        ("rescue", Some("rescue/gpt-4o-mini")),
+        ("rescue", Some("rescue/deepseek-coder-v2-lite-vllm")),
         ("positive-control", Some("positive-control/smollm2")),
         ("positive-control", Some("positive-control/qwen-0.5b")),
     ];
@@ -153,7 +156,12 @@ fn every_shipped_manifest_that_runs_on_cpu_plans() {
             args.extend(["-o".to_string(), format!("manifests/overlays/{o}.yaml")]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = ws.cmd(&args).env("SECVEC_DATA", &data).output().unwrap();
+        let out = ws
+            .cmd(&args)
+            .env("SECVEC_DATA", &data)
+            .env("OPENAI_API_KEY", "unused")
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",

@@ -9,6 +9,8 @@ use crate::{jsonl, ArtifactError};
 
 pub const TAG: &str = "samples";
 pub const FILE: &str = "samples.jsonl";
+/// Beside the samples of a server's: which server, and what it said about itself.
+pub const SERVED_FILE: &str = "served.json";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -34,6 +36,7 @@ pub struct Sample {
 pub struct Generation {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Empty for a server's samples: a server sends text.
     pub token_ids: Vec<i64>,
     pub finish_reason: FinishReason,
 }
@@ -47,10 +50,28 @@ pub enum FinishReason {
     Length,
 }
 
+/// The server that generated a stage's samples (`served.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    /// The base URL, up to `/v1`.
+    pub url: String,
+    /// The model name the requests carried.
+    pub model: String,
+    /// `GET /v1/models`'s list; `None` when every answer came from the memo and the server
+    /// was not asked.
+    pub models: Option<serde_json::Value>,
+    /// What the server said about itself (llama.cpp's `/props`, vLLM's `/version`).
+    pub reported: Option<serde_json::Value>,
+}
+
 pub fn read(path: &Path) -> Result<Vec<Sample>, ArtifactError> {
     Ok(jsonl::read(path)?.into_iter().map(|(_, s)| s).collect())
 }
 
 pub fn write(ctx: &StageContext, samples: &[Sample]) -> Result<(), ArtifactError> {
     jsonl::write(ctx, FILE, samples)
+}
+
+pub fn write_served(ctx: &StageContext, served: &Served) -> Result<(), ArtifactError> {
+    crate::json::write(ctx, SERVED_FILE, served)
 }

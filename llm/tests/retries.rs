@@ -111,7 +111,7 @@ fn a_429_a_5xx_and_a_malformed_body_are_retried_and_the_answer_is_memoised() {
     let c = client(&server.url, 3);
     let done = AtomicUsize::new(0);
     let got = c
-        .chat_all(&requests(1), &memo, &identity(), &|| {
+        .send_all(&requests(1), &memo, &identity(), &|| {
             done.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
@@ -119,7 +119,7 @@ fn a_429_a_5xx_and_a_malformed_body_are_retried_and_the_answer_is_memoised() {
     assert_eq!(server.hits.load(Ordering::SeqCst), 4);
     assert_eq!(done.load(Ordering::SeqCst), 1);
     // A rerun asks nothing.
-    let again = c.chat_all(&requests(1), &memo, &identity(), &|| {}).unwrap();
+    let again = c.send_all(&requests(1), &memo, &identity(), &|| {}).unwrap();
     assert_eq!(again, got);
     assert_eq!(server.hits.load(Ordering::SeqCst), 4);
 }
@@ -131,7 +131,7 @@ fn failures_past_the_retries_are_a_clear_error_and_what_was_obtained_is_kept() {
     let memo_dir = tempfile::tempdir().unwrap();
     let memo = Memo::new(memo_dir.path());
     let err = client(&server.url, 2)
-        .chat_all(&requests(3), &memo, &identity(), &|| {})
+        .send_all(&requests(3), &memo, &identity(), &|| {})
         .unwrap_err();
     match &err {
         LlmError::GaveUp { url, attempts, what } => {
@@ -146,7 +146,7 @@ fn failures_past_the_retries_are_a_clear_error_and_what_was_obtained_is_kept() {
     // Against a healthy server, only the third request is sent.
     let healthy = serve(vec![Answer::Ok]);
     let got = client(&healthy.url, 0)
-        .chat_all(&requests(3), &memo, &identity(), &|| {})
+        .send_all(&requests(3), &memo, &identity(), &|| {})
         .unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(healthy.hits.load(Ordering::SeqCst), 1);
@@ -157,7 +157,7 @@ fn a_timeout_is_retried_then_reported() {
     let server = serve(vec![Answer::Slow]);
     let memo_dir = tempfile::tempdir().unwrap();
     let err = client(&server.url, 1)
-        .chat_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
+        .send_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
         .unwrap_err();
     assert!(matches!(err, LlmError::GaveUp { attempts: 2, .. }), "{err}");
     assert!(err.to_string().to_lowercase().contains("timeout"), "{err}");
@@ -174,7 +174,7 @@ fn an_unreachable_endpoint_is_retried_then_reported() {
     let url = format!("http://127.0.0.1:{port}/v1");
     let memo_dir = tempfile::tempdir().unwrap();
     let err = client(&url, 2)
-        .chat_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
+        .send_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
         .unwrap_err();
     assert!(matches!(err, LlmError::GaveUp { attempts: 3, .. }), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
@@ -185,7 +185,7 @@ fn a_client_error_is_not_retried() {
     let server = serve(vec![Answer::Status(401)]);
     let memo_dir = tempfile::tempdir().unwrap();
     let err = client(&server.url, 5)
-        .chat_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
+        .send_all(&requests(1), &Memo::new(memo_dir.path()), &identity(), &|| {})
         .unwrap_err();
     assert!(matches!(err, LlmError::Refused { status: 401, .. }), "{err}");
     assert_eq!(server.hits.load(Ordering::SeqCst), 1);

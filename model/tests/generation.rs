@@ -142,7 +142,8 @@ fn prefilled_rows(model: &Transformer, prompts: &[Vec<i64>]) -> Vec<secvec_model
         .iter()
         .map(|p| {
             let mut cache = model.new_cache(1, p.len() as i64 + 4);
-            model
+            // Only the cache the prefill leaves matters here, not its logits.
+            let _logits = model
                 .forward(&tch::Tensor::from_slice(p).unsqueeze(0), &mut cache)
                 .unwrap();
             cache

@@ -110,7 +110,7 @@ impl Drop for Session {
 
 impl Session {
     /// Every request's response, in order, from the memo where it has them (reporting
-    /// progress to `ctx`); see [`Client::chat_all`].
+    /// progress to `ctx`); see [`Client::send_all`].
     pub fn chat_all(&self, requests: &[ChatRequest], ctx: &StageContext) -> anyhow::Result<Vec<ChatResponse>> {
         let total = requests.len() as u64;
         let done = AtomicU64::new(0);

@@ -1,10 +1,13 @@
 //! Helpers for driving the `secvec` binary in a scratch workspace.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
-use serde_json::Value;
+use secvec_stage::worker::ServeRequest;
+use secvec_stage::Dtype;
+use serde_json::{json, Value};
 
 /// Whether the scoring sandbox can run here; says so when it cannot (the caller skips).
 pub fn bwrap_available() -> bool {
@@ -177,4 +180,71 @@ pub fn slow_python_samples(ws: &Workspace, n: usize) -> PathBuf {
         })
         .collect();
     ws.write("samples.jsonl", &samples)
+}
+
+pub const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tiny fixture model with a ChatML template, as a model folder named `tiny-chat`.
+pub fn tiny_chat_model(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("tiny-chat");
+    std::fs::create_dir(&dir).unwrap();
+    let fixture = root().join("model/fixtures/llama");
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let config = json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "chat_template": CHATML});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    dir
+}
+
+/// `secvec serve` on a free port of 127.0.0.1, stopped when dropped.
+pub struct Served {
+    child: Child,
+    /// Up to `/v1`.
+    pub url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(model: &Path) -> Served {
+    let request = ServeRequest {
+        model: model.to_path_buf(),
+        adapter: None,
+        host: "127.0.0.1".into(),
+        port: 0,
+        device: "cpu".into(),
+        dtype: Dtype::F32,
+        name: None,
+        kv_budget_mib: None,
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secvec-worker"))
+        .arg("serve")
+        .arg(serde_json::to_string(&request).unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .strip_prefix("listening on ")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    Served { child, url }
 }

@@ -1,5 +1,7 @@
 //! `generate`: samples completions for every prompt of its input, with an optional LoRA
-//! adapter merged into (or kept beside) the weights.
+//! adapter merged into (or kept beside) the weights, or from an OpenAI-compatible server.
+
+pub mod served;
 
 use schemars::JsonSchema;
 use secvec_artifacts::{adapter, model, pairs, prompts, results, samples};
@@ -7,10 +9,17 @@ use secvec_stage::{Dtype, InputSlot, ParamError, Resources, ResultFields, Stage,
 use serde::{Deserialize, Serialize};
 
 use crate::device;
+use served::ServedBackend;
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateParams {
+    /// Where the samples come from: the `model` input, on this machine (left out), or
+    /// `{http: {url, model, ...}, api: completions|chat}`, any OpenAI-compatible server (llama.cpp,
+    /// vLLM, TGI, SGLang, OpenAI, DeepSeek). With a server, `device`, `dtype`, `batch_size` and
+    /// `merge_adapter` do not apply, and the stage takes no `model` or `adapter` input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<ServedBackend>,
     /// Samples per prompt.
     #[serde(default = "one")]
     pub n: usize,
@@ -129,6 +138,10 @@ impl Stage for Generate {
 
     fn inputs() -> Vec<InputSlot> {
         let mut slots = model_slots();
+        // A served backend samples from the server's model.
+        slots[0].optional = true;
+        slots[0].doc =
+            "a Hugging Face model directory (config.json, *.safetensors, tokenizer.json); none with a served `backend`";
         slots.push(InputSlot {
             name: "prompts",
             accepts: &[prompts::TAG, pairs::TAG, FILES],
@@ -153,21 +166,44 @@ impl Stage for Generate {
         ]))
     }
 
-    fn check(p: &GenerateParams, _: &Upstreams) -> Result<(), ParamError> {
+    fn check(p: &GenerateParams, upstream: &Upstreams) -> Result<(), ParamError> {
         check_sampling(p.temperature, p.top_p)?;
         for (field, value) in [("n", p.n), ("batch_size", p.batch_size)] {
             if value == 0 {
                 return Err(ParamError::new(field, "must be 1 or more"));
             }
         }
-        Ok(())
+        let bound = |slot: &str| !upstream.slot(slot).is_empty();
+        match &p.backend {
+            None if !bound("model") => Err(ParamError::new(
+                "backend",
+                "local generation samples from the `model` input: bind `model` to a model stage or an HF model directory, or give `backend: {http: {url, model}}` to sample from a server",
+            )),
+            Some(_) if bound("model") || bound("adapter") => Err(ParamError::new(
+                "backend",
+                "a served backend samples from the server's model, so the stage takes no `model` or `adapter` input: remove them (in an overlay, `inputs: {model: null, adapter: null}`), or serve the adapter with the model",
+            )),
+            Some(b) if b.samples_per_request == 0 => {
+                Err(ParamError::new("backend.samples_per_request", "must be 1 or more"))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn resources(p: &GenerateParams) -> Resources {
-        device::resources(&p.device)
+        match &p.backend {
+            // The work is the server's; the stage waits on sockets.
+            Some(_) => Resources::ONE_CPU,
+            None => device::resources(&p.device),
+        }
     }
 
     fn environment(p: &mut GenerateParams) -> anyhow::Result<serde_json::Value> {
+        if let Some(b) = &p.backend {
+            // The endpoint's URL and model are params; its key is checked, never keyed.
+            b.http.resolve()?;
+            return Ok(serde_json::Value::Null);
+        }
         let mut env = device::settle(&mut p.device)?;
         // CUDA's matrix kernels change with the batch's shape, so there a sample depends on
         // the batch size, and the key says which.

@@ -52,6 +52,9 @@ fn seed_key(prompt: &str) -> u64 {
 }
 
 pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
+    if let Some(backend) = &p.backend {
+        return secvec_stages::generate::served::run(p, backend, ctx);
+    }
     let model_dir = &ctx.required("model")?.path;
     let adapter = ctx.input("adapter").map(|a| a.path.as_path());
     let (model, tokenizer) = load_for_inference(model_dir, adapter, &p.device, kind_of(p.dtype), p.merge_adapter)?;
