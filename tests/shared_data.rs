@@ -148,6 +148,7 @@ fn every_shipped_manifest_that_runs_on_cpu_plans() {
         ("rescue", Some("rescue/deepseek-coder-v2-lite-vllm")),
         ("positive-control", Some("positive-control/smollm2")),
         ("positive-control", Some("positive-control/qwen-0.5b")),
+        ("positive-control", Some("positive-control/vllm-final")),
     ];
     for (manifest, overlay) in runnable {
         let manifest = format!("manifests/{manifest}.yaml");
