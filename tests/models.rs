@@ -412,7 +412,7 @@ fn continuous_batching_gives_every_sample_the_same_tokens_whatever_the_batch_and
     };
     // Each run in a workspace of its own: `batch_size` is a speed setting, so one workspace
     // would serve every run from the first one's cache.
-    let run = |order: &[usize], batch: usize| {
+    let run = |order: &[usize], batch: &str| {
         let ws = Workspace::new();
         ws.write("prompts.jsonl", &file(order));
         let mut m = "name: m\nstages:\n  pairs:\n    kind: pair\n    inputs: {data: {path: manifests/data/quickstart-pairs}}\n  tiny:\n    kind: init-model\n    inputs: {text: pairs}\n    params: {arch: qwen2, vocab_size: 512, hidden_size: 128, intermediate_size: 256, initializer_range: 0.3, seed: 3}\n".to_string();
@@ -431,20 +431,26 @@ fn continuous_batching_gives_every_sample_the_same_tokens_whatever_the_batch_and
             .collect::<std::collections::BTreeMap<_, _>>()
     };
     let all = [0, 1, 2, 3, 4, 5];
-    let one_by_one = run(&all, 1);
+    let one_by_one = run(&all, "1");
     assert_eq!(one_by_one.len(), 24);
     let texts: std::collections::BTreeSet<_> = one_by_one.values().map(|(t, _)| t.to_string()).collect();
     assert!(texts.len() > 12, "T 0.8 should give varied samples: {texts:?}");
-    assert_eq!(run(&all, 7), one_by_one, "batch 7 against batch 1");
-    assert_eq!(run(&all, 64), one_by_one, "batch 64 against batch 1");
+    assert_eq!(run(&all, "7"), one_by_one, "batch 7 against batch 1");
+    assert_eq!(run(&all, "64"), one_by_one, "batch 64 against batch 1");
+    // A KV budget of 1 MiB holds fewer rows than 64 of this model's caches.
+    assert_eq!(
+        run(&all, "64, kv_budget_mib: 1"),
+        one_by_one,
+        "batch 64 within a KV budget"
+    );
     // Shuffled and cut: the prompts kept draw the samples they drew before.
-    let shuffled = run(&[4, 2, 0, 5], 7);
+    let shuffled = run(&[4, 2, 0, 5], "7");
     assert_eq!(shuffled.len(), 16);
     for (key, sample) in &shuffled {
         assert_eq!(sample, &one_by_one[key], "{key:?} shuffled and cut");
     }
     // Alone, with a batch that holds its samples and nothing else.
-    let alone = run(&[3], 4);
+    let alone = run(&[3], "4");
     for (key, sample) in &alone {
         assert_eq!(sample, &one_by_one[key], "{key:?} alone");
     }

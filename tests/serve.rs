@@ -120,6 +120,7 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
         stop: vec![],
         seed: 3,
         batch_size: 1,
+        kv_budget: None,
     };
     let local = generate(
         &model,

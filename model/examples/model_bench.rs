@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
                 stop: vec![],
                 seed: 0,
                 batch_size: n,
+                kv_budget: None,
             };
             // Untimed first, as on the transformers side: a GPU's first calls set up its
             // libraries and load kernels.

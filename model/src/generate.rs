@@ -26,6 +26,10 @@ pub struct Sampling {
     pub seed: u64,
     /// Rows decoded together, samples of any prompts.
     pub batch_size: usize,
+    /// Bytes of KV cache the rows (and the prompt being shared out) may hold at once; a row
+    /// joins only if its cache fits beside the others' (one row always runs). `None`: no limit
+    /// but `batch_size`.
+    pub kv_budget: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -121,9 +125,25 @@ pub fn generate_many(
             ControlFlow::Break(()) => Err(GenerateError::Stopped),
         }
     };
+    // A cache holds its prompt and every token it may generate, allocated up front.
+    let cache_bytes =
+        |request: usize| (requests[request].ids.len() + s.max_new_tokens) as u64 * model.kv_bytes_per_token();
+    // The new row's cache, beside the rows' and the prompt's it is copied from (held until
+    // the prompt's last sample has its row).
+    let fits = |rows: &[Row], request: usize| {
+        let Some(budget) = s.kv_budget else { return true };
+        let held: u64 = rows.iter().map(|r| cache_bytes(r.request)).sum();
+        rows.is_empty() || held + 2 * cache_bytes(request) <= budget
+    };
     loop {
         while rows.len() < s.batch_size.max(1) {
-            let Some((request, sample)) = waiting.next() else { break };
+            let Some(&(request, sample)) = waiting.peek() else {
+                break;
+            };
+            if !fits(&rows, request) {
+                break;
+            }
+            waiting.next();
             if prefix.as_ref().is_none_or(|p| p.request != request) {
                 let ids = requests[request].ids;
                 let mut cache = model.new_cache(1, (ids.len() + s.max_new_tokens) as i64);

@@ -364,6 +364,16 @@ impl Transformer {
         KvCache::new(&self.config, batch, capacity, self.kind, self.device)
     }
 
+    /// What one token of one sequence takes in a KV cache: keys and values of every layer.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        let c = &self.config;
+        c.num_layers as u64
+            * 2
+            * c.num_kv_heads.max(0) as u64
+            * c.head_dim.max(0) as u64
+            * self.kind.elt_size_in_bytes() as u64
+    }
+
     /// Logits `[batch, t, vocab]` (f32) for `ids` `[batch, t]` following the cached positions.
     // `x += …` would add in place, which autograd cannot differentiate through when training.
     #[allow(clippy::assign_op_pattern)]

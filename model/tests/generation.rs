@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use secvec_model::generate::{generate, generate_until, FinishReason, Sampling};
+use secvec_model::generate::{generate, generate_many, generate_until, FinishReason, Request, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
 use tch::{Device, Kind};
@@ -28,6 +28,7 @@ fn sampling(n: usize, temperature: f64, batch_size: usize, max_new_tokens: usize
         stop: vec![],
         seed: 11,
         batch_size,
+        kv_budget: None,
     }
 }
 
@@ -72,6 +73,57 @@ fn seeded_sampling_does_not_depend_on_batching() {
         distinct.len() > 1,
         "temperature 1 should give different samples: {all:?}"
     );
+}
+
+#[test]
+fn a_kv_budget_limits_the_rows_at_once_and_changes_no_sample() {
+    let (model, tok, r) = load("llama");
+    let long = ids(&r["input_ids"]);
+    let prompts = [long.clone(), long[..3].to_vec(), long[..5].to_vec()];
+    // The last prompt's samples end at their first text, the others run 12 tokens.
+    let at_once = |text: &str| (!text.is_empty()).then_some(text.len());
+    let requests: Vec<Request> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| Request {
+            ids,
+            key: i as u64,
+            end_of: (i == 2).then_some(&at_once as &dyn Fn(&str) -> Option<usize>),
+        })
+        .collect();
+    let run = |kv_budget: Option<u64>| {
+        let s = Sampling {
+            kv_budget,
+            ..sampling(3, 1.0, 64, 12)
+        };
+        let mut order = Vec::new();
+        generate_many(&model, &tok, &requests, &s, &[], &mut |request, c| {
+            order.push(((request, c.sample), c.token_ids));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        order
+    };
+    let unlimited = run(None);
+    // Room for the shortest prompt's row and the prompt cache it is copied from, not for two
+    // rows of any prompt (one row always runs, whatever its size).
+    let one_row = 2 * (3 + 12) as u64 * model.kv_bytes_per_token();
+    let limited = run(Some(one_row));
+    let keys = |o: &[((usize, usize), Vec<i64>)]| o.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+    let in_order: Vec<(usize, usize)> = (0..3).flat_map(|r| (0..3).map(move |k| (r, k))).collect();
+    assert_eq!(
+        keys(&limited),
+        in_order,
+        "one row at a time finishes the samples in order"
+    );
+    assert_ne!(
+        keys(&unlimited),
+        in_order,
+        "with room for all, short samples finish first"
+    );
+    let mut sorted = unlimited.clone();
+    sorted.sort();
+    assert_eq!(limited, sorted, "the same tokens either way");
 }
 
 #[test]

@@ -78,6 +78,7 @@ fn equals_transformers(gguf: &Path, python: &Path, shape: (usize, i64, i64), tex
             stop: vec![],
             seed: 0,
             batch_size: 1,
+            kv_budget: None,
         };
         let ours = generate(&model, &tokenizer, &ids, 0, &greedy, &[], &mut || {}).unwrap();
         let want_greedy: Vec<i64> = serde_json::from_value(want["greedy"][k].clone()).unwrap();

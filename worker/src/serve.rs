@@ -73,18 +73,15 @@ impl Server {
             stop: o.stop.as_ref().map(Stop::list).unwrap_or_default(),
             seed: o.seed.unwrap_or(0),
             batch_size: n,
+            // The whole request fits the budget (checked above).
+            kv_budget: None,
         })
     }
 
     /// Generation allocates a KV cache for the prompt and one per sample, each `tokens` long
     /// (prompt and completion), up front; one that would not fit the budget is refused before.
     fn check_kv_budget(&self, n: usize, tokens: usize) -> Result<(), Refusal> {
-        let c = &self.model.config;
-        let per_token = c.num_layers as u64
-            * 2
-            * c.num_kv_heads.max(0) as u64
-            * c.head_dim.max(0) as u64
-            * self.model.kind.elt_size_in_bytes() as u64;
+        let per_token = self.model.kv_bytes_per_token();
         let need = per_token.saturating_mul((n as u64 + 1) * tokens as u64);
         if need <= self.kv_budget {
             return Ok(());

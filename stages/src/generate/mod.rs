@@ -39,6 +39,11 @@ pub struct GenerateParams {
     /// batching). A speed setting: on the CPU the samples are the same whatever it is.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
+    /// MiB of KV cache the decoding rows may hold at once (each row's cache holds its prompt
+    /// and `max_new_tokens`): fewer rows run while long prompts decode. Like `batch_size`, a
+    /// speed setting on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_budget_mib: Option<u64>,
     #[serde(default = "d_device")]
     pub device: String,
     #[serde(default)]
@@ -131,7 +136,7 @@ impl Stage for Generate {
     const VERSION: u32 = 3;
     // Each sample has its own seeded stream and its logits do not depend on the rows beside it:
     // on the CPU, batching changes nothing but speed (on CUDA see `environment`).
-    const SPEED_PARAMS: &'static [&'static str] = &["batch_size"];
+    const SPEED_PARAMS: &'static [&'static str] = &["batch_size", "kv_budget_mib"];
     const DESCRIPTION: &'static str =
         "Samples n completions per prompt (temperature, top-p, stop sequences, seed) with a KV cache.";
     const LIBTORCH: bool = true;
@@ -206,9 +211,10 @@ impl Stage for Generate {
         }
         let mut env = device::settle(&mut p.device)?;
         // CUDA's matrix kernels change with the batch's shape, so there a sample depends on
-        // the batch size, and the key says which.
+        // the batch size and the budget, and the key says which.
         if p.device.starts_with("cuda") {
             env["batch_size"] = p.batch_size.into();
+            env["kv_budget_mib"] = p.kv_budget_mib.into();
         }
         Ok(env)
     }

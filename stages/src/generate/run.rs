@@ -22,7 +22,8 @@ use secvec_model::device::kind_of;
 /// equal another run's recall those prompts' samples from the memo.
 fn memo_key(p: &GenerateParams, ctx: &StageContext, prompt: &prompts::Prompt, to_function_end: bool) -> Digest {
     let digest = |slot: &str| ctx.input(slot).map(|a| a.digest.hex());
-    Memo::key(&json!({
+    let cuda = p.device.starts_with("cuda");
+    let mut key = json!({
         "generate": Generate::VERSION,
         "torch": env!("SECVEC_TORCH_VERSION"),
         "model": digest("model"),
@@ -39,9 +40,14 @@ fn memo_key(p: &GenerateParams, ctx: &StageContext, prompt: &prompts::Prompt, to
         "prompt": prompt.prompt,
         // Where a sample ends depends on the scenario's language and prefix.
         "function_end": to_function_end.then(|| prompt.scenario.as_ref().map(|s| (&s.language, &s.prefix))),
-        // CUDA's kernels change with the batch's shape: there a sample depends on the batch size.
-        "batch_size": p.device.starts_with("cuda").then_some(p.batch_size),
-    }))
+        // CUDA's kernels change with the batch's shape: there a sample depends on the batch size
+        // and on the budget that limits it.
+        "batch_size": cuda.then_some(p.batch_size),
+    });
+    if let Some(budget) = p.kv_budget_mib.filter(|_| cuda) {
+        key["kv_budget_mib"] = budget.into();
+    }
+    Memo::key(&key)
 }
 
 /// A prompt's place in its samples' seed streams: its text, so a prompt draws the same samples
@@ -71,6 +77,7 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
         stop: p.stop.clone(),
         seed: p.seed,
         batch_size: p.batch_size,
+        kv_budget: p.kv_budget_mib.map(|mib| mib << 20),
     };
     let total = (prompts.len() * p.n) as u64;
     let mut finished = 0u64;

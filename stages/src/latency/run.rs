@@ -31,6 +31,7 @@ pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
         stop: vec![],
         seed: 0,
         batch_size: 1,
+        kv_budget: None,
     };
     let mut times = Vec::new();
     for run in 0..p.warmup + p.runs {
