@@ -131,29 +131,33 @@ fn every_shipped_manifest_that_runs_on_cpu_plans() {
         return;
     }
     let ws = common::Workspace::new();
-    let runnable: &[(&str, Option<&str>)] = &[
-        ("quickstart", None),
-        ("quickstart", Some("python-only")),
-        ("sven-pairs", None),
-        ("deepguard-scenarios", None),
-        ("safecoder", None),
-        ("harness-check", None),
-        ("harness-check", Some("codeguardplus")),
-        ("secveccoder", Some("secveccoder/smollm2-cpu")),
-        ("secveccoder", Some("secveccoder/qwen-0.5b-cpu")),
-        ("rescue", Some("rescue/smollm2-cpu")),
-        ("rescue", Some("rescue/qwen-0.5b-cpu")),
+    let runnable: &[(&str, &[&str])] = &[
+        ("quickstart", &[]),
+        ("quickstart", &["python-only"]),
+        ("sven-pairs", &[]),
+        ("deepguard-scenarios", &[]),
+        ("safecoder", &[]),
+        ("harness-check", &[]),
+        ("harness-check", &["codeguardplus"]),
+        ("secveccoder", &["secveccoder/smollm2-cpu"]),
+        ("secveccoder", &["secveccoder/qwen-0.5b-cpu"]),
+        ("rescue", &["rescue/smollm2-cpu"]),
+        ("rescue", &["rescue/qwen-0.5b-cpu"]),
         // Served generators: planning asks no server, but needs the key's variable set.
-        ("rescue", Some("rescue/gpt-4o-mini")),
-        ("rescue", Some("rescue/deepseek-coder-v2-lite-vllm")),
-        ("positive-control", Some("positive-control/smollm2")),
-        ("positive-control", Some("positive-control/qwen-0.5b")),
-        ("positive-control", Some("positive-control/vllm-final")),
+        ("rescue", &["rescue/gpt-4o-mini"]),
+        ("rescue", &["rescue/deepseek-coder-v2-lite-vllm"]),
+        ("positive-control", &["positive-control/smollm2"]),
+        ("positive-control", &["positive-control/qwen-0.5b"]),
+        (
+            "positive-control",
+            &["positive-control/qwen-0.5b", "positive-control/vllm-final"],
+        ),
+        ("served-generation", &[]),
     ];
-    for (manifest, overlay) in runnable {
+    for (manifest, overlays) in runnable {
         let manifest = format!("manifests/{manifest}.yaml");
         let mut args = vec!["plan".to_string(), manifest];
-        if let Some(o) = overlay {
+        for o in *overlays {
             args.extend(["-o".to_string(), format!("manifests/overlays/{o}.yaml")]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

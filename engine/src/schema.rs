@@ -177,8 +177,10 @@ fn schema(registry: &Registry, overlay: bool) -> Value {
         "allOf": clauses
     });
     if overlay {
-        // Partial throughout: the stage and every clause's params and inputs.
+        // Partial throughout: the stage and every clause's params and inputs; an input slot,
+        // like a param, is deleted with `null` (an overlay that serves a model unbinds `model`).
         loosen(&mut stage);
+        stage["properties"]["inputs"]["additionalProperties"] = nullable(json!({"$ref": "#/definitions/InputBinding"}));
         stage = nullable(stage);
     } else {
         stage["required"] = json!(["kind"]);
