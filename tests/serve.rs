@@ -51,6 +51,11 @@ try:
     c.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "x"}], stream=True)
 except openai.BadRequestError as e:
     out["stream"] = e.status_code
+try:
+    c.completions.create(model="tiny-chat", prompt="import os\n", max_tokens=2, logprobs=1)
+except openai.BadRequestError as e:
+    out["logprobs"] = [e.status_code, "logprobs" in str(e)]
+out["no_logprobs"] = c.completions.create(model="tiny-chat", prompt="import os\n", max_tokens=2, logprobs=0).choices[0].logprobs
 print(json.dumps(out))
 "#;
 
@@ -71,6 +76,12 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
     assert_eq!(got["models"], json!(["tiny-chat"]));
     assert_eq!(got["wrong_model"], 404);
     assert_eq!(got["stream"], 400);
+    assert_eq!(
+        got["logprobs"],
+        json!([400, true]),
+        "logprobs asked for are refused clearly"
+    );
+    assert_eq!(got["no_logprobs"], json!(null));
     assert_eq!(
         got["completions"].as_array().unwrap().len(),
         4,

@@ -52,6 +52,9 @@ pub struct SamplingFields {
     pub stop: Option<Stop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Token log-probabilities: a count for completions, `true` for chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<serde_json::Value>,
 }
 
 /// `stop` is a string or a list of them.

@@ -57,6 +57,16 @@ impl Server {
                 ),
             ));
         }
+        // Asked for (a count above 0, or `true`), they cannot be given: refused, not left out.
+        if o.logprobs
+            .as_ref()
+            .is_some_and(|v| !(v.is_null() || v == &false || v == &0))
+        {
+            return Err(refuse(
+                400,
+                "`logprobs` are not returned by secvec serve; leave them out of the request",
+            ));
+        }
         let n = o.n.unwrap_or(1);
         if n == 0 || n > 128 {
             return Err(refuse(400, format!("`n` is {n}; ask for 1 to 128 choices")));

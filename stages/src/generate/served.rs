@@ -94,7 +94,7 @@ pub fn run(p: &GenerateParams, backend: &ServedBackend, ctx: &StageContext) -> a
         seed: Some(request_seed(p.seed, &prompts[k].prompt, first / per)),
         n: (n > 1).then_some(n),
         stop: (!p.stop.is_empty()).then(|| Stop::Many(p.stop.clone())),
-        stream: None,
+        ..SamplingFields::default()
     };
     let model = backend.http.model.clone();
     let mut served = Served {
