@@ -194,6 +194,10 @@ fn healthy(port: u16) -> bool {
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
+    // A server that accepts and never answers must not hang the test.
+    if stream.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+        return false;
+    }
     let mut answer = String::new();
     stream
         .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")

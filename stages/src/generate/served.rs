@@ -219,30 +219,31 @@ fn probe(client: &Client, http: &HttpBackend, served: &mut Served) -> anyhow::Re
     Ok(())
 }
 
-fn completion_answers(r: CompletionResponse) -> (Vec<Answer>, Option<Usage>) {
-    let mut choices = r.choices;
-    choices.sort_by_key(|c| c.index);
-    let answers = choices
+/// A response's answers in choice order: `(index, text, finish_reason)` of each choice.
+fn in_order(mut choices: Vec<(usize, String, Option<String>)>) -> Vec<Answer> {
+    choices.sort_by_key(|c| c.0);
+    choices
         .into_iter()
-        .map(|c| Answer {
-            text: c.text,
-            finish_reason: c.finish_reason,
-        })
+        .map(|(_, text, finish_reason)| Answer { text, finish_reason })
+        .collect()
+}
+
+fn completion_answers(r: CompletionResponse) -> (Vec<Answer>, Option<Usage>) {
+    let choices = r
+        .choices
+        .into_iter()
+        .map(|c| (c.index, c.text, c.finish_reason))
         .collect();
-    (answers, r.usage)
+    (in_order(choices), r.usage)
 }
 
 fn chat_answers(r: ChatResponse) -> (Vec<Answer>, Option<Usage>) {
-    let mut choices = r.choices;
-    choices.sort_by_key(|c| c.index);
-    let answers = choices
+    let choices = r
+        .choices
         .into_iter()
-        .map(|c| Answer {
-            text: c.message.content,
-            finish_reason: c.finish_reason,
-        })
+        .map(|c| (c.index, c.message.content, c.finish_reason))
         .collect();
-    (answers, r.usage)
+    (in_order(choices), r.usage)
 }
 
 /// One sample in the format local generation writes (no token ids: a server sends text).
