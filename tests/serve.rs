@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::{root, serve, tiny_chat_model};
 
 use secvec_llm::client::{Client, Endpoint, Policy};
-use secvec_llm::wire::{ChatRequest, Message, SamplingFields};
+use secvec_llm::wire::{ChatRequest, CompletionRequest, CompletionResponse, Message, Prompt, SamplingFields};
 use secvec_model::chat_template::ChatTemplate;
-use secvec_model::generate::{generate, Sampling};
+use secvec_model::generate::{generate, Batching, Request, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
 use serde_json::json;
@@ -59,6 +59,23 @@ out["no_logprobs"] = c.completions.create(model="tiny-chat", prompt="import os\n
 print(json.dumps(out))
 "#;
 
+/// secvec's client of the tiny chat model served at `url`; each request waits for its answer.
+fn client(url: &str) -> Client {
+    Client::new(
+        Endpoint {
+            url: url.to_string(),
+            model: "tiny-chat".into(),
+            api_key: None,
+        },
+        Policy {
+            concurrency: 1,
+            timeout: Duration::from_secs(120),
+            retries: 0,
+            backoff: Duration::from_millis(10),
+        },
+    )
+}
+
 #[test]
 fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
     let Some(python) = python() else {
@@ -89,19 +106,7 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
     );
 
     // The same request through secvec's client.
-    let client = Client::new(
-        Endpoint {
-            url: served.url.clone(),
-            model: "tiny-chat".into(),
-            api_key: None,
-        },
-        Policy {
-            concurrency: 1,
-            timeout: Duration::from_secs(60),
-            retries: 0,
-            backoff: Duration::from_millis(10),
-        },
-    );
+    let client = client(&served.url);
     let request = ChatRequest {
         model: "tiny-chat".into(),
         messages: vec![Message::user("def read(path):")],
@@ -130,17 +135,14 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
         max_new_tokens: 12,
         stop: vec![],
         seed: 3,
-        batch_size: 1,
-        kv_budget: None,
     };
     let local = generate(
         &model,
         &tokenizer,
-        &ids,
-        0,
+        Request::new(&ids, 0),
         &sampling,
+        Batching::rows(1),
         &model.config.eos_token_ids,
-        &mut || {},
     )
     .unwrap();
     assert_eq!(local[0].text, got["chat"].as_str().unwrap());
@@ -148,5 +150,51 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
         got["chat_usage"],
         json!([ids.len(), local[0].completion_tokens]),
         "usage counts the prompt and the completion"
+    );
+}
+
+#[test]
+fn eight_clients_at_once_get_the_answers_each_gets_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_chat_model(tmp.path());
+    let served = serve(&dir);
+    let client = client(&served.url);
+    let requests: Vec<CompletionRequest> = (0..8)
+        .map(|i| CompletionRequest {
+            model: "tiny-chat".into(),
+            prompt: Prompt::One(["def read(path):", "import os\n", "int main(void) {", "x = ["][i % 4].into()),
+            sampling: SamplingFields {
+                temperature: Some(0.8),
+                max_tokens: Some(32),
+                n: Some(2),
+                seed: Some(i as u64),
+                ..SamplingFields::default()
+            },
+        })
+        .collect();
+    let start = std::sync::Barrier::new(requests.len());
+    let together: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                let (client, start) = (&client, &start);
+                s.spawn(move || {
+                    start.wait();
+                    client.send(r).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (r, t) in requests.iter().zip(&together) {
+        let alone = client.send(r).unwrap();
+        let texts = |c: &CompletionResponse| c.choices.iter().map(|x| x.text.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&alone), texts(t), "{:?}", r.prompt);
+        assert_eq!(alone.usage, t.usage);
+    }
+    let distinct: std::collections::BTreeSet<_> = together.iter().flat_map(|t| &t.choices).map(|c| &c.text).collect();
+    assert!(
+        distinct.len() > 4,
+        "seeds and prompts differ, so do samples: {distinct:?}"
     );
 }

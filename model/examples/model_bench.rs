@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use secvec_model::generate::{generate, Sampling};
+use secvec_model::generate::{generate, Batching, Request, Sampling};
 use secvec_model::sampling::next_tokens;
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
@@ -44,8 +44,6 @@ fn main() -> anyhow::Result<()> {
                 max_new_tokens: new,
                 stop: vec![],
                 seed: 0,
-                batch_size: n,
-                kv_budget: None,
             };
             // Untimed first, as on the transformers side: a GPU's first calls set up its
             // libraries and load kernels.
@@ -53,9 +51,9 @@ fn main() -> anyhow::Result<()> {
                 max_new_tokens: 4,
                 ..s.clone()
             };
-            generate(&model, &tok, &prompt, 0, &warm, &[], &mut || {})?;
+            generate(&model, &tok, Request::new(&prompt, 0), &warm, Batching::rows(n), &[])?;
             let t = Instant::now();
-            let samples = generate(&model, &tok, &prompt, 0, &s, &[], &mut || {})?;
+            let samples = generate(&model, &tok, Request::new(&prompt, 0), &s, Batching::rows(n), &[])?;
             let secs = t.elapsed().as_secs_f64();
             let tokens: usize = samples.iter().map(|c| c.completion_tokens).sum();
             serde_json::json!({"samples": samples.len(), "new_tokens": tokens, "seconds": secs, "tokens_per_s": tokens as f64 / secs})

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use secvec_model::generate::{generate, generate_many, generate_until, FinishReason, Request, Sampling};
+use secvec_model::generate::{generate, generate_many, Batcher, Batching, FinishReason, Request, Sampling};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
 use tch::{Device, Kind};
@@ -19,7 +19,7 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
     serde_json::from_value(v.clone()).unwrap()
 }
 
-fn sampling(n: usize, temperature: f64, batch_size: usize, max_new_tokens: usize) -> Sampling {
+fn sampling(n: usize, temperature: f64, max_new_tokens: usize) -> Sampling {
     Sampling {
         n,
         temperature,
@@ -27,8 +27,6 @@ fn sampling(n: usize, temperature: f64, batch_size: usize, max_new_tokens: usize
         max_new_tokens,
         stop: vec![],
         seed: 11,
-        batch_size,
-        kv_budget: None,
     }
 }
 
@@ -40,11 +38,10 @@ fn temperature_zero_is_greedy() {
         let out = generate(
             &model,
             &tok,
-            &ids(&r["input_ids"]),
-            0,
-            &sampling(3, 0.0, 2, greedy.len()),
+            Request::new(&ids(&r["input_ids"]), 0),
+            &sampling(3, 0.0, greedy.len()),
+            Batching::rows(2),
             &[],
-            &mut || {},
         )
         .unwrap();
         assert_eq!(out.len(), 3);
@@ -62,7 +59,17 @@ fn temperature_zero_is_greedy() {
 fn seeded_sampling_does_not_depend_on_batching() {
     let (model, tok, r) = load("llama");
     let prompt = ids(&r["input_ids"]);
-    let run = |batch| generate(&model, &tok, &prompt, 5, &sampling(6, 1.0, batch, 16), &[], &mut || {}).unwrap();
+    let run = |batch| {
+        generate(
+            &model,
+            &tok,
+            Request::new(&prompt, 5),
+            &sampling(6, 1.0, 16),
+            Batching::rows(batch),
+            &[],
+        )
+        .unwrap()
+    };
     let texts = |b| run(b).into_iter().map(|c| c.text).collect::<Vec<_>>();
     let all = texts(6);
     assert_eq!(all, texts(6), "same seed, same samples");
@@ -92,15 +99,23 @@ fn a_kv_budget_limits_the_rows_at_once_and_changes_no_sample() {
         })
         .collect();
     let run = |kv_budget: Option<u64>| {
-        let s = Sampling {
+        let batching = Batching {
+            batch_size: 64,
             kv_budget,
-            ..sampling(3, 1.0, 64, 12)
         };
         let mut order = Vec::new();
-        generate_many(&model, &tok, &requests, &s, &[], &mut |request, c| {
-            order.push(((request, c.sample), c.token_ids));
-            std::ops::ControlFlow::Continue(())
-        })
+        generate_many(
+            &model,
+            &tok,
+            &requests,
+            &sampling(3, 1.0, 12),
+            batching,
+            &[],
+            &mut |request, c| {
+                order.push(((request, c.sample), c.token_ids));
+                std::ops::ControlFlow::Continue(())
+            },
+        )
         .unwrap();
         order
     };
@@ -134,9 +149,9 @@ fn stop_sequences_and_eos_end_a_sample() {
     let full = tok.decode(&greedy).unwrap();
     let stop: String = full.chars().skip(6).take(3).collect();
     let want = &full[..full.find(&stop).unwrap()];
-    let mut s = sampling(1, 0.0, 1, greedy.len());
+    let mut s = sampling(1, 0.0, greedy.len());
     s.stop = vec![stop.clone()];
-    let out = generate(&model, &tok, &prompt, 0, &s, &[], &mut || {}).unwrap();
+    let out = generate(&model, &tok, Request::new(&prompt, 0), &s, Batching::rows(1), &[]).unwrap();
     assert_eq!(
         (out[0].text.as_str(), out[0].finish_reason),
         (want, FinishReason::Stop),
@@ -151,11 +166,10 @@ fn stop_sequences_and_eos_end_a_sample() {
     let out = generate(
         &model,
         &tok,
-        &prompt,
-        0,
-        &sampling(1, 0.0, 1, greedy.len()),
+        Request::new(&prompt, 0),
+        &sampling(1, 0.0, greedy.len()),
+        Batching::rows(1),
         &[eos],
-        &mut || {},
     )
     .unwrap();
     assert_eq!(
@@ -168,12 +182,16 @@ fn stop_sequences_and_eos_end_a_sample() {
 fn an_end_rule_cuts_each_sample_where_its_text_is_complete() {
     let (model, tok, r) = load("qwen2");
     let prompt = ids(&r["input_ids"]);
-    let s = sampling(4, 1.0, 2, 24);
-    let free = generate(&model, &tok, &prompt, 3, &s, &[], &mut || {}).unwrap();
+    let s = sampling(4, 1.0, 24);
+    let free = generate(&model, &tok, Request::new(&prompt, 3), &s, Batching::rows(2), &[]).unwrap();
     // "Complete" after the sample's fifth character: each sample stops there, with the text and
     // the tokens it had drawn in the free run (each sample keeps its own random stream).
     let fifth = |text: &str| text.char_indices().nth(5).map(|(i, _)| i);
-    let cut = generate_until(&model, &tok, &prompt, 3, &s, &[], Some(&fifth), &mut || {}).unwrap();
+    let until_fifth = Request {
+        end_of: Some(&fifth),
+        ..Request::new(&prompt, 3)
+    };
+    let cut = generate(&model, &tok, until_fifth, &s, Batching::rows(2), &[]).unwrap();
     for (f, c) in free.iter().zip(&cut) {
         let want = &f.text[..fifth(&f.text).expect("24 tokens make more than 5 characters")];
         assert_eq!((c.text.as_str(), c.finish_reason), (want, FinishReason::Stop));
@@ -185,6 +203,55 @@ fn an_end_rule_cuts_each_sample_where_its_text_is_complete() {
         );
         assert_eq!(c.token_ids, f.token_ids[..c.token_ids.len()]);
     }
+}
+
+#[test]
+fn prompts_that_join_while_others_decode_are_sampled_as_if_alone() {
+    let (model, tok, r) = load("llama");
+    let long = ids(&r["input_ids"]);
+    let jobs = [
+        (long.clone(), sampling(3, 1.0, 16)),
+        (
+            long[..4].to_vec(),
+            Sampling {
+                top_p: 0.8,
+                seed: 2,
+                ..sampling(2, 0.7, 10)
+            },
+        ),
+        (long[..2].to_vec(), sampling(2, 0.0, 12)),
+    ];
+    let alone: Vec<Vec<Vec<i64>>> = jobs
+        .iter()
+        .enumerate()
+        .map(|(k, (ids, s))| {
+            generate(&model, &tok, Request::new(ids, k as u64), s, Batching::rows(1), &[])
+                .unwrap()
+                .into_iter()
+                .map(|c| c.token_ids)
+                .collect()
+        })
+        .collect();
+    let mut batcher = Batcher::new(&model, &tok, &[], Batching::rows(16));
+    let mut got: Vec<Vec<Vec<i64>>> = jobs.iter().map(|(_, s)| vec![Vec::new(); s.n]).collect();
+    let mut on_done = |job: usize, c: secvec_model::generate::Completion| {
+        got[job][c.sample] = c.token_ids;
+        std::ops::ControlFlow::Continue(())
+    };
+    let (mut most_rows, mut steps) = (0, 0);
+    // The second prompt joins after 3 steps, the third after 6.
+    while steps <= 6 || !batcher.is_idle() {
+        if steps == 0 || steps == 3 || steps == 6 {
+            let k = steps / 3;
+            let (ids, s) = &jobs[k];
+            assert_eq!(batcher.push(ids, k as u64, None, s.clone()).unwrap(), k);
+        }
+        batcher.step(&mut on_done).unwrap();
+        most_rows = most_rows.max(batcher.rows());
+        steps += 1;
+    }
+    assert!(most_rows > 3, "the prompts decoded together: at most {most_rows} rows");
+    assert_eq!(got, alone);
 }
 
 /// Rows prefilled from prompts of different lengths, so they decode at different positions.

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use secvec_model::generate::{generate, Sampling};
+use secvec_model::generate::{generate, Batching, Request, Sampling};
 use secvec_model::gguf::{hf::write_hf, Gguf};
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
@@ -77,10 +77,16 @@ fn equals_transformers(gguf: &Path, python: &Path, shape: (usize, i64, i64), tex
             max_new_tokens: NEW_TOKENS,
             stop: vec![],
             seed: 0,
-            batch_size: 1,
-            kv_budget: None,
         };
-        let ours = generate(&model, &tokenizer, &ids, 0, &greedy, &[], &mut || {}).unwrap();
+        let ours = generate(
+            &model,
+            &tokenizer,
+            Request::new(&ids, 0),
+            &greedy,
+            Batching::rows(1),
+            &[],
+        )
+        .unwrap();
         let want_greedy: Vec<i64> = serde_json::from_value(want["greedy"][k].clone()).unwrap();
         assert_eq!(ours[0].token_ids, want_greedy, "greedy continuation of {text:?}");
     }

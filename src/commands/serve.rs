@@ -27,10 +27,14 @@ pub struct ServeArgs {
     /// The model name clients send (default: the model folder's name).
     #[arg(long)]
     pub name: Option<String>,
-    /// The most KV cache one request may need, in MiB (n samples and the prompt, each
-    /// prompt + max_tokens long); a request that would need more gets a 400.
+    /// The KV cache all requests' samples may hold at once, in MiB (a sample's cache is
+    /// prompt + max_tokens long); samples wait for room, and a request one of whose samples
+    /// could never fit gets a 400.
     #[arg(long, default_value_t = 4096)]
     pub kv_budget_mib: u64,
+    /// Samples, of any concurrent requests, decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
 }
 
 pub fn run(args: ServeArgs) -> Result<Exit> {
@@ -45,6 +49,7 @@ pub fn run(args: ServeArgs) -> Result<Exit> {
         dtype,
         name: args.name,
         kv_budget_mib: Some(args.kv_budget_mib),
+        batch_size: Some(args.batch_size),
     };
     let worker = secvec_stage::worker::worker_path()?;
     // The worker takes this process's place, so signals and the exit status are its own.

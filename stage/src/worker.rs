@@ -37,9 +37,13 @@ pub struct ServeRequest {
     pub dtype: Dtype,
     /// The model name clients send and `/v1/models` lists (default: the folder's name).
     pub name: Option<String>,
-    /// The most KV cache one request may need, MiB (more gets a 400; default: 4096).
+    /// The KV cache all requests' samples may hold at once, MiB (default: 4096); a request one
+    /// of whose samples could not fit gets a 400.
     #[serde(default)]
     pub kv_budget_mib: Option<u64>,
+    /// Samples, of any requests, decoded together (default: 64).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
 }
 
 /// What libtorch on this machine offers, as `secvec-worker devices` prints it.

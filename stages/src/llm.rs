@@ -195,6 +195,7 @@ pub fn open(backend: &Backend, ctx: &StageContext) -> anyhow::Result<Session> {
                         dtype: l.dtype,
                         name: Some("local".into()),
                         kv_budget_mib: None,
+                        batch_size: None,
                     },
                     server: Mutex::new(None),
                 },
@@ -230,9 +231,10 @@ fn start_server(request: &ServeRequest) -> anyhow::Result<(Client, Child)> {
         model: "local".into(),
         api_key: None,
     };
-    // One request at a time is all the server does; a long generation is not a timeout.
+    // The server decodes concurrent requests in one batch, each answered as it would be alone;
+    // a long generation is not a timeout.
     let policy = Policy {
-        concurrency: 1,
+        concurrency: 16,
         timeout: Duration::from_secs(3600),
         retries: 1,
         backoff: Duration::from_millis(200),

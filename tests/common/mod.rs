@@ -230,6 +230,7 @@ pub fn serve(model: &Path) -> Served {
         dtype: Dtype::F32,
         name: None,
         kv_budget_mib: None,
+        batch_size: None,
     };
     let mut child = Command::new(env!("CARGO_BIN_EXE_secvec-worker"))
         .arg("serve")

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 side of `secvec serve`: every connection on its own thread, with a deadline on
 //! everything a client sends, so a slow or stalled client holds its own connection and nothing
-//! else. Complete requests queue for one handler, which answers them in turn.
+//! else. Complete requests queue for one handler (`serve`'s batching loop).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -42,10 +42,28 @@ pub struct Request {
 
 pub struct Response {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: String,
 }
 
 impl Response {
+    pub fn json(body: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+
+    /// Prometheus' text exposition format.
+    pub fn text(body: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body,
+        }
+    }
+
     /// An error in the OpenAI protocol's shape.
     pub fn error(status: u16, message: &str) -> Response {
         let body = serde_json::to_string(&ErrorBody {
@@ -56,7 +74,11 @@ impl Response {
             },
         })
         .expect("errors serialise");
-        Response { status, body }
+        Response {
+            status,
+            content_type: "application/json",
+            body,
+        }
     }
 }
 
@@ -319,9 +341,10 @@ fn reason(status: u16) -> &'static str {
 
 fn write_response(mut stream: &TcpStream, r: &Response, keep_alive: bool, head_only: bool) -> io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
         r.status,
         reason(r.status),
+        r.content_type,
         r.body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     );

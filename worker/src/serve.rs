@@ -1,10 +1,14 @@
 //! `secvec serve`: the model stack behind an OpenAI-compatible HTTP endpoint
-//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`), so any client of that protocol,
-//! and secvec's own LLM stages, can use a local model. Requests are answered one at a time
-//! (connections are read and written on their own threads, see `http`); the same request with
-//! the same `seed` gives the same answer.
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`, and `/metrics`), so any client of
+//! that protocol, and secvec's own LLM stages, can use a local model. Concurrent requests share
+//! one continuous batch (connections are read and written on their own threads, see `http`);
+//! a request's answer does not depend on what decodes beside it, and the same request with the
+//! same `seed` gives the same answer.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::ops::ControlFlow;
+use std::sync::mpsc::{Receiver, Sender};
 
 use anyhow::Context;
 use secvec_llm::wire::{
@@ -12,7 +16,7 @@ use secvec_llm::wire::{
     ModelList, Prompt, SamplingFields, Stop, Usage,
 };
 use secvec_model::chat_template::ChatTemplate;
-use secvec_model::generate::{generate, Completion, FinishReason, Sampling};
+use secvec_model::generate::{Batcher, Batching, Completion, FinishReason, Sampling};
 use secvec_model::load_for_inference;
 use secvec_model::tokenizer::TextTokenizer;
 use secvec_model::transformer::Transformer;
@@ -28,8 +32,8 @@ struct Server {
     tokenizer: TextTokenizer,
     template: Option<ChatTemplate>,
     context: usize,
-    /// The most bytes one request's KV cache may take.
-    kv_budget: u64,
+    /// Rows decoded together and the KV cache they may hold, all requests together.
+    batching: Batching,
 }
 
 /// An error answer: HTTP status and the message clients see.
@@ -41,9 +45,91 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 
 const DEFAULT_MAX_TOKENS: usize = 512;
 
-/// The default of [`Server::kv_budget`]: SmolLM2-135M's caches for 10 samples and the prompt of
-/// its whole 8192-token context in f32, or 75k tokens of a 7B Qwen2.5 in bf16.
+/// The default KV budget: SmolLM2-135M's caches for 10 samples and the prompt of its whole
+/// 8192-token context in f32, or 75k tokens of a 7B Qwen2.5 in bf16.
 const DEFAULT_KV_BUDGET: u64 = 4 << 30;
+
+/// The default of `--batch-size`.
+const DEFAULT_BATCH_SIZE: usize = 64;
+
+/// Which endpoint a request came to, and so the shape of its answer.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Chat,
+    Completions,
+}
+
+/// A request whose prompts are sampling.
+struct Work {
+    endpoint: Endpoint,
+    /// Names the response (`chatcmpl-…`, `cmpl-…`).
+    id: String,
+    /// Each prompt and how to sample it (alike but for the room each leaves in the context).
+    prompts: Vec<(Vec<i64>, Sampling)>,
+    n: usize,
+}
+
+/// A request being answered: its choices, filled as its samples finish.
+struct Pending {
+    endpoint: Endpoint,
+    id: String,
+    prompt_tokens: usize,
+    n: usize,
+    choices: Vec<Option<Completion>>,
+    left: usize,
+    reply: Sender<Response>,
+}
+
+/// What `/metrics` reports (Prometheus' text format).
+#[derive(Default)]
+struct Metrics {
+    requests: u64,
+    decode_steps: u64,
+    rows_decoded: u64,
+    most_rows: usize,
+    completion_tokens: u64,
+}
+
+impl Metrics {
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for (name, help, kind, value) in [
+            (
+                "secvec_requests_total",
+                "Generation requests accepted.",
+                "counter",
+                self.requests,
+            ),
+            (
+                "secvec_decode_steps_total",
+                "Decoding steps of the shared batch.",
+                "counter",
+                self.decode_steps,
+            ),
+            (
+                "secvec_rows_decoded_total",
+                "Rows summed over decoding steps.",
+                "counter",
+                self.rows_decoded,
+            ),
+            (
+                "secvec_rows_max",
+                "The most rows one decoding step has held.",
+                "gauge",
+                self.most_rows as u64,
+            ),
+            (
+                "secvec_completion_tokens_total",
+                "Tokens generated.",
+                "counter",
+                self.completion_tokens,
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        }
+        out
+    }
+}
 
 impl Server {
     fn sampling(&self, prompt_len: usize, o: &SamplingFields) -> Result<Sampling, Refusal> {
@@ -60,7 +146,7 @@ impl Server {
         // Asked for (a count above 0, or `true`), they cannot be given: refused, not left out.
         if o.logprobs
             .as_ref()
-            .is_some_and(|v| !(v.is_null() || v == &false || v == &0))
+            .is_some_and(|v| !(v.is_null() || *v == false || *v == 0))
         {
             return Err(refuse(
                 400,
@@ -72,7 +158,7 @@ impl Server {
             return Err(refuse(400, format!("`n` is {n}; ask for 1 to 128 choices")));
         }
         let max_new_tokens = o.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(room);
-        self.check_kv_budget(n, prompt_len + max_new_tokens)?;
+        self.check_kv_budget(prompt_len + max_new_tokens)?;
         let (temperature, top_p) = (o.temperature.unwrap_or(1.0), o.top_p.unwrap_or(1.0));
         check_sampling(temperature, top_p).map_err(|e| refuse(400, e.to_string()))?;
         Ok(Sampling {
@@ -82,50 +168,30 @@ impl Server {
             max_new_tokens,
             stop: o.stop.as_ref().map(Stop::list).unwrap_or_default(),
             seed: o.seed.unwrap_or(0),
-            batch_size: n,
-            // The whole request fits the budget (checked above).
-            kv_budget: None,
         })
     }
 
-    /// Generation allocates a KV cache for the prompt and one per sample, each `tokens` long
-    /// (prompt and completion), up front; one that would not fit the budget is refused before.
-    fn check_kv_budget(&self, n: usize, tokens: usize) -> Result<(), Refusal> {
+    /// A sample's KV cache, `tokens` long (prompt and completion), is allocated when it starts,
+    /// beside the prompt's it is copied from; the batch admits samples while theirs fit the
+    /// budget, so a sample that could never fit is refused.
+    fn check_kv_budget(&self, tokens: usize) -> Result<(), Refusal> {
+        let budget = self.batching.kv_budget.unwrap_or(u64::MAX);
         let per_token = self.model.kv_bytes_per_token();
-        let need = per_token.saturating_mul((n as u64 + 1) * tokens as u64);
-        if need <= self.kv_budget {
+        let need = per_token.saturating_mul(2 * tokens as u64);
+        if need <= budget {
             return Ok(());
         }
-        let mib = |b: u64| b.div_ceil(1 << 20);
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         Err(refuse(
             400,
             format!(
-                "this request's KV cache would take {} MiB ({n} samples and the prompt's, {tokens} tokens each \
-                 of prompt and `max_tokens`, {per_token} bytes a token), over the server's budget of {} MiB; \
-                 ask for fewer samples (`n`) or fewer `max_tokens`",
+                "one sample of this request needs {:.2} MiB of KV cache (its own and the prompt's it starts \
+                 from, {tokens} tokens each of prompt and `max_tokens`, {per_token} bytes a token), over the \
+                 server's budget of {:.2} MiB; ask for fewer `max_tokens`",
                 mib(need),
-                mib(self.kv_budget)
+                mib(budget)
             ),
         ))
-    }
-
-    fn complete(&self, ids: &[i64], s: &Sampling) -> Result<Vec<Completion>, Refusal> {
-        // The prompt's identity in the sampling seeds: the same request draws the same tokens.
-        let key = u64::from_le_bytes(
-            blake3::hash(&ids.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).as_bytes()[..8]
-                .try_into()
-                .expect("8 bytes"),
-        );
-        generate(
-            &self.model,
-            &self.tokenizer,
-            ids,
-            key,
-            s,
-            &self.model.config.eos_token_ids,
-            &mut || {},
-        )
-        .map_err(|e| refuse(500, e.to_string()))
     }
 
     fn check_model(&self, asked: &str) -> Result<(), Refusal> {
@@ -139,7 +205,7 @@ impl Server {
         }
     }
 
-    fn chat(&self, body: &str) -> Result<String, Refusal> {
+    fn chat(&self, body: &str) -> Result<Work, Refusal> {
         let r: ChatRequest = serde_json::from_str(body).map_err(|e| refuse(400, format!("bad request body: {e}")))?;
         self.check_model(&r.model)?;
         if r.sampling.stream == Some(true) {
@@ -157,74 +223,41 @@ impl Server {
             .tokenizer
             .encode_continuation(&prompt)
             .map_err(|e| refuse(500, e.to_string()))?;
-        let s = self.sampling(ids.len(), &r.sampling)?;
-        let completions = self.complete(&ids, &s)?;
-        let usage = usage(ids.len(), &completions);
-        let response = ChatResponse {
+        let sampling = self.sampling(ids.len(), &r.sampling)?;
+        Ok(Work {
+            endpoint: Endpoint::Chat,
             id: format!("chatcmpl-{}", response_id(body)),
-            object: "chat.completion".into(),
-            created: now(),
-            model: self.name.clone(),
-            choices: completions
-                .into_iter()
-                .map(|c| ChatChoice {
-                    index: c.sample,
-                    message: Message {
-                        role: "assistant".into(),
-                        content: c.text,
-                    },
-                    finish_reason: Some(finish(c.finish_reason)),
-                })
-                .collect(),
-            usage: Some(usage),
-        };
-        Ok(serde_json::to_string(&response).expect("responses serialise"))
+            n: sampling.n,
+            prompts: vec![(ids, sampling)],
+        })
     }
 
-    fn completions(&self, body: &str) -> Result<String, Refusal> {
+    fn completions(&self, body: &str) -> Result<Work, Refusal> {
         let r: CompletionRequest =
             serde_json::from_str(body).map_err(|e| refuse(400, format!("bad request body: {e}")))?;
         self.check_model(&r.model)?;
         if r.sampling.stream == Some(true) {
             return Err(refuse(400, "streaming is not supported; send `stream: false`"));
         }
-        let prompts = match &r.prompt {
+        let texts = match &r.prompt {
             Prompt::One(p) => vec![p.clone()],
             Prompt::Many(v) => v.clone(),
         };
-        let (mut choices, mut prompt_tokens, mut completion_tokens) = (Vec::new(), 0, 0);
-        for prompt in &prompts {
-            let ids = self.tokenizer.encode(prompt).map_err(|e| refuse(500, e.to_string()))?;
+        let mut prompts = Vec::with_capacity(texts.len());
+        for text in &texts {
+            let ids = self.tokenizer.encode(text).map_err(|e| refuse(500, e.to_string()))?;
             if ids.is_empty() {
                 return Err(refuse(400, "a prompt is empty after tokenisation"));
             }
-            let s = self.sampling(ids.len(), &r.sampling)?;
-            let completions = self.complete(&ids, &s)?;
-            let u = usage(ids.len(), &completions);
-            prompt_tokens += u.prompt_tokens;
-            completion_tokens += u.completion_tokens;
-            for c in completions {
-                choices.push(CompletionChoice {
-                    index: choices.len(),
-                    text: c.text,
-                    finish_reason: Some(finish(c.finish_reason)),
-                    logprobs: None,
-                });
-            }
+            let sampling = self.sampling(ids.len(), &r.sampling)?;
+            prompts.push((ids, sampling));
         }
-        let response = CompletionResponse {
+        Ok(Work {
+            endpoint: Endpoint::Completions,
             id: format!("cmpl-{}", response_id(body)),
-            object: "text_completion".into(),
-            created: now(),
-            model: self.name.clone(),
-            choices,
-            usage: Some(Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens: prompt_tokens + completion_tokens,
-            }),
-        };
-        Ok(serde_json::to_string(&response).expect("responses serialise"))
+            n: r.sampling.n.unwrap_or(1),
+            prompts,
+        })
     }
 
     fn models(&self) -> String {
@@ -240,36 +273,178 @@ impl Server {
         .expect("lists serialise")
     }
 
-    fn answer(&self, method: &str, path: &str, body: &[u8]) -> Result<String, Refusal> {
+    /// The answer now, or the work to sample for it.
+    fn take(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        metrics: &Metrics,
+    ) -> Result<Result<Response, Work>, Refusal> {
         let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
         let text = || std::str::from_utf8(body).map_err(|e| refuse(400, format!("the request body is not UTF-8: {e}")));
         match (method, path) {
-            ("GET", "/v1/models") => Ok(self.models()),
-            ("POST", "/v1/chat/completions") => self.chat(text()?),
-            ("POST", "/v1/completions") => self.completions(text()?),
+            ("GET", "/v1/models") => Ok(Ok(Response::json(self.models()))),
+            ("GET", "/metrics") => Ok(Ok(Response::text(metrics.text()))),
+            ("POST", "/v1/chat/completions") => self.chat(text()?).map(Err),
+            ("POST", "/v1/completions") => self.completions(text()?).map(Err),
             _ => Err(refuse(404, format!("no route for {method} {path}"))),
         }
     }
 
-    /// Answers the queued requests in turn, for as long as requests can arrive.
-    fn run(&self, jobs: std::sync::mpsc::Receiver<Job>) {
-        for (request, reply) in jobs {
-            let response = match self.answer(&request.method, &request.path, &request.body) {
-                Ok(body) => Response { status: 200, body },
-                Err(Refusal(status, message)) => Response::error(status, &message),
+    /// Answers requests for as long as they can arrive: those that sample join the shared
+    /// batch as they come, and each is answered when its last sample finishes.
+    fn run(&self, jobs: Receiver<Job>) {
+        let eos = &self.model.config.eos_token_ids;
+        let mut batcher = Batcher::new(&self.model, &self.tokenizer, eos, self.batching);
+        let mut pending: BTreeMap<usize, Pending> = BTreeMap::new();
+        // The batch's jobs: which request, and which of its prompts.
+        let mut of_job: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        let mut metrics = Metrics::default();
+        let mut requests = 0usize;
+        loop {
+            // Idle, wait for a request; busy, take what has arrived and decode on.
+            let first = if batcher.is_idle() {
+                match jobs.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => return,
+                }
+            } else {
+                None
             };
-            let _ = reply.send(response);
+            for (request, reply) in first.into_iter().chain(jobs.try_iter()) {
+                let work = match self.take(&request.method, &request.path, &request.body, &metrics) {
+                    Ok(Ok(response)) => {
+                        let _ = reply.send(response);
+                        continue;
+                    }
+                    Err(Refusal(status, message)) => {
+                        let _ = reply.send(Response::error(status, &message));
+                        continue;
+                    }
+                    Ok(Err(work)) => work,
+                };
+                metrics.requests += 1;
+                let r = requests;
+                requests += 1;
+                let (n, count) = (work.n, work.prompts.len());
+                let prompt_tokens = work.prompts.iter().map(|(ids, _)| ids.len()).sum();
+                for (k, (ids, sampling)) in work.prompts.into_iter().enumerate() {
+                    // The prompt's identity in the sampling seeds: the same request draws the
+                    // same tokens.
+                    let job = batcher
+                        .push(&ids, prompt_key(&ids), None, sampling)
+                        .expect("prompts are checked not empty");
+                    of_job.insert(job, (r, k));
+                }
+                pending.insert(
+                    r,
+                    Pending {
+                        endpoint: work.endpoint,
+                        id: work.id,
+                        prompt_tokens,
+                        n,
+                        choices: vec![None; count * n],
+                        left: count * n,
+                        reply,
+                    },
+                );
+            }
+            if batcher.is_idle() {
+                continue;
+            }
+            let stepped = batcher.step(&mut |job, c| {
+                let (r, k) = of_job[&job];
+                let p = pending.get_mut(&r).expect("a job's request waits for its samples");
+                metrics.completion_tokens += c.completion_tokens as u64;
+                let slot = k * p.n + c.sample;
+                p.choices[slot] = Some(c);
+                p.left -= 1;
+                if p.left == 0 {
+                    let p = pending.remove(&r).expect("looked up above");
+                    of_job.retain(|_, (request, _)| *request != r);
+                    let reply = p.reply.clone();
+                    let _ = reply.send(Response::json(self.respond(p)));
+                }
+                ControlFlow::Continue(())
+            });
+            match stepped {
+                Ok(rows) => {
+                    metrics.decode_steps += 1;
+                    metrics.rows_decoded += rows as u64;
+                    metrics.most_rows = metrics.most_rows.max(rows);
+                }
+                Err(e) => {
+                    // The batch's state cannot be trusted after a failed step: every request in it
+                    // hears why, and the next ones start a new batch.
+                    for (_, p) in std::mem::take(&mut pending) {
+                        let _ = p.reply.send(Response::error(500, &e.to_string()));
+                    }
+                    of_job.clear();
+                    batcher = Batcher::new(&self.model, &self.tokenizer, eos, self.batching);
+                }
+            }
         }
+    }
+
+    /// The answer to a request whose samples have all finished.
+    fn respond(&self, p: Pending) -> String {
+        let completions: Vec<Completion> = p
+            .choices
+            .into_iter()
+            .map(|c| c.expect("every sample finished"))
+            .collect();
+        let completion_tokens = completions.iter().map(|c| c.completion_tokens).sum();
+        let usage = Usage {
+            prompt_tokens: p.prompt_tokens,
+            completion_tokens,
+            total_tokens: p.prompt_tokens + completion_tokens,
+        };
+        match p.endpoint {
+            Endpoint::Chat => serde_json::to_string(&ChatResponse {
+                id: p.id,
+                object: "chat.completion".into(),
+                created: now(),
+                model: self.name.clone(),
+                choices: completions
+                    .into_iter()
+                    .map(|c| ChatChoice {
+                        index: c.sample,
+                        message: Message {
+                            role: "assistant".into(),
+                            content: c.text,
+                        },
+                        finish_reason: Some(finish(c.finish_reason)),
+                    })
+                    .collect(),
+                usage: Some(usage),
+            }),
+            Endpoint::Completions => serde_json::to_string(&CompletionResponse {
+                id: p.id,
+                object: "text_completion".into(),
+                created: now(),
+                model: self.name.clone(),
+                choices: completions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, c)| CompletionChoice {
+                        index,
+                        text: c.text,
+                        finish_reason: Some(finish(c.finish_reason)),
+                        logprobs: None,
+                    })
+                    .collect(),
+                usage: Some(usage),
+            }),
+        }
+        .expect("responses serialise")
     }
 }
 
-fn usage(prompt: usize, completions: &[Completion]) -> Usage {
-    let completion_tokens = completions.iter().map(|c| c.completion_tokens).sum();
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens,
-        total_tokens: prompt + completion_tokens,
-    }
+/// A prompt's identity in its samples' seeds.
+fn prompt_key(ids: &[i64]) -> u64 {
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    u64::from_le_bytes(blake3::hash(&bytes).as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
 fn finish(reason: FinishReason) -> String {
@@ -318,7 +493,10 @@ pub fn serve(args: ServeRequest) -> anyhow::Result<()> {
         tokenizer,
         template,
         context,
-        kv_budget: args.kv_budget_mib.map_or(DEFAULT_KV_BUDGET, |m| m << 20),
+        batching: Batching {
+            batch_size: args.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            kv_budget: Some(args.kv_budget_mib.map_or(DEFAULT_KV_BUDGET, |m| m << 20)),
+        },
     };
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -347,6 +525,16 @@ mod tests {
     /// The fixture model served on a free port; generation runs on its own thread, as on the
     /// main thread in `serve`.
     fn start(limits: http::Limits, kv_budget: u64) -> SocketAddr {
+        let (server, queue, jobs) = tiny(kv_budget);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || http::accept(listener, limits, queue));
+        std::thread::spawn(move || server.run(jobs));
+        addr
+    }
+
+    /// The fixture model's server and the queue its requests come through.
+    fn tiny(kv_budget: u64) -> (Server, Sender<Job>, Receiver<Job>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/fixtures/llama");
         let (model, tokenizer) = load_for_inference(&dir, None, "cpu", tch::Kind::Float, true).unwrap();
         let server = Server {
@@ -355,14 +543,13 @@ mod tests {
             model,
             tokenizer,
             template: None,
-            kv_budget,
+            batching: Batching {
+                batch_size: DEFAULT_BATCH_SIZE,
+                kv_budget: Some(kv_budget),
+            },
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let (queue, jobs) = std::sync::mpsc::channel();
-        std::thread::spawn(move || http::accept(listener, limits, queue));
-        std::thread::spawn(move || server.run(jobs));
-        addr
+        (server, queue, jobs)
     }
 
     fn post(path: &str, body: &str) -> String {
@@ -434,21 +621,111 @@ mod tests {
     }
 
     #[test]
-    fn a_request_whose_kv_cache_is_over_the_budget_is_refused_with_a_400() {
-        // The fixture's cache takes 256 bytes a token: 128 samples and the prompt of its whole
-        // 128-token context take 4.03 MiB.
-        let addr = start(http::Limits::default(), 1 << 20);
-        let huge = r#"{"model": "tiny", "prompt": "def f(", "n": 128, "max_tokens": 1000000000}"#;
+    fn the_kv_budget_bounds_the_samples_held_at_once_and_refuses_a_sample_that_never_fits() {
+        // The fixture's cache takes 256 bytes a token: one sample of its whole 128-token
+        // context and the prompt's cache it starts from take 64 KiB.
+        let addr = start(http::Limits::default(), 32 << 10);
+        let huge = r#"{"model": "tiny", "prompt": "def f(", "max_tokens": 1000000000}"#;
         let answers = exchange(addr, &post("/v1/completions", huge));
         assert_eq!(answers[0].0, 400);
         let message = answers[0].1["error"]["message"].as_str().unwrap();
         assert!(
-            message.starts_with("this request's KV cache would take 5 MiB (128 samples and the prompt's, 128 tokens")
-                && message.contains("over the server's budget of 1 MiB"),
+            message.starts_with("one sample of this request needs 0.06 MiB of KV cache (its own and the prompt's it starts from, 128 tokens")
+                && message.contains("over the server's budget of 0.03 MiB"),
             "{message}"
         );
-        let answers = exchange(addr, &post("/v1/completions", SMALL));
+        // 40 samples of 4 prompt tokens and 12 new ones, 4 KiB each: at most 7 fit beside the
+        // prompt's cache, so they take turns, and every one is answered.
+        let many = r#"{"model": "tiny", "prompt": "def f(", "n": 40, "max_tokens": 12, "seed": 1}"#;
+        let answers = exchange(addr, &post("/v1/completions", many));
         assert_eq!(answers[0].0, 200, "{}", answers[0].1);
+        assert_eq!(answers[0].1["choices"].as_array().map(Vec::len), Some(40));
+        let most = metric(addr, "secvec_rows_max");
+        assert!((2..=7).contains(&most), "{most} rows at once");
+    }
+
+    /// A value `/metrics` reports.
+    fn metric(addr: SocketAddr, name: &str) -> u64 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        assert!(text.contains("Content-Type: text/plain; version=0.0.4"), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends a request straight to the server's queue and waits for its answer.
+    fn ask(queue: &Sender<Job>, method: &str, path: &str, body: &str) -> std::sync::mpsc::Receiver<Response> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let request = http::Request {
+            method: method.into(),
+            path: path.into(),
+            body: body.as_bytes().to_vec(),
+        };
+        queue.send((request, reply)).unwrap();
+        answer
+    }
+
+    #[test]
+    fn concurrent_requests_decode_in_one_batch_and_get_the_answers_they_get_alone() {
+        let (server, queue, jobs) = tiny(DEFAULT_KV_BUDGET);
+        let prompts = [
+            "def f(",
+            "import os\n",
+            "int main(",
+            "x = [",
+            "for i in",
+            "#include",
+            "class A",
+            "return ",
+        ];
+        let bodies: Vec<String> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                serde_json::json!({"model": "tiny", "prompt": p, "n": 2, "max_tokens": 24, "temperature": 0.8, "seed": i})
+                    .to_string()
+            })
+            .collect();
+        // All queued before the server starts: they arrive together, as from 8 clients at once.
+        let waiting: Vec<_> = bodies
+            .iter()
+            .map(|b| ask(&queue, "POST", "/v1/completions", b))
+            .collect();
+        std::thread::spawn(move || server.run(jobs));
+        let json = |r: Response| -> Value {
+            assert_eq!(r.status, 200, "{}", r.body);
+            serde_json::from_str(&r.body).unwrap()
+        };
+        let wait = Duration::from_secs(60);
+        let together: Vec<Value> = waiting
+            .into_iter()
+            .map(|a| json(a.recv_timeout(wait).unwrap()))
+            .collect();
+        let metrics = ask(&queue, "GET", "/metrics", "").recv_timeout(wait).unwrap().body;
+        assert!(
+            metrics.contains("\nsecvec_rows_max 16\n"),
+            "all 8 requests' samples in one batch:\n{metrics}"
+        );
+        for (body, t) in bodies.iter().zip(&together) {
+            let alone = json(ask(&queue, "POST", "/v1/completions", body).recv_timeout(wait).unwrap());
+            assert_eq!(alone["choices"], t["choices"], "{body}");
+            assert_eq!(alone["usage"], t["usage"], "{body}");
+        }
+        let texts: std::collections::BTreeSet<_> = together
+            .iter()
+            .flat_map(|t| t["choices"].as_array().unwrap().iter().map(|c| c["text"].to_string()))
+            .collect();
+        assert!(
+            texts.len() > 8,
+            "different prompts and seeds give different samples: {texts:?}"
+        );
     }
 
     #[test]

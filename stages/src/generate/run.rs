@@ -5,7 +5,7 @@ use secvec_artifacts::prompts;
 use secvec_artifacts::results::Results;
 use secvec_artifacts::samples::{self, FinishReason, Generation, Sample};
 use secvec_cache::{Digest, Memo};
-use secvec_model::generate::{generate_many, EndOf, GenerateError, Request, Sampling};
+use secvec_model::generate::{generate_many, Batching, EndOf, GenerateError, Request, Sampling};
 use secvec_model::load_for_inference;
 use secvec_score::postprocess::function_end;
 use secvec_stage::Stage;
@@ -76,6 +76,8 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
         max_new_tokens: p.max_new_tokens,
         stop: p.stop.clone(),
         seed: p.seed,
+    };
+    let batching = Batching {
         batch_size: p.batch_size,
         kv_budget: p.kv_budget_mib.map(|mib| mib << 20),
     };
@@ -132,6 +134,7 @@ pub fn run(p: &GenerateParams, ctx: &StageContext) -> anyhow::Result<()> {
         &tokenizer,
         &requests,
         &sampling,
+        batching,
         &model.config.eos_token_ids,
         &mut |r, c| {
             let (k, ids, key, _) = &todo[r];

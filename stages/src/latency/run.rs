@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use secvec_artifacts::results::Results;
-use secvec_model::generate::{generate, Sampling};
+use secvec_model::generate::{generate, Batching, Request, Sampling};
 use secvec_model::load_for_inference;
 use secvec_stage::StageContext;
 use secvec_stages::latency::LatencyParams;
@@ -30,14 +30,19 @@ pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
         max_new_tokens: p.new_tokens,
         stop: vec![],
         seed: 0,
-        batch_size: 1,
-        kv_budget: None,
     };
     let mut times = Vec::new();
     for run in 0..p.warmup + p.runs {
         ctx.check_cancelled()?;
         let t0 = Instant::now();
-        generate(&model, &tokenizer, &ids, 0, &sampling, &[], &mut || {})?;
+        generate(
+            &model,
+            &tokenizer,
+            Request::new(&ids, 0),
+            &sampling,
+            Batching::rows(1),
+            &[],
+        )?;
         if run >= p.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
