@@ -1,6 +1,7 @@
 """The transformers side of model/bench/generate_vs_transformers.sh; mirrors model_bench.rs.
 
     transformers_bench.py throughput DIR N NEW | latency DIR NEW | load DIR | logits DIR | make-large DIR TOKENIZER_DIR LAYERS
+                          | scenarios DIR PROMPTS_JSONL LIMIT N NEW TEMPERATURE
 
 DEVICE=cuda and DTYPE=bf16 as for model_bench.
 """
@@ -40,6 +41,9 @@ def main():
                           num_attention_heads=16, num_key_value_heads=4, tie_word_embeddings=False)
         LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
         AutoTokenizer.from_pretrained(sys.argv[3]).save_pretrained(d)
+        return
+    if mode == "scenarios":
+        scenarios(d, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]))
         return
     t0 = time.perf_counter()
     model = load(d)
@@ -82,6 +86,31 @@ def main():
             print(json.dumps({"load_seconds": load_s}))
         elif mode == "logits":
             print(json.dumps({"logits": model(ids).logits[0, -1].float().cpu().tolist()}))
+
+
+def scenarios(d, prompts_file, limit, n, new, temperature):
+    """`generate`'s sampling of the first LIMIT prompts, as transformers users write it: one
+    `generate` call per prompt for its N samples, ending at EOS or NEW tokens."""
+    model, tok = load(d), AutoTokenizer.from_pretrained(d)
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    prompts = [json.loads(line)["prompt"] for line in open(prompts_file)][:limit]
+    torch.manual_seed(0)
+    tokens, secs = 0, 0.0
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = torch.tensor([tok(prompt)["input_ids"]], device=DEVICE)
+            t = time.perf_counter()
+            out = model.generate(ids, do_sample=True, temperature=temperature, top_p=0.95, top_k=0,
+                                 num_return_sequences=n, max_new_tokens=new, pad_token_id=min(eos))
+            sync()
+            secs += time.perf_counter() - t
+            for row in out[:, ids.shape[1]:].tolist():
+                # The tokens up to and with the first EOS; what follows is padding.
+                ends = [i for i, x in enumerate(row) if x in eos]
+                tokens += ends[0] + 1 if ends else len(row)
+    print(json.dumps({"prompts": len(prompts), "samples": len(prompts) * n, "new_tokens": tokens, "seconds": secs,
+                      "tokens_per_s": tokens / secs}))
 
 
 if __name__ == "__main__":
