@@ -64,7 +64,8 @@ pub enum Command {
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
     /// Serve a model as an OpenAI-compatible endpoint (`/v1/chat/completions`,
-    /// `/v1/completions`, `/v1/models`) until interrupted.
+    /// `/v1/completions`, `/v1/models`, `/metrics`) until interrupted; concurrent requests
+    /// decode in one batch.
     Serve(commands::serve::ServeArgs),
 }
 
