@@ -133,6 +133,10 @@ impl Metrics {
 
 impl Server {
     fn sampling(&self, prompt_len: usize, o: &SamplingFields) -> Result<Sampling, Refusal> {
+        // A chat template may render nothing at all; the batch needs a token to start from.
+        if prompt_len == 0 {
+            return Err(refuse(400, "a prompt is empty after tokenisation"));
+        }
         let room = self.context.saturating_sub(prompt_len);
         if room == 0 {
             return Err(refuse(
@@ -246,9 +250,6 @@ impl Server {
         let mut prompts = Vec::with_capacity(texts.len());
         for text in &texts {
             let ids = self.tokenizer.encode(text).map_err(|e| refuse(500, e.to_string()))?;
-            if ids.is_empty() {
-                return Err(refuse(400, "a prompt is empty after tokenisation"));
-            }
             let sampling = self.sampling(ids.len(), &r.sampling)?;
             prompts.push((ids, sampling));
         }
@@ -334,7 +335,7 @@ impl Server {
                     // same tokens.
                     let job = batcher
                         .push(&ids, prompt_key(&ids), None, sampling)
-                        .expect("prompts are checked not empty");
+                        .expect("`sampling` refuses empty prompts");
                     of_job.insert(job, (r, k));
                 }
                 pending.insert(
@@ -726,6 +727,38 @@ mod tests {
             texts.len() > 8,
             "different prompts and seeds give different samples: {texts:?}"
         );
+    }
+
+    #[test]
+    fn a_prompt_that_tokenises_to_nothing_is_refused_and_the_server_goes_on() {
+        // A chat template that renders nothing at all.
+        let dir = std::env::temp_dir().join(format!("secvec-empty-template-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"chat_template": "{% if false %}x{% endif %}"}"#,
+        )
+        .unwrap();
+        let (mut server, queue, jobs) = tiny(DEFAULT_KV_BUDGET);
+        server.template = Some(ChatTemplate::load(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::thread::spawn(move || server.run(jobs));
+        let wait = Duration::from_secs(60);
+        let chat = r#"{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}"#;
+        let empty = r#"{"model": "tiny", "prompt": "", "max_tokens": 4}"#;
+        for (path, body) in [("/v1/chat/completions", chat), ("/v1/completions", empty)] {
+            let answer = ask(&queue, "POST", path, body).recv_timeout(wait).unwrap();
+            assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+            assert!(
+                answer.body.contains("a prompt is empty after tokenisation"),
+                "{}",
+                answer.body
+            );
+        }
+        let answer = ask(&queue, "POST", "/v1/completions", SMALL)
+            .recv_timeout(wait)
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
     }
 
     #[test]
