@@ -67,6 +67,8 @@ pub enum Command {
     /// `/v1/completions`, `/v1/models`, `/metrics`) until interrupted; concurrent requests
     /// decode in one batch.
     Serve(commands::serve::ServeArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::CompletionsArgs),
 }
 
 #[cfg(test)]

@@ -57,5 +57,6 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Digest(args) => commands::digest::run(args),
         Command::Cache(command) => commands::cache::run(command, &globals),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod compare;
+pub mod completions;
 pub mod config;
 pub mod dag;
 pub mod diff;
