@@ -196,8 +196,9 @@ pub fn list(cache: &Path) -> Result<Vec<RunRecord>> {
     Ok(records)
 }
 
-/// The record `which` names: an id or a unique prefix of one, `latest`, or `latest~N` (N runs
-/// before the latest).
+/// The record `which` names: an id or a unique prefix of one, a unique prefix of the id's
+/// short tag after its timestamp (`9a10` in `20261208T021530.519Z-9a10`), `latest`, or
+/// `latest~N` (N runs before the latest).
 pub fn find(records: &[RunRecord], which: &str) -> Result<usize> {
     if records.is_empty() {
         bail!("no runs recorded yet; `secvec run` records each run");
@@ -216,7 +217,10 @@ pub fn find(records: &[RunRecord], which: &str) -> Result<usize> {
             .with_context(|| format!("`{which}`: only {} runs are recorded", records.len()));
     }
     let hits: Vec<usize> = (0..records.len())
-        .filter(|&i| records[i].id.starts_with(which))
+        .filter(|&i| {
+            let id = &records[i].id;
+            id.starts_with(which) || id.rsplit_once('-').is_some_and(|(_, tag)| tag.starts_with(which))
+        })
         .collect();
     match hits.as_slice() {
         [i] => Ok(*i),
@@ -494,13 +498,17 @@ mod tests {
     #[test]
     fn runs_are_named_by_prefix_or_from_the_latest() {
         let records = vec![
-            record("20261201T1", 0.5, 0.1),
-            record("20261202T1", 0.5, 0.1),
-            record("20261202T2", 0.5, 0.1),
+            record("20261201T1-7f3c", 0.5, 0.1),
+            record("20261202T1-44f0", 0.5, 0.1),
+            record("20261202T2-44a1", 0.5, 0.1),
         ];
         assert_eq!(find(&records, "latest").unwrap(), 2);
         assert_eq!(find(&records, "latest~2").unwrap(), 0);
         assert_eq!(find(&records, "20261201").unwrap(), 0);
+        // The short tag `runs` prints at each id's end, or its start.
+        assert_eq!(find(&records, "7f3c").unwrap(), 0);
+        assert_eq!(find(&records, "44f").unwrap(), 1);
+        assert!(find(&records, "44").unwrap_err().to_string().contains("names 2 runs"));
         assert!(find(&records, "20261202")
             .unwrap_err()
             .to_string()
