@@ -956,3 +956,31 @@ fn run_stage_reports_in_the_result_a_job_it_cannot_run() {
         assert!(result["error"].as_str().unwrap().contains(&says), "{result}");
     }
 }
+
+#[test]
+fn a_manifest_anywhere_names_the_projects_files_through_secvec_home() {
+    let (project, elsewhere) = (tempfile::tempdir().unwrap(), Workspace::new());
+    std::fs::create_dir_all(project.path().join(".models/tiny")).unwrap();
+    std::fs::write(project.path().join(".models/tiny/notes.txt"), "a file of the project\n").unwrap();
+    elsewhere.write(
+        "m.yaml",
+        "name: m\nstages:\n  d:\n    kind: scenarios\n    inputs: {data: {path: '${SECVEC_HOME}/.models/tiny'}}\n",
+    );
+    let out = elsewhere
+        .cmd(&["plan", "m.yaml"])
+        .env("SECVEC_HOME", project.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = elsewhere
+        .cmd(&["plan", "m.yaml"])
+        .env("SECVEC_HOME", elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains(".models/tiny does not exist") && message.contains("`${SECVEC_HOME}` is $SECVEC_HOME"),
+        "{message}"
+    );
+}

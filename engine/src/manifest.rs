@@ -147,7 +147,8 @@ pub enum InputItem {
     /// either with `@key=value,...` for the variants with those matrix values.
     Stage(#[schemars(with = "String")] StageRef),
     /// A file or directory, relative to the manifest; `${SECVEC_DATA}` expands to the shared
-    /// datasets (`$SECVEC_DATA`, else `../shared/data`).
+    /// datasets (`$SECVEC_DATA`, else `../shared/data`) and `${SECVEC_HOME}` to the project
+    /// folder (`$SECVEC_HOME`, else the one above the secvec executable holding `.venv`).
     Path { path: String },
 }
 

@@ -122,14 +122,25 @@ impl Plan {
     }
 }
 
-/// Resolves `${SECVEC_DATA}` and makes a path relative to the manifest's directory.
+const DATA: &str = "${SECVEC_DATA}";
+const HOME: &str = "${SECVEC_HOME}";
+
+/// Resolves `${SECVEC_DATA}` (the shared datasets) and `${SECVEC_HOME}` (the project folder,
+/// [`secvec_stage::home`]) at a path's start, and makes any other path relative to the
+/// manifest's directory.
 pub fn resolve_input_path(raw: &str, manifest_dir: &Path) -> PathBuf {
-    const DATA: &str = "${SECVEC_DATA}";
     if let Some(rest) = raw.strip_prefix(DATA) {
         let root = std::env::var_os("SECVEC_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("../shared/data"));
         return root.join(rest.trim_start_matches('/'));
+    }
+    if let Some(rest) = raw.strip_prefix(HOME) {
+        // Without a project folder the path stays as written, and checking it names why.
+        return match secvec_stage::home::home() {
+            Some(root) => root.join(rest.trim_start_matches('/')),
+            None => PathBuf::from(raw),
+        };
     }
     manifest_dir.join(raw)
 }
@@ -503,8 +514,11 @@ fn own_combinations(spec: &StageSpec) -> Vec<Partial> {
 
 fn hash_source(path: &Path, raw: &str, at: Option<Location>, stat: &mut StatCache) -> Result<Digest, ManifestError> {
     if !path.exists() {
-        let hint = if raw.starts_with("${SECVEC_DATA}") {
+        let hint = if raw.starts_with(DATA) {
             "; set $SECVEC_DATA to the datasets folder or put them at ../shared/data"
+        } else if raw.starts_with(HOME) {
+            "; `${SECVEC_HOME}` is $SECVEC_HOME, else the folder above the secvec executable that holds \
+             .venv (the project where scripts/setup.sh ran)"
         } else {
             "; paths are relative to the manifest's folder"
         };

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub const HOME_ENV: &str = "SECVEC_HOME";
+pub use secvec_stage::home::{home, HOME_ENV};
 pub const PROBE_CACHE_ENV: &str = "SECVEC_PROBE_CACHE";
 
 #[derive(Debug, thiserror::Error)]
@@ -30,22 +30,6 @@ pub enum ToolError {
     NotFound { name: String, searched: String },
     #[error("probing {path}: {what}")]
     Probe { path: PathBuf, what: String },
-}
-
-/// The project folder whose environments hold the tools, if any.
-pub fn home() -> Option<PathBuf> {
-    static HOME: OnceLock<Option<PathBuf>> = OnceLock::new();
-    HOME.get_or_init(|| {
-        if let Some(h) = std::env::var_os(HOME_ENV) {
-            return Some(PathBuf::from(h));
-        }
-        let exe = std::env::current_exe().ok()?;
-        exe.ancestors()
-            .skip(1)
-            .find(|d| d.join(".venv/bin/python").is_file())
-            .map(Path::to_path_buf)
-    })
-    .clone()
 }
 
 /// The folders searched for a bare tool name, in order.

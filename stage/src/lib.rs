@@ -5,6 +5,7 @@
 mod check;
 mod context;
 mod device;
+pub mod home;
 mod kind;
 mod resources;
 mod slot;
