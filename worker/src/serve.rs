@@ -49,6 +49,9 @@ const DEFAULT_MAX_TOKENS: usize = 512;
 /// 8192-token context in f32, or 75k tokens of a 7B Qwen2.5 in bf16.
 const DEFAULT_KV_BUDGET: u64 = 4 << 30;
 
+/// The most samples one request may ask for (prompts × `n`).
+const MAX_SAMPLES: usize = 1024;
+
 /// The default of `--batch-size`.
 const DEFAULT_BATCH_SIZE: usize = 64;
 
@@ -64,9 +67,9 @@ struct Work {
     endpoint: Endpoint,
     /// Names the response (`chatcmpl-…`, `cmpl-…`).
     id: String,
-    /// Each prompt and how to sample it (alike but for the room each leaves in the context).
+    /// Each prompt (at least one) and how to sample it (alike but for the room each leaves in
+    /// the context).
     prompts: Vec<(Vec<i64>, Sampling)>,
-    n: usize,
 }
 
 /// A request being answered: its choices, filled as its samples finish.
@@ -231,7 +234,6 @@ impl Server {
         Ok(Work {
             endpoint: Endpoint::Chat,
             id: format!("chatcmpl-{}", response_id(body)),
-            n: sampling.n,
             prompts: vec![(ids, sampling)],
         })
     }
@@ -247,6 +249,17 @@ impl Server {
             Prompt::One(p) => vec![p.clone()],
             Prompt::Many(v) => v.clone(),
         };
+        // Every sample queues at once: a body's worth of tiny prompts must not become millions.
+        let samples = texts.len().saturating_mul(r.sampling.n.unwrap_or(1));
+        if texts.is_empty() || samples > MAX_SAMPLES {
+            return Err(refuse(
+                400,
+                format!(
+                    "the request asks for {samples} samples ({} prompts × `n`); ask for 1 to {MAX_SAMPLES}",
+                    texts.len()
+                ),
+            ));
+        }
         let mut prompts = Vec::with_capacity(texts.len());
         for text in &texts {
             let ids = self.tokenizer.encode(text).map_err(|e| refuse(500, e.to_string()))?;
@@ -256,7 +269,6 @@ impl Server {
         Ok(Work {
             endpoint: Endpoint::Completions,
             id: format!("cmpl-{}", response_id(body)),
-            n: r.sampling.n.unwrap_or(1),
             prompts,
         })
     }
@@ -328,7 +340,7 @@ impl Server {
                 metrics.requests += 1;
                 let r = requests;
                 requests += 1;
-                let (n, count) = (work.n, work.prompts.len());
+                let (n, count) = (work.prompts[0].1.n, work.prompts.len());
                 let prompt_tokens = work.prompts.iter().map(|(ids, _)| ids.len()).sum();
                 for (k, (ids, sampling)) in work.prompts.into_iter().enumerate() {
                     // The prompt's identity in the sampling seeds: the same request draws the
@@ -364,8 +376,8 @@ impl Server {
                 if p.left == 0 {
                     let p = pending.remove(&r).expect("looked up above");
                     of_job.retain(|_, (request, _)| *request != r);
-                    let reply = p.reply.clone();
-                    let _ = reply.send(Response::json(self.respond(p)));
+                    let (reply, body) = self.respond(p);
+                    let _ = reply.send(Response::json(body));
                 }
                 ControlFlow::Continue(())
             });
@@ -388,8 +400,8 @@ impl Server {
         }
     }
 
-    /// The answer to a request whose samples have all finished.
-    fn respond(&self, p: Pending) -> String {
+    /// Where the answer to a request whose samples have all finished goes, and the answer.
+    fn respond(&self, p: Pending) -> (Sender<Response>, String) {
         let completions: Vec<Completion> = p
             .choices
             .into_iter()
@@ -401,7 +413,7 @@ impl Server {
             completion_tokens,
             total_tokens: p.prompt_tokens + completion_tokens,
         };
-        match p.endpoint {
+        let body = match p.endpoint {
             Endpoint::Chat => serde_json::to_string(&ChatResponse {
                 id: p.id,
                 object: "chat.completion".into(),
@@ -438,7 +450,8 @@ impl Server {
                 usage: Some(usage),
             }),
         }
-        .expect("responses serialise")
+        .expect("responses serialise");
+        (p.reply, body)
     }
 }
 
@@ -754,6 +767,13 @@ mod tests {
                 "{}",
                 answer.body
             );
+        }
+        // No prompts, or more samples than a request may queue, are refused as well.
+        let many = serde_json::json!({"model": "tiny", "prompt": vec!["x"; 9], "n": 128}).to_string();
+        for body in [r#"{"model": "tiny", "prompt": [], "max_tokens": 4}"#, many.as_str()] {
+            let answer = ask(&queue, "POST", "/v1/completions", body).recv_timeout(wait).unwrap();
+            assert_eq!(answer.status, 400, "{}", answer.body);
+            assert!(answer.body.contains("ask for 1 to 1024"), "{}", answer.body);
         }
         let answer = ask(&queue, "POST", "/v1/completions", SMALL)
             .recv_timeout(wait)
