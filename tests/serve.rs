@@ -128,14 +128,7 @@ fn the_openai_client_and_secvecs_client_get_what_the_model_stack_generates() {
         .render(&json!([{"role": "user", "content": "def read(path):"}]), true)
         .unwrap();
     let ids = tokenizer.encode_continuation(&prompt).unwrap();
-    let sampling = Sampling {
-        n: 1,
-        temperature: 0.0,
-        top_p: 1.0,
-        max_new_tokens: 12,
-        stop: vec![],
-        seed: 3,
-    };
+    let sampling = Sampling::greedy(12);
     let local = generate(
         &model,
         &tokenizer,

@@ -86,6 +86,20 @@ impl<'a> Request<'a> {
     }
 }
 
+impl Sampling {
+    /// One greedy sample of up to `max_new_tokens`, ended by nothing but EOS.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Sampling {
+            n: 1,
+            temperature: 0.0,
+            top_p: 1.0,
+            max_new_tokens,
+            stop: vec![],
+            seed: 0,
+        }
+    }
+}
+
 impl Batching {
     /// Up to `batch_size` rows, however much cache they hold.
     pub fn rows(batch_size: usize) -> Self {

@@ -70,14 +70,7 @@ fn equals_transformers(gguf: &Path, python: &Path, shape: (usize, i64, i64), tex
         let d = (&ours - theirs).abs().max().double_value(&[]);
         assert!(d < 1e-4, "{text:?}: max |Δlogit| = {d}");
 
-        let greedy = Sampling {
-            n: 1,
-            temperature: 0.0,
-            top_p: 1.0,
-            max_new_tokens: NEW_TOKENS,
-            stop: vec![],
-            seed: 0,
-        };
+        let greedy = Sampling::greedy(NEW_TOKENS);
         let ours = generate(
             &model,
             &tokenizer,

@@ -23,14 +23,7 @@ pub fn run(p: &LatencyParams, ctx: &StageContext) -> anyhow::Result<()> {
     )?;
     let ids = tokenizer.encode(&p.prompt)?;
     // Greedy, no stop: every run generates exactly `new_tokens`.
-    let sampling = Sampling {
-        n: 1,
-        temperature: 0.0,
-        top_p: 1.0,
-        max_new_tokens: p.new_tokens,
-        stop: vec![],
-        seed: 0,
-    };
+    let sampling = Sampling::greedy(p.new_tokens);
     let mut times = Vec::new();
     for run in 0..p.warmup + p.runs {
         ctx.check_cancelled()?;
